@@ -1,0 +1,36 @@
+# Two commands: `make demo` and `make test`. Both build .venv in the repo root.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch first with an exact pin: a CPU build of 2.13.0 is on disk on these machines,
+# an unpinned torch would pull a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: venv test test-fast demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+# One torch thread: two cores shared with other load slow torch 4-40x otherwise.
+test: venv
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	$(BIN)/python -m pytest -m "not gpu" -q
+
+test-fast: venv
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not gpu and not slow" -q
+
+demo: venv
+	HF_HUB_OFFLINE=1 $(BIN)/rung demo
+
+bench: venv
+	$(BIN)/python benchmarks/bench_advise.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

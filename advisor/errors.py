@@ -1,0 +1,25 @@
+"""Domain errors: one line per problem on stderr, exit code 2, never a traceback (unless --debug)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+import click
+
+
+class RungError(click.ClickException):
+    """An error the user can act on. Printed as `Error: <message>` with exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str | Iterable[str]):
+        if not isinstance(message, str):
+            message = "\n".join(message)
+        super().__init__(message)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean "x"?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""

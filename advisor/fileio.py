@@ -1,0 +1,65 @@
+"""Small, shared file helpers: YAML with line/column errors, and atomic writes (temp file + rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from advisor.errors import RungError
+
+
+def read_yaml(path: str | os.PathLike, *, what: str = "file") -> Any:
+    """Parse a YAML file; a missing file or malformed YAML becomes a RungError naming file, line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RungError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise RungError(f"{path}: is a folder, expected a {what}") from None
+    except (PermissionError, UnicodeDecodeError) as error:
+        raise RungError(f"{path}: cannot read {what}: {error}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise RungError(f"{where}: malformed YAML: {error.problem}") from None
+    except yaml.YAMLError as error:
+        raise RungError(f"{path}: malformed YAML: {error}") from None
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_yaml(path: str | os.PathLike, data: Any) -> None:
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

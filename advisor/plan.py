@@ -1,0 +1,133 @@
+"""The plan schema: what `rung plan` writes and `rung run` executes. One source of truth for both.
+
+plan.yaml (version 1):
+
+    version: 1
+    name: sql-assistant
+    goal: schema                  # from the answers
+    route: fine_tuning            # prompting | rag | fine_tuning | continued_pretraining | bigger_model
+    method: sft                   # sft | dpo | sft_then_dpo; null outside fine_tuning
+    adapter: lora                 # lora | qlora | full; null where it does not apply
+    base_model: builtin:tiny      # hub id, local path, or builtin:tiny
+    data:                         # paths relative to this file's folder; keys by role (DATA_ROLES)
+      train: data/train.jsonl
+    steps:                        # run in order
+      - id: sft
+        engine: sft               # one of ENGINES
+        description: LoRA SFT on the labelled examples
+        from_step: null           # start from another step's output model (e.g. dpo after sft)
+        settings: {...}           # engine settings; sft/dpo/cpt use trainers.settings field names
+    estimate: {...}               # the estimator's figures for this route
+    rules: [{id, because}]
+    warnings: [...]
+    answers: {...}                # the answers the plan came from
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import did_you_mean
+from advisor.fileio import read_yaml
+
+PLAN_VERSION = 1
+ROUTES = ("prompting", "rag", "fine_tuning", "continued_pretraining", "bigger_model")
+METHODS = ("sft", "dpo", "sft_then_dpo")
+ADAPTERS = ("lora", "qlora", "full")
+# Engines a step may name. `manual` is a to-do for a person (say, collect 100 labelled examples):
+# `rung run` lists it in the report and moves on.
+ENGINES = ("prompting", "rag_index", "rag_eval", "sft", "dpo", "cpt", "bigger_model", "manual")
+# Data roles -> what they hold.
+DATA_ROLES = {
+    "train": "SFT examples (chat messages or prompt/completion), JSONL or JSON",
+    "eval": "held-out examples in the same shape as train",
+    "preferences": "preference pairs (prompt/chosen/rejected), JSONL or JSON",
+    "corpus": "unlabelled domain text: a folder or files of .txt/.md, or .jsonl with a text field",
+    "documents": "documents to index for retrieval: a folder or files",
+    "queries": "retrieval eval queries: JSONL of {query, relevant} or BEIR qrels TSV",
+    "examples": "input/output examples for few-shot prompting, JSONL",
+    "schema": "a JSON Schema the outputs must satisfy",
+}
+TOP_KEYS = ("version", "name", "goal", "route", "method", "adapter", "base_model", "data", "steps",
+            "estimate", "rules", "warnings", "flip_when", "answers")
+REQUIRED_TOP_KEYS = ("version", "name", "route", "steps")
+STEP_KEYS = ("id", "engine", "description", "from_step", "settings")
+
+
+def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
+    """Structural problems in a plan, all of them, each naming the key. Engine settings are checked by engines."""
+    if not isinstance(plan, dict):
+        return [f"{where}: expected a mapping at the top level, got {type(plan).__name__}"]
+    problems: list[str] = []
+    for key in plan:
+        if key not in TOP_KEYS:
+            problems.append(f'{where}: unknown key "{key}"{did_you_mean(str(key), TOP_KEYS)}')
+    for key in REQUIRED_TOP_KEYS:
+        if key not in plan:
+            problems.append(f'{where}: missing key "{key}"')
+    if "version" in plan and plan["version"] != PLAN_VERSION:
+        problems.append(f"{where}: version {plan['version']!r} is not supported (this rung reads version {PLAN_VERSION})")
+    if "route" in plan and plan["route"] not in ROUTES:
+        problems.append(f'{where}: route "{plan["route"]}" is not one of {", ".join(ROUTES)}'
+                        f'{did_you_mean(str(plan["route"]), ROUTES)}')
+    if plan.get("method") is not None and plan["method"] not in METHODS:
+        problems.append(f'{where}: method "{plan["method"]}" is not one of {", ".join(METHODS)}')
+    if plan.get("adapter") is not None and plan["adapter"] not in ADAPTERS:
+        problems.append(f'{where}: adapter "{plan["adapter"]}" is not one of {", ".join(ADAPTERS)}')
+    data = plan.get("data") or {}
+    if not isinstance(data, dict):
+        problems.append(f"{where}: data: expected a mapping of role -> path")
+    else:
+        for role, value in data.items():
+            if role not in DATA_ROLES:
+                problems.append(f'{where}: data: unknown role "{role}"{did_you_mean(str(role), DATA_ROLES)}')
+            elif not isinstance(value, (str, list)):
+                problems.append(f"{where}: data.{role}: expected a path or a list of paths")
+    steps = plan.get("steps")
+    if "steps" in plan and (not isinstance(steps, list) or not steps):
+        problems.append(f"{where}: steps: expected a non-empty list")
+        steps = []
+    seen: set[str] = set()
+    for index, step in enumerate(steps or []):
+        at = f"{where}: steps[{index}]"
+        if not isinstance(step, dict):
+            problems.append(f"{at}: expected a mapping")
+            continue
+        for key in step:
+            if key not in STEP_KEYS:
+                problems.append(f'{at}: unknown key "{key}"{did_you_mean(str(key), STEP_KEYS)}')
+        step_id = step.get("id")
+        if not isinstance(step_id, str) or not step_id:
+            problems.append(f'{at}: missing "id"')
+        elif step_id in seen:
+            problems.append(f'{at}: duplicate id "{step_id}"')
+        else:
+            seen.add(step_id)
+        engine = step.get("engine")
+        if engine not in ENGINES:
+            problems.append(f'{at}: unknown engine "{engine}"{did_you_mean(str(engine), ENGINES)}'
+                            f' (engines: {", ".join(ENGINES)})')
+        source = step.get("from_step")
+        if source is not None and source not in seen:
+            problems.append(f'{at}: from_step "{source}" does not name an earlier step')
+        if step.get("settings") is not None and not isinstance(step["settings"], dict):
+            problems.append(f"{at}: settings: expected a mapping")
+    return problems
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    """Read plan.yaml; returns the dict. Raises RungError listing every structural problem."""
+    from advisor.errors import RungError
+
+    plan = read_yaml(path, what="plan")
+    problems = validate_plan(plan, where=str(path))
+    if problems:
+        raise RungError(problems)
+    return plan
+
+
+def resolve_data_path(plan_dir: Path, value: str) -> Path:
+    """Data paths are relative to the plan file's folder unless absolute."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (plan_dir / path)

@@ -1,0 +1,1 @@
+"""rung engines."""

@@ -1,0 +1,241 @@
+"""Model loading shared by every engine, and `builtin:tiny`, the offline toy base model.
+
+A model spec is one of:
+- `builtin:tiny`: a ~1.4M-parameter Llama built locally from a config, with a byte-level BPE tokenizer trained
+  locally on the Python standard library's help text (pydoc_data.topics, PSF licence) and a ChatML chat
+  template. Seeded and cached under $RUNG_CACHE (default ~/.cache/rung), so it is the same every time.
+  It is a toy for offline demos and tests: random weights, no knowledge.
+- a local folder (config.json + safetensors weights), or
+- a Hugging Face hub id, fetched by transformers as usual (the only case that touches the network).
+
+Security by default: safetensors only, `trust_remote_code` off unless the caller passes True.
+Heavy imports live inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import RungError
+
+BUILTIN_PREFIX = "builtin:"
+
+# ChatML, the template rung gives a tokenizer that has none (documented in README). The {% generation %}
+# markers let TRL compute assistant-only loss; each assistant turn ends with <|im_end|>, the EOS token,
+# so a fine-tuned model learns to stop.
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
+    "{%- else %}"
+    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+# Everything that decides the built model's bytes: change any of it and the cache key changes.
+TINY_SPEC: dict[str, Any] = {
+    "version": 1,
+    "seed": 0,
+    "vocab_size": 4096,
+    "special_tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    "model": {
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": True,
+    },
+    "chat_template": CHATML_TEMPLATE,
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("RUNG_CACHE", Path.home() / ".cache" / "rung")).expanduser()
+
+
+def _spec_key(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def builtin_tiny_path() -> Path:
+    """The cached built-in tiny model's folder, built on first use (~10 s on 2 cores)."""
+    target = cache_root() / f"builtin-tiny-{_spec_key(TINY_SPEC)}"
+    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-tiny-"))
+    try:
+        _build_tiny(staging)
+        try:
+            os.replace(staging, target)  # atomic: another process may have won the race; both are identical
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _tokenizer_corpus() -> list[str]:
+    """Plain English text that ships with Python itself: the standard library's help topics."""
+    import pydoc_data.topics
+
+    topics = pydoc_data.topics.topics
+    return [topics[name] for name in sorted(topics)]
+
+
+def _build_tiny(folder: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    spec = TINY_SPEC
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec["vocab_size"],
+        special_tokens=spec["special_tokens"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",     # end of an assistant turn: generation stops here
+        pad_token="<|endoftext|>",  # also the document separator for continued pretraining
+        additional_special_tokens=["<|im_start|>"],
+        model_max_length=spec["model"]["max_position_embeddings"],
+    )
+    tokenizer.chat_template = spec["chat_template"]
+
+    torch.manual_seed(spec["seed"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **spec["model"],
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.pad_token_id]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)  # safetensors
+    tokenizer.save_pretrained(folder)
+    (folder / "RUNG_BUILTIN.md").write_text(
+        "builtin:tiny — a toy Llama with random weights, built locally by rung for offline demos and tests.\n"
+        f"spec: {json.dumps({k: v for k, v in spec.items() if k != 'chat_template'})}\n"
+    )
+
+
+def is_builtin(spec: str) -> bool:
+    return str(spec).startswith(BUILTIN_PREFIX)
+
+
+def resolve_model(spec: str | os.PathLike) -> str:
+    """A spec → what from_pretrained takes: builtin → cached folder; local folder → its path; else a hub id.
+
+    A spec that looks like a path (./x, /x, ~/x) but does not exist is an error, not a hub lookup.
+    """
+    spec = str(spec)
+    if is_builtin(spec):
+        name = spec[len(BUILTIN_PREFIX):]
+        if name != "tiny":
+            raise RungError(f'unknown built-in model "{spec}" (available: builtin:tiny)')
+        return str(builtin_tiny_path())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise RungError(f"{spec}: not a model folder (no config.json or adapter_config.json)")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec:
+        raise RungError(f"model path {spec} does not exist")
+    return spec
+
+
+def _hub_error(spec: str, error: Exception) -> RungError:
+    offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
+    hint = (" HF_HUB_OFFLINE is set: download it first with `huggingface-cli download "
+            f"{spec}` on a machine with network, or pass a local folder." if offline
+            else " Check the id, your network, and `huggingface-cli login` for gated models.")
+    return RungError(f'cannot load model "{spec}": {type(error).__name__}: {str(error).splitlines()[0]}.{hint}')
+
+
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
+    """AutoTokenizer with a pad token and a chat template (ChatML when the model has none)."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise _hub_error(str(spec), error) from None
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHATML_TEMPLATE
+        for token in ("<|im_start|>", "<|im_end|>"):
+            if token not in tokenizer.get_vocab():
+                tokenizer.add_special_tokens({"additional_special_tokens": [token]})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model_and_tokenizer(
+    spec: str,
+    *,
+    trust_remote_code: bool = False,
+    dtype: Any = None,
+    quantization: str | None = None,
+    device_map: Any = None,
+):
+    """Load a causal LM and its tokenizer from a hub id, a local folder or builtin:tiny. Safetensors only.
+
+    quantization: None or "4bit" (QLoRA: bitsandbytes NF4 with double quantization, bf16 compute), CUDA only.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if quantization == "4bit":
+        if not torch.cuda.is_available():
+            raise RungError("QLoRA (4-bit) needs a CUDA GPU and bitsandbytes; on CPU use --adapter lora")
+        try:
+            from transformers import BitsAndBytesConfig
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise RungError("QLoRA needs bitsandbytes: pip install bitsandbytes") from None
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs.setdefault("device_map", {"": torch.cuda.current_device()})
+    elif quantization is not None:
+        raise RungError(f'unknown quantization "{quantization}" (use 4bit)')
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    tokenizer = load_tokenizer(spec, trust_remote_code=trust_remote_code)
+    resolved = resolve_model(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _hub_error(str(spec), error) from None
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))  # ChatML tokens added to a tokenizer that had none
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
