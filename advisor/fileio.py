@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,8 @@ def read_yaml(path: str | os.PathLike, *, what: str = "file") -> Any:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temp file in the same folder, fsync, then rename: readers never see half a file."""
+    import tempfile  # imported here: `rung advise` never writes, and start-up time matters there
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -62,4 +62,6 @@ def atomic_write_yaml(path: str | os.PathLike, data: Any) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    import json
+
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

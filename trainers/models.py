@@ -1,10 +1,11 @@
 """Model loading shared by every engine, and `builtin:tiny`, the offline toy base model.
 
 A model spec is one of:
-- `builtin:tiny`: a ~1.4M-parameter Llama built locally from a config, with a byte-level BPE tokenizer trained
+- `builtin:tiny`: a ~1.3M-parameter Llama built locally from a config, with a byte-level BPE tokenizer trained
   locally on the Python standard library's help text (pydoc_data.topics, PSF licence) and a ChatML chat
   template. Seeded and cached under $RUNG_CACHE (default ~/.cache/rung), so it is the same every time.
   It is a toy for offline demos and tests: random weights, no knowledge.
+- `builtin:tiny-base`: builtin:tiny after a short, cached pretraining (trainers.cpt), for the demo.
 - a local folder (config.json + safetensors weights), or
 - a Hugging Face hub id, fetched by transformers as usual (the only case that touches the network).
 
@@ -25,6 +26,11 @@ from typing import Any
 from advisor.errors import RungError
 
 BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = {
+    "builtin:tiny": "random-weight toy Llama (~1.3M parameters), for tests and offline plumbing",
+    "builtin:tiny-base": "builtin:tiny after a short pretraining on Python's help text: writes English-ish text, "
+                         "knows no task (the demo's stage 1)",
+}
 
 # ChatML, the template rung gives a tokenizer that has none (documented in README). The {% generation %}
 # markers let TRL compute assistant-only loss; each assistant turn ends with <|im_end|>, the EOS token,
@@ -153,9 +159,13 @@ def resolve_model(spec: str | os.PathLike) -> str:
     spec = str(spec)
     if is_builtin(spec):
         name = spec[len(BUILTIN_PREFIX):]
-        if name != "tiny":
-            raise RungError(f'unknown built-in model "{spec}" (available: builtin:tiny)')
-        return str(builtin_tiny_path())
+        if name == "tiny":
+            return str(builtin_tiny_path())
+        if name == "tiny-base":
+            from trainers.cpt import pretrained_tiny_path  # stage 1: a short pretraining, cached
+
+            return str(pretrained_tiny_path())
+        raise RungError(f'unknown built-in model "{spec}" (available: {", ".join(BUILTIN_MODELS)})')
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():

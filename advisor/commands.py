@@ -1,0 +1,265 @@
+"""The advisor's commands: ask, advise, plan, estimate, rules. Pure Python; start-up stays near `import click, yaml`.
+
+Modules are imported inside each command so `rung advise` loads only what it uses (no dataclasses-heavy
+settings, no json unless --json).
+"""
+
+from __future__ import annotations
+
+import click
+
+from advisor.errors import RungError
+
+METHOD_CHOICES = ("full", "lora", "qlora", "dpo", "cpt")
+
+
+def _wrap(text: str, indent: int, width: int = 100, first: str | None = None) -> str:
+    """Greedy word wrap (textwrap costs start-up time `rung advise` does not have)."""
+    lines, line = [], first if first is not None else " " * indent
+    empty = len(line)
+    for word in text.split():
+        if len(line) > empty and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = " " * indent + word
+        else:
+            line += ("" if len(line) == empty else " ") + word
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def _hours(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value < 1:
+        return f"{value * 60:.0f} min" if value * 60 >= 1 else f"{value * 3600:.0f} s"
+    if value < 1000:
+        return f"{value:,.1f} h"
+    return f"{value:,.0f} h"
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"${value:,.2f}" if value < 100 else f"${value:,.0f}"
+
+
+def recommendation_title(result: dict) -> str:
+    extra = [f"method {result['method']}" if result.get("method") else "",
+             f"adapter {result['adapter']}" if result.get("adapter") else ""]
+    extra = ", ".join(e for e in extra if e)
+    return result["route"] + (f" ({extra})" if extra else "")
+
+
+def estimate_lines(estimate: dict) -> list[str]:
+    """The estimate table as text lines (advise, ask, PLAN.md share it)."""
+    from advisor.estimator import human_count
+
+    if estimate.get("gpu") is None:
+        return [f"  {estimate.get('note', 'no training')}"]
+    rows = [
+        ("training tokens", human_count(estimate["training_tokens"])),
+        ("compute", f"{estimate['flops']:.2e} FLOPs"),
+        ("GPU-hours", f"{estimate['gpu_hours']:,.2f} at {estimate['mfu']:.0%} MFU"
+                      f" ({_hours(estimate['wall_hours'])} on {estimate['gpus']} GPU{'s' if estimate['gpus'] > 1 else ''})"),
+        ("cost", f"{_money(estimate['cost_usd'])} at ${estimate['usd_per_gpu_hour']:.2f}/GPU-hour"),
+        ("memory per GPU", f"{estimate['memory_gb']:.1f} GB of {estimate['gpu_memory_gb']:g} GB: "
+                           f"{'fits' if estimate['fits'] else 'does NOT fit'} (micro-batch {estimate['micro_batch']}"
+                           f"{', gradient checkpointing' if estimate['gradient_checkpointing'] else ''})"),
+    ]
+    lines = [f"  {name:<16} {value}" for name, value in rows]
+    breakdown = estimate.get("memory_breakdown") or {}
+    lines.append("  " + " " * 17 + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items() if v))
+    for suggestion in estimate.get("suggestions") or []:
+        lines.append(f"  {'would fit with':<16} {suggestion}")
+    return lines
+
+
+def render_advice(result: dict, answers_path: str | None = None) -> str:
+    """Human-readable recommendation: route, why, warnings, flip when, estimate."""
+    est = result["estimate"]
+    model = result.get("model") or {}
+    lines = [f"Recommendation: {recommendation_title(result)}", ""]
+    stepped = result.get("stepped_down_from")
+    if stepped:
+        lines += [f"  (stepped down from {stepped['route']}: estimated {_money(stepped['cost_usd'])} "
+                  f"> budget {_money(stepped['budget_usd'])})", ""]
+    lines.append("Why:")
+    for rule in result["rules"]:
+        lines.append(f"  - {rule['id']}:")
+        lines.append(_wrap(rule["because"], 6))
+    if result["warnings"]:
+        lines += ["", "Warnings:"]
+        lines += [_wrap(w, 4, first="  ! ") for w in result["warnings"]]
+    if result["flip_when"]:
+        lines += ["", "Flip when:"]
+        lines += [_wrap(f, 4, first="  - ") for f in result["flip_when"]]
+    if est.get("gpu") is None:
+        lines += ["", "Estimate:"] + estimate_lines(est)
+        if answers_path:
+            lines += ["", f"Next: rung plan --answers {answers_path} --out plan/"]
+        return "\n".join(lines)
+    size = f"{model.get('params_b', 0):g}B" if model.get("params_b", 0) >= 0.01 else f"{model.get('params_b', 0) * 1000:.1f}M"
+    source = {"config.json": "read from config.json", "name": "from the model's name", "given": "as given",
+              "default": "default size"}.get(model.get("source"), "")
+    if model.get("like") and "/" in model["like"]:
+        source = f"{model['like']} in rung's model catalog"
+    head = f"Estimate ({size} parameters, {source}"
+    head += f"; shape like {model['like']}" if model.get("like") and "/" not in model["like"] else ""
+    head += f"; priced as {est.get('priced_as')})" if est.get("priced_as") else ")"
+    lines += ["", head + ":"] + estimate_lines(est)
+    if answers_path:
+        lines += ["", f"Next: rung plan --answers {answers_path} --out plan/"]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--out", "out", default="answers.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to save the answers file.")
+def ask(out: str) -> None:
+    """Answer a few questions, one at a time, and get a recommendation; saves the answers file."""
+    from advisor.questionnaire import run_questionnaire
+
+    run_questionnaire(out)
+
+
+@click.command()
+@click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False),
+              help="The answers file (from `rung ask`, or written by hand).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def advise(answers_path: str, as_json: bool) -> None:
+    """Recommend a rung of the ladder for an answers file, with the reasons and an estimate."""
+    from advisor.answers import load_answers
+    from advisor.rules import advise as run_rules
+
+    result = run_rules(load_answers(answers_path))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(render_advice(result, answers_path))
+
+
+@click.command()
+@click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False),
+              help="The answers file (from `rung ask`, or written by hand).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write plan.yaml and PLAN.md into (created if missing).")
+@click.option("--base-model", default=None, metavar="ID_OR_PATH",
+              help="Hub id, local folder or builtin:tiny; overrides the answers' base_model.")
+@click.option("--data", "data", multiple=True, metavar="[ROLE=]PATH",
+              help="A data file or folder, optionally with its role (train, eval, preferences, corpus, documents, "
+                   "queries, examples, schema). A bare PATH gets the route's main role. Repeatable.")
+def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[str, ...]) -> None:
+    """Write the project plan: DIR/plan.yaml (what `rung run` executes) and DIR/PLAN.md (what people read)."""
+    from advisor.answers import load_answers
+    from advisor.planner import write_plan
+
+    answers = load_answers(answers_path)
+    plan_path, md_path, plan_data = write_plan(answers, out_dir, base_model=base_model, data=list(data))
+    click.echo(f"Recommendation: {recommendation_title(plan_data)}")
+    for warning in plan_data.get("warnings") or []:
+        click.echo(_wrap("! " + warning, 2))
+    click.echo(f"Wrote {plan_path}")
+    click.echo(f"Wrote {md_path}")
+    click.echo(f"Next: read {md_path}, then: rung run {plan_path}")
+
+
+def _count(ctx: click.Context, param: click.Parameter, value):
+    if value is None:
+        return None
+    from advisor.estimator import parse_count
+
+    try:
+        number = parse_count(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    if number < 0:
+        raise click.BadParameter("must be >= 0")
+    return number
+
+
+@click.command()
+@click.option("--params-b", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Model size in billions of parameters (activated parameters for a mixture of experts).")
+@click.option("--base-model", default=None, metavar="ID_OR_PATH",
+              help="Read the shape from a local folder's config.json or a name like Qwen2.5-0.5B (instead of --params-b).")
+@click.option("--tokens", required=True, callback=_count, metavar="N",
+              help="Training tokens (suffixes K, M, B, T: 14.8T). For DPO, chosen + rejected tokens together.")
+@click.option("--gpu", required=True, metavar="NAME", help="GPU name from the table, e.g. h100, a100-80gb, l4, h800.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Number of GPUs.")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default="lora", show_default=True,
+              help="full / lora / qlora SFT, dpo, or cpt (continued pretraining).")
+@click.option("--adapter", type=click.Choice(("lora", "qlora", "full")), default=None,
+              help="Adapter for dpo (default lora) and cpt (default full).")
+@click.option("--seq-len", type=click.IntRange(min=1), default=2048, show_default=True, help="Sequence length.")
+@click.option("--micro-batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sequences (pairs for DPO) per GPU per step.")
+@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in the backward pass.")
+@click.option("--mfu", type=click.FloatRange(min=0, max=1, min_open=True), default=0.40, show_default=True,
+              help="Model FLOPs utilization assumed.")
+@click.option("--usd-per-gpu-hour", type=click.FloatRange(min=0), default=None,
+              help="Override the table's price per GPU-hour.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, micro_batch,
+             gradient_checkpointing, mfu, usd_per_gpu_hour, as_json) -> None:
+    """Estimate compute, GPU-hours, cost and per-GPU memory of a training run."""
+    from advisor import estimator
+    from advisor.estimator import human_count
+
+    if params_b is None and base_model is None:
+        raise RungError("give --params-b N (billions) or --base-model ID_OR_PATH")
+    result = estimator.estimate(params_b=params_b, base_model=base_model, tokens=tokens, gpu=gpu, gpus=gpus,
+                                method=method, adapter=adapter, seq_len=seq_len, micro_batch=micro_batch,
+                                gradient_checkpointing=gradient_checkpointing, mfu=mfu,
+                                usd_per_gpu_hour=usd_per_gpu_hour)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result, indent=2))
+        return
+    shape = result["shape"]
+    rows = [
+        ("model", f"{result['params_b']:g}B parameters, {shape['layers']} layers, hidden {shape['hidden']}, "
+                  f"vocab {shape['vocab']:,} ({shape['source']}{', like ' + shape['like'] if shape.get('like') else ''})"),
+        ("method", f"{result['method']} (adapter {result['adapter']})"),
+        ("tokens", human_count(result["tokens"])),
+        ("FLOPs/token", f"{result['flops_per_token']:.3g}"),
+        ("compute", f"{result['flops']:.3e} FLOPs"),
+        ("GPU-hours", f"{result['gpu_hours']:,.1f} on {result['gpu']} at {result['mfu']:.0%} MFU"),
+        ("wall-clock", f"{_hours(result['wall_hours'])} on {gpus} GPU{'s' if gpus > 1 else ''}"),
+        ("cost", f"{_money(result['cost_usd'])} at ${result['usd_per_gpu_hour']:.2f}/GPU-hour"),
+        ("memory/GPU", f"{result['memory_gb']:.1f} GB of {result['gpu_memory_gb']:g} GB: "
+                       f"{'fits' if result['fits'] else 'does NOT fit'} (seq {seq_len}, micro-batch {micro_batch}"
+                       f"{', checkpointing' if gradient_checkpointing else ''})"),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:<12} {value}")
+    click.echo(f"{'':<12} " + ", ".join(f"{k} {v:.1f}" for k, v in result["memory_breakdown"].items() if v))
+    if result.get("reference_model"):
+        click.echo(f"{'reference':<12} {result['reference_model']}")
+    for suggestion in result["suggestions"]:
+        click.echo(f"{'would fit':<12} {suggestion}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the rules as JSON.")
+def rules(as_json: bool) -> None:
+    """List every rule: id, condition, recommendation and reason, in the order they are tried."""
+    from advisor.rules import STAGES, describe_recommend, describe_when, load_rules
+
+    loaded = load_rules()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(loaded, indent=2))
+        return
+    click.echo("Stages run in order: route, adapter and budget take the first matching rule; note takes every match.")
+    click.echo("{braces} are filled in from your answers (rung advise shows the filled-in reasons).")
+    for stage in STAGES:
+        click.echo(f"\n== {stage} ==")
+        for rule in (r for r in loaded if r["stage"] == stage):
+            click.echo(f"{rule['id']}")
+            click.echo(f"  when:      {describe_when(rule['when'])}")
+            click.echo(f"  recommend: {describe_recommend(rule.get('recommend') or {})}")
+            click.echo(_wrap(rule["because"], 13, first="  because:   "))

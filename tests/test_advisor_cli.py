@@ -1,0 +1,92 @@
+"""The advisor's commands through the CLI: help, version, advise text/JSON, rules, and no heavy imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from advisor import __version__
+from advisor.rules import load_rules
+
+ADVISOR_COMMANDS = ("ask", "advise", "plan", "estimate", "rules")
+HEAVY = ("torch", "transformers", "faiss", "langchain", "langchain_core", "trl", "peft", "datasets",
+         "sentence_transformers")
+
+
+@pytest.mark.parametrize("command", ADVISOR_COMMANDS)
+def test_help_exits_0(rung, command):
+    result = rung(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and "--help" in result.output
+
+
+def test_version(rung):
+    result = rung("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_advise_text(rung, tmp_path):
+    path = tmp_path / "answers.yaml"
+    path.write_text("goal: schema\nprompting_result: inconsistent\nlabeled_examples: 2000\n"
+                    "gpu_memory_gb: 80\ngpu_count: 1\nbase_model_params_b: 7\n")
+    result = rung("advise", "--answers", path)
+    assert result.exit_code == 0
+    out = result.stdout
+    assert out.startswith("Recommendation: fine_tuning (method sft, adapter lora)")
+    for part in ("Why:", "inconsistent-sft:", "adapter-lora:", "Flip when:", "Estimate (7B parameters",
+                 "GPU-hours", "cost", "memory per GPU", "fits"):
+        assert part in out, part
+
+
+def test_advise_json(rung, tmp_path):
+    path = tmp_path / "answers.yaml"
+    path.write_text("goal: facts\nknowledge_changes: often\n")
+    result = rung("advise", "--answers", path, "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["route"] == "rag" and data["method"] is None and data["adapter"] is None
+    assert {r["id"] for r in data["rules"]} == {"facts-rag", "facts-changing"}
+    assert all(set(r) == {"id", "because"} for r in data["rules"])
+    assert isinstance(data["warnings"], list) and data["warnings"]
+    assert isinstance(data["flip_when"], list) and isinstance(data["estimate"], dict)
+
+
+def test_rules_lists_every_rule(rung):
+    result = rung("rules")
+    assert result.exit_code == 0
+    for rule in load_rules():
+        assert f"\n{rule['id']}\n" in result.stdout
+    assert result.stdout.count("  when:") == result.stdout.count("  because:") == len(load_rules())
+    assert "goal = domain_language and domain_corpus_tokens >= 50,000,000" in result.stdout
+    data = json.loads(rung("rules", "--json").stdout)
+    assert [r["id"] for r in data] == [r["id"] for r in load_rules()]
+
+
+def test_advisor_never_imports_heavy_libraries(tmp_path):
+    """`import advisor.cli` and the whole advise/plan/estimate path in a fresh interpreter load no torch & co."""
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("goal: schema\nprompting_result: inconsistent\nlabeled_examples: 500\n")
+    script = textwrap.dedent(f"""
+        import sys
+        import advisor.cli
+        after_import = set(sys.modules)
+        from advisor.cli import main
+        for args in (["advise", "--answers", {str(answers)!r}], ["advise", "--answers", {str(answers)!r}, "--json"],
+                     ["plan", "--answers", {str(answers)!r}, "--out", {str(tmp_path / "plan")!r}],
+                     ["estimate", "--params-b", "7", "--tokens", "1B", "--gpu", "h100"], ["rules"]):
+            try:
+                main(args)
+            except SystemExit as exit:
+                assert not exit.code, exit.code
+        import advisor.questionnaire, advisor.planner
+        heavy = {HEAVY!r}
+        print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+        print("AT_IMPORT", sorted(m for m in after_import if m.split(".")[0] in heavy))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED []" in proc.stdout and "AT_IMPORT []" in proc.stdout
