@@ -26,8 +26,12 @@ test: venv
 test-fast: venv
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not gpu and not slow" -q
 
+# The whole journey offline on the CPU: plan the SQL-assistant example, pretrain builtin:tiny briefly (stage 1,
+# cached), fine-tune it (stage 2), print the report path. ~5-8 minutes on 2 cores after the install.
+# One torch thread: on two shared cores it is as fast and never stalls (shared/ENVIRONMENT.md).
 demo: venv
-	HF_HUB_OFFLINE=1 $(BIN)/rung demo
+	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	$(BIN)/rung demo
 
 bench: venv
 	$(BIN)/python benchmarks/bench_advise.py

@@ -55,7 +55,7 @@ class CommonSettings:
 class SFTSettings(CommonSettings):
     max_length: int | None = 1024
     packing: bool = False
-    assistant_only_loss: bool = False  # needs {% generation %} markers in the chat template
+    assistant_only_loss: bool | None = None  # None: on for messages rows when the template has {% generation %} markers
     completion_only_loss: bool | None = None
     eos_token: str | None = None
 
@@ -79,11 +79,14 @@ class CPTSettings(CommonSettings):
     eos_token: str | None = None
     general_ppl_warn_ratio: float = 1.2  # rung: warn when general-text perplexity rises past 1.2x its start
     torch_compile: bool = False
+    gradient_checkpointing: bool | None = None  # None: on with a GPU, off on CPU
+    max_eval_samples: int = 64  # held-out blocks per eval slice (domain and general), as in run_clm.py
 
 
 RUNG_ONLY_FIELDS = frozenset(
     {"model_name_or_path", "trust_remote_code", "adapter", "lora_r", "lora_alpha", "lora_dropout",
-     "lora_target_modules", "lora_modules_to_save", "eval_fraction", "general_ppl_warn_ratio", "eos_token_id"}
+     "lora_target_modules", "lora_modules_to_save", "eval_fraction", "general_ppl_warn_ratio", "eos_token_id",
+     "max_eval_samples"}
 )
 
 ADAPTERS = ("lora", "qlora", "full")

@@ -1,0 +1,59 @@
+"""A run killed with SIGKILL after a checkpoint resumes at that step with --resume, not at step 0; without
+--resume, existing checkpoints stop the run instead of silently starting over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MAX_STEPS = 60
+
+
+def test_sigkill_then_resume_continues_at_the_checkpoint_step(tmp_path, rung, tiny_model_dir):
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join((EXAMPLES / "sql_assistant/data/train.jsonl").read_text().splitlines()[:40]) + "\n")
+    out = tmp_path / "out"
+    args = ["train", "sft", "--data", str(data), "--out", str(out), "--max-steps", str(MAX_STEPS),
+            "--save-steps", "5", "--logging-steps", "5", "--eval-fraction", "0", "--batch-size", "2"]
+    process = subprocess.Popen([sys.executable, "-c", "from advisor.cli import main; main()", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    first = out / "checkpoints" / "checkpoint-5" / "trainer_state.json"
+    deadline = time.monotonic() + 120
+    try:
+        while not first.exists():
+            assert process.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    steps = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*")
+                   if (p / "trainer_state.json").exists())
+    reached = steps[-1]
+    assert 5 <= reached < MAX_STEPS
+
+    refused = rung(*args)  # same command without --resume: refuses, names the step and the flag
+    assert refused.exit_code == 2
+    assert f"already has checkpoints (last: step {reached}); pass --resume" in refused.output
+
+    result = rung(*args, "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"at step {reached}" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == reached
+    assert metrics["global_step"] == MAX_STEPS
+    assert metrics["steps_this_run"] == MAX_STEPS - reached  # continued, did not restart at 0
+    logged = [h["step"] for h in metrics["log_history"] if "loss" in h]
+    assert logged[0] < reached  # the history from before the kill was restored with the checkpoint

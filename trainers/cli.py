@@ -1,0 +1,284 @@
+"""`rung data check`, `rung train sft|dpo|cpt`, `rung merge`, `rung chat`, `rung generate`.
+
+Only click, yaml and pure-Python rung modules are imported here (`rung --help` imports this module); torch,
+transformers, trl and peft load inside the command bodies.
+
+Settings precedence (TRL's TrlParser order): dataclass default < --config FILE (a settings mapping or a
+plan.yaml) < flags < --set key=value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from advisor.errors import RungError, did_you_mean
+from advisor.lazy import LazyGroup
+from trainers.settings import DPOSettings, SFTSettings, field_names, resolve
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@click.group()
+def data() -> None:
+    """Check fine-tuning data before training."""
+
+
+@data.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice(["sft", "dpo", "text"]), default=None,
+              help="What the file is for; guessed from the keys of the first row when omitted.")
+@click.option("--base-model", default="builtin:tiny", show_default=True,
+              help="Model whose tokenizer and chat template count the tokens (hub id, folder or builtin:tiny).")
+@click.option("--max-length", type=int, default=1024, show_default=True,
+              help="Token limit per example used in training (SFT/DPO max_length, CPT block size).")
+@click.option("--packing/--no-packing", default=False, show_default=True,
+              help="Whether SFT will pack examples (changes what happens to over-long examples).")
+@click.option("--eval", "eval_file", type=click.Path(path_type=Path), default=None,
+              help="A separate eval file: checked too, and used instead of a held-out split.")
+@click.option("--eval-fraction", type=float, default=0.1, show_default=True,
+              help="Share held out for eval when no --eval file is given.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow the tokenizer's own code to run (off by default).")
+def check(file: Path, kind: str | None, base_model: str, max_length: int, packing: bool, eval_file: Path | None,
+          eval_fraction: float, seed: int, trust_remote_code: bool) -> None:
+    """Check a data file: every problem with its line, token statistics, duplicates and the split."""
+    from trainers import data as data_mod
+
+    report = data_mod.check_file(file, kind)
+    shapes = ", ".join(f"{name} {count}" for name, count in report.shapes.items()) or "none usable"
+    click.echo(f"{file}: {len(report.rows)} usable rows, kind {report.kind} ({shapes})")
+    eval_report = data_mod.check_file(eval_file, report.kind) if eval_file else None
+    problems = report.problems + (eval_report.problems if eval_report else [])
+    click.echo(f"Problems: {f'{len(problems)} (listed at the end)' if problems else 'none'}")
+    if report.rows:
+        from trainers.models import load_tokenizer
+
+        tokenizer = load_tokenizer(base_model, trust_remote_code=trust_remote_code)
+        stats = data_mod.token_stats(report.examples, tokenizer, max_length)
+        how = "chat template" if tokenizer.chat_template and report.kind != "text" else "plain text + EOS"
+        click.echo(f"Tokens per example ({base_model} tokenizer, {how}): min {stats['min']}, mean {stats['mean']}, "
+                   f"p95 {stats['p95']}, max {stats['max']}; {stats['total_tokens']:,} in all")
+        over = stats["over_max_length"]
+        if over:
+            lines = ", ".join(str(report.rows[i].line) for i in over[:10]) + (" ..." if len(over) > 10 else "")
+            click.echo(f"Longer than max_length {max_length}: {len(over)} (lines {lines})")
+            click.echo("  " + data_mod.truncation_note(report.kind, len(over), len(stats["prompt_fills_max_length"]),
+                                                      max_length, packing))
+        else:
+            click.echo(f"Longer than max_length {max_length}: none")
+        if report.duplicates:
+            click.echo("Duplicates: " + report.warnings[0])
+        else:
+            click.echo("Duplicates: none")
+        if eval_report is not None:
+            train_keys = {data_mod._fingerprint(e) for e in report.examples}
+            leaked = [r.line for r in eval_report.rows if data_mod._fingerprint(r.example) in train_keys]
+            click.echo(f"Split: {len(report.rows)} train / {len(eval_report.rows)} eval rows from {eval_file}"
+                       + (f"; {len(leaked)} eval rows also appear in train (lines {leaked[:10]})" if leaked else ""))
+        elif report.kind != "text":
+            train, held = data_mod.split_examples(report.examples, eval_fraction, seed)
+            click.echo(f"Split: {len(train)} train / {len(held)} eval "
+                       + (f"({eval_fraction:.0%} held out with seed {seed}, as `rung train` will do)" if held
+                          else "(fewer than 10 rows: no eval split)"))
+    if problems:
+        data_mod.raise_problems(problems)
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+@click.group(cls=LazyGroup, lazy_commands={"cpt": "trainers.cli_cpt:cpt"})
+def train() -> None:
+    """Fine-tune a model: SFT, DPO, or continued pretraining (cpt)."""
+
+
+def _parse_set(cls: type, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """--set key=value (repeatable) -> {key: typed value}. Unknown keys fail later, with did-you-mean."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise RungError(f'--set "{pair}": expected key=value')
+        key, raw = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        hint = str(hints.get(key, ""))
+        if isinstance(value, str) and "float" in hint:
+            try:
+                value = float(value)  # YAML 1.1 reads 2e-4 as a string
+            except ValueError:
+                raise RungError(f'--set {key}={raw}: expected a number') from None
+        values[key] = value
+    return values
+
+
+def _config_layer(cls: type, path: Path | None, engine: str) -> dict[str, Any]:
+    """--config FILE: a mapping of settings, or a plan.yaml (its first `engine` step's settings + base model)."""
+    if path is None:
+        return {}
+    from advisor.fileio import read_yaml
+
+    content = read_yaml(path, what="config")
+    if not isinstance(content, dict):
+        raise RungError(f"{path}: expected a mapping of settings")
+    if "steps" in content:
+        step = next((s for s in content["steps"] if isinstance(s, dict) and s.get("engine") == engine), None)
+        if step is None:
+            raise RungError(f"{path}: the plan has no {engine} step")
+        layer = dict(step.get("settings") or {})
+        if content.get("base_model") and not step.get("from_step"):
+            layer.setdefault("model_name_or_path", content["base_model"])
+        if content.get("adapter"):
+            layer.setdefault("adapter", content["adapter"])
+        return layer
+    return dict(content.get("settings", content))
+
+
+COMMON_FLAGS = [
+    # (option, settings field, click kwargs)
+    ("--base-model", "model_name_or_path", dict(help="Base model: hub id, local folder, builtin:tiny (or, for dpo, "
+                                                     "an SFT output folder).")),
+    ("--adapter", "adapter", dict(type=click.Choice(["lora", "qlora", "full"]),
+                                  help="lora (default), qlora (4-bit base, CUDA only) or full weights.")),
+    ("--epochs", "num_train_epochs", dict(type=float, help="Passes over the training data (num_train_epochs).")),
+    ("--max-steps", "max_steps", dict(type=int, help="Stop after this many optimizer steps (overrides --epochs).")),
+    ("--learning-rate", "learning_rate", dict(type=float, help="Peak learning rate.")),
+    ("--batch-size", "per_device_train_batch_size", dict(type=int, help="Examples per device per step "
+                                                                         "(per_device_train_batch_size).")),
+    ("--gradient-accumulation-steps", "gradient_accumulation_steps",
+     dict(type=int, help="Micro-batches summed per optimizer step.")),
+    ("--max-length", "max_length", dict(type=int, help="Token limit per example; longer ones are cut (reported).")),
+    ("--lora-r", "lora_r", dict(type=int, help="LoRA rank.")),
+    ("--lora-alpha", "lora_alpha", dict(type=int, help="LoRA alpha (scale = alpha / r).")),
+    ("--eval-fraction", "eval_fraction", dict(type=float, help="Held-out share when no --eval file is given.")),
+    ("--eval-steps", "eval_steps", dict(type=int, help="Evaluate every N steps.")),
+    ("--save-steps", "save_steps", dict(type=int, help="Write a checkpoint every N steps (for --resume).")),
+    ("--logging-steps", "logging_steps", dict(type=int, help="Log the loss every N steps.")),
+    ("--seed", "seed", dict(type=int, help="Random seed (data order, LoRA init, eval split).")),
+]
+
+
+def _training_options(extra: list[tuple[str, str, dict]]):
+    def decorate(function):
+        function = click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
+                                help="Any settings field (TRL names), e.g. --set lr_scheduler_type=linear; "
+                                     "repeatable; wins over every other source.")(function)
+        function = click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+                                help="YAML of settings, or a plan.yaml (its step's settings); flags win.")(function)
+        function = click.option("--resume", is_flag=True,
+                                help="Continue from the last checkpoint in --out at the step it reached.")(function)
+        function = click.option("--trust-remote-code", is_flag=True, default=None,
+                                help="Allow the model's own code to run (off by default).")(function)
+        function = click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+                                help="Recompute activations to save memory (~30% slower).")(function)
+        for option, name, kwargs in reversed(COMMON_FLAGS + extra):
+            function = click.option(option, name, default=None, **kwargs)(function)
+        function = click.option("--eval", "eval_file", type=click.Path(path_type=Path), default=None,
+                                help="Eval file (same shape as --data); default: hold out --eval-fraction.")(function)
+        function = click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+                                help="Output folder: adapter or weights, tokenizer, metrics, plots, checkpoints.")(function)
+        function = click.option("--data", "data_file", type=click.Path(path_type=Path), required=True,
+                                help="Training data, JSONL or JSON (see `rung data check`).")(function)
+        return function
+    return decorate
+
+
+def _settings(cls: type, engine: str, config_file: Path | None, set_pairs: tuple[str, ...],
+              flags: dict[str, Any]):
+    flag_layer = {k: v for k, v in flags.items() if v is not None and k in field_names(cls)}
+    return resolve(cls, _config_layer(cls, config_file, engine), flag_layer, _parse_set(cls, set_pairs),
+                   where="settings")
+
+
+@train.command("sft")
+@_training_options([
+    ("--packing/--no-packing", "packing", dict(help="Pack several examples per sequence (fewer pad tokens).")),
+    ("--assistant-only-loss/--all-tokens-loss", "assistant_only_loss",
+     dict(help="Loss on assistant tokens only (default: on when the chat template allows it).")),
+])
+def sft(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, config_file: Path | None,
+        set_pairs: tuple[str, ...], **flags: Any) -> None:
+    """Fine-tune on demonstrations (SFT) with LoRA, QLoRA or full weights."""
+    settings = _settings(SFTSettings, "sft", config_file, set_pairs, flags)
+    from trainers.sft import train_sft
+
+    train_sft(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
+
+
+@train.command("dpo")
+@_training_options([
+    ("--beta", "beta", dict(type=float, help="DPO beta: how far the policy may move from the reference.")),
+    ("--loss-type", "loss_type", dict(help="TRL DPO loss (sigmoid, ipo, ...).")),
+])
+def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, config_file: Path | None,
+        set_pairs: tuple[str, ...], **flags: Any) -> None:
+    """Tune toward preferred answers (DPO), from a base model or an SFT output folder."""
+    settings = _settings(DPOSettings, "dpo", config_file, set_pairs, flags)
+    from trainers.dpo import train_dpo
+
+    train_dpo(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
+
+
+# ---------------------------------------------------------------------------------------------- merge, chat
+
+
+@click.command()
+@click.argument("adapter_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for the merged model (must be new or empty).")
+@click.option("--trust-remote-code", is_flag=True, help="Allow the base model's own code to run.")
+def merge(adapter_dir: Path, out_dir: Path, trust_remote_code: bool) -> None:
+    """Merge a LoRA adapter into its base model so AutoModelForCausalLM loads it alone."""
+    from trainers.merge import merge_adapter
+
+    merge_adapter(adapter_dir, out_dir, trust_remote_code=trust_remote_code)
+
+
+def _generation_options(function):
+    function = click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run.")(function)
+    function = click.option("--temperature", type=float, default=0.0, show_default=True,
+                            help="0 = greedy; above 0 samples.")(function)
+    function = click.option("--max-new-tokens", type=int, default=128, show_default=True,
+                            help="Most tokens to generate per answer.")(function)
+    function = click.option("--system", default=None, help="System prompt.")(function)
+    return function
+
+
+@click.command()
+@click.argument("model")
+@click.option("--prompt", required=True, help="The user message (the chat template is applied).")
+@click.option("--raw", is_flag=True, help="Feed --prompt as plain text, without the chat template.")
+@_generation_options
+def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tokens: int, temperature: float,
+             trust_remote_code: bool) -> None:
+    """Answer one prompt with a model folder, an adapter folder or builtin:tiny."""
+    from trainers.common import quiet_libraries
+    from trainers.generate import generate as run, load_for_inference
+
+    quiet_libraries()
+    loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)
+    click.echo(run(loaded, tokenizer, prompt, system=system, max_new_tokens=max_new_tokens,
+                   temperature=temperature, raw=raw))
+
+
+@click.command()
+@click.argument("model")
+@_generation_options
+def chat(model: str, system: str | None, max_new_tokens: int, temperature: float, trust_remote_code: bool) -> None:
+    """Chat interactively with a model folder, an adapter folder or builtin:tiny."""
+    from trainers.common import quiet_libraries
+    from trainers.generate import chat_loop, load_for_inference
+
+    quiet_libraries()
+    loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)
+    chat_loop(loaded, tokenizer, system=system, max_new_tokens=max_new_tokens, temperature=temperature,
+              read=lambda text: input(text), echo=click.echo)
+
+
+__all__ = ["data", "train", "merge", "chat", "generate", "did_you_mean", "dataclasses"]

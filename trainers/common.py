@@ -1,0 +1,452 @@
+"""What the SFT, DPO and CPT pipelines truly share: the run folder's files, the device, the memory check.
+
+- print the resolved settings and save `resolved_config.yaml` before any work (torchtune's habit);
+- `metrics.json` and `loss.png` from the trainer's log history; `samples.md`, before and after;
+- the last checkpoint for `--resume`, and a refusal to silently restart over existing checkpoints;
+- the device (CUDA or CPU) and its free memory, the estimator's figure, and a stop with what to change;
+- the TrainingArguments bits that depend on the device (CPU: use_cpu=True, bf16=False).
+
+Heavy imports live inside functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from advisor.errors import RungError
+from advisor.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_yaml
+from trainers.settings import RUNG_ONLY_FIELDS
+
+Echo = Callable[[str], None]
+CHECKPOINTS = "checkpoints"  # DIR/checkpoints/checkpoint-<step>: kept apart from the final outputs
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def resolved_config(settings: Any, **extra: Any) -> dict[str, Any]:
+    return {**extra, "settings": dataclasses.asdict(settings)}
+
+
+def announce_config(config: dict[str, Any], out_dir: Path, echo: Echo) -> None:
+    """Print the merged config (default < plan.yaml < flag) and save it beside the outputs."""
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
+    echo("Resolved config (saved to " + str(out_dir / "resolved_config.yaml") + "):")
+    for line in text.rstrip().splitlines():
+        echo("  " + line)
+    atomic_write_yaml(out_dir / "resolved_config.yaml", config)
+
+
+def trl_fields(settings: Any, config_cls: type) -> dict[str, Any]:
+    """Settings that the TRL config class knows, minus rung-only ones. One place so SFT and DPO agree."""
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    values = {k: v for k, v in dataclasses.asdict(settings).items() if k not in RUNG_ONLY_FIELDS}
+    if "activation_checkpointing" in known and "gradient_checkpointing" in values:
+        # transformers 5 renamed it; the old name still works but warns (TRL's default for it is True)
+        values["activation_checkpointing"] = values.pop("gradient_checkpointing")
+    if "warmup_ratio" not in known and "warmup_ratio" in values:
+        # transformers 5 dropped warmup_ratio: warmup_steps takes a float in [0, 1) as a ratio of all steps
+        ratio = values.pop("warmup_ratio")
+        if ratio and "warmup_steps" in known:
+            values["warmup_steps"] = float(ratio)
+    unknown = sorted(k for k in values if k not in known)
+    if unknown:  # a settings field TRL does not have would be ignored silently: refuse instead
+        raise RungError(f"settings {', '.join(unknown)} are not {config_cls.__name__} fields in this TRL version")
+    if values.get("eval_strategy") != "no" and values.get("eval_steps") is None:
+        values.pop("eval_steps", None)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------- device
+
+
+@dataclasses.dataclass
+class Device:
+    kind: str               # "cuda" or "cpu"
+    name: str
+    free_gb: float
+    total_gb: float
+    count: int = 1
+    bf16: bool = False
+
+
+def detect_device() -> Device:
+    import torch
+
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        return Device("cuda", torch.cuda.get_device_name(0), free / 1e9, total / 1e9,
+                      torch.cuda.device_count(), torch.cuda.is_bf16_supported())
+    free = total = 0.0
+    try:
+        with open("/proc/meminfo") as handle:
+            info = {line.split(":")[0]: int(line.split()[1]) for line in handle if ":" in line}
+        free, total = info.get("MemAvailable", 0) / 1e6, info.get("MemTotal", 0) / 1e6
+    except OSError:
+        pass
+    return Device("cpu", "CPU", free, total, 1, False)
+
+
+def device_args(settings: Any, device: Device) -> dict[str, Any]:
+    """TrainingArguments that depend on the device. TRL defaults bf16=True, which fails on CPU, and
+    use_cpu=True alone trains ~5x slower (ENVIRONMENT.md): on CPU pass both use_cpu=True and bf16=False."""
+    if device.kind == "cpu":
+        if settings.bf16:
+            raise RungError("bf16 needs a GPU that supports it; on CPU leave bf16 unset (or --set bf16=false)")
+        return {"use_cpu": True, "bf16": False, "fp16": False}
+    bf16 = device.bf16 if settings.bf16 is None else settings.bf16
+    return {"bf16": bool(bf16), "fp16": (not bf16) and settings.adapter == "qlora"}
+
+
+def warn_learning_rate(settings: Any, echo: Echo, lora_floor: float = 1e-4, suggested: str = "1e-5") -> None:
+    """Full fine-tuning at a LoRA learning rate wrecks a pretrained model quickly: say so, change nothing."""
+    if settings.adapter == "full" and settings.learning_rate >= lora_floor:
+        echo(f"Warning: learning_rate {settings.learning_rate:g} is a LoRA rate; full fine-tuning of a pretrained "
+             f"model usually wants ~{suggested} (--learning-rate {suggested})")
+
+
+def place_on_device(model, device: Device):
+    """Put an unquantized model on the GPU before rung generates samples with it (the trainer keeps it there)."""
+    if device.kind == "cuda" and not getattr(model, "is_loaded_in_4bit", False) and not hasattr(model, "hf_device_map"):
+        model.to("cuda")
+    return model
+
+
+def check_qlora(settings: Any) -> None:
+    """QLoRA is bitsandbytes 4-bit: CUDA only. One clear line on CPU, before anything heavy loads."""
+    if settings.adapter != "qlora":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RungError("--adapter qlora needs a CUDA GPU (bitsandbytes 4-bit); this machine has none: "
+                        "use --adapter lora on CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise RungError("--adapter qlora needs bitsandbytes: pip install bitsandbytes") from None
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def _fallback_estimate(params: float, method: str, seq_len: int, micro_batch: int, layers: int,
+                       hidden: int, vocab: int) -> float:
+    """Rough GB when advisor.estimator is unavailable: weights + grads/optimizer + activations + logits."""
+    bytes_w = 0.55 if method == "qlora" else 2.0
+    weights = params * bytes_w
+    if method == "full":
+        states = params * (2 + 12)  # bf16 grads + fp32 master/Adam m/v
+    else:
+        states = params * 0.01 * 16  # ~1% trainable LoRA params with Adam
+    tokens = seq_len * micro_batch
+    activations = tokens * hidden * layers * 34 * 2 / 2  # ~34 bytes/hidden/token/layer (bf16), no checkpointing
+    logits = tokens * vocab * 4 * 2
+    if method == "dpo":
+        activations *= 2
+        logits *= 2
+    return (weights + states + activations + logits) / 1e9 * 1.15
+
+
+def memory_check(model_path: str, settings: Any, *, method: str, tokens: int, seq_len: int, device: Device,
+                 echo: Echo) -> dict[str, Any]:
+    """Print the estimator's figure for this run and the device's free memory; stop with what to change if
+    it will not fit. Returns what was printed, for metrics.json."""
+    est_method = "dpo" if method == "dpo" else settings.adapter
+    micro_batch = settings.per_device_train_batch_size
+    checkpointing = bool(settings.gradient_checkpointing)
+    advice: list[str] = []
+    try:
+        from advisor import estimator
+
+        figure = estimator.estimate(base_model=model_path, tokens=tokens, gpu=None, gpus=max(1, device.count),
+                                    method=est_method, adapter=settings.adapter, seq_len=seq_len,
+                                    micro_batch=micro_batch, gradient_checkpointing=checkpointing)
+        memory_gb = float(figure["memory_gb"])
+        source = "advisor.estimator"
+        if device.free_gb and memory_gb > device.free_gb:
+            shape = estimator.model_shape(model_path)
+            advice = list(estimator.suggestions(shape, est_method, settings.adapter, device.free_gb,
+                                                seq_len=seq_len, micro_batch=micro_batch,
+                                                gradient_checkpointing=checkpointing, gpus=max(1, device.count)))
+    except ImportError as error:  # the estimator ships with rung; this guards a broken install only
+        source = f"rough formula (advisor.estimator unavailable: {error})"
+        shape = _shape_from_config(model_path)
+        memory_gb = _fallback_estimate(shape["params_b"] * 1e9, est_method, seq_len, micro_batch,
+                                       shape["layers"], shape["hidden"], shape["vocab"])
+    where = f"{device.name}, {device.free_gb:.1f} GB free of {device.total_gb:.1f} GB" if device.total_gb else device.name
+    echo(f"Memory: this run needs about {_gb(memory_gb)} ({source}; {est_method}, micro-batch {micro_batch} x "
+         f"{seq_len} tokens); device: {where}")
+    result = {"estimate_gb": round(memory_gb, 3), "free_gb": round(device.free_gb, 2), "device": device.name}
+    if device.free_gb and memory_gb > device.free_gb:
+        advice = advice or _suggestions(settings, device)
+        raise RungError([f"not enough memory: the estimate is {_gb(memory_gb)} but {device.name} has "
+                         f"{device.free_gb:.1f} GB free. Change one of:"] + [f"  - {a}" for a in advice])
+    return result
+
+
+def _suggestions(settings: Any, device: Device) -> list[str]:
+    advice = []
+    if settings.adapter == "full":
+        advice.append("--adapter lora (trains ~1% of the weights; no optimizer state for the rest)")
+    if settings.adapter != "qlora" and device.kind == "cuda":
+        advice.append("--adapter qlora (4-bit base weights, ~4x less weight memory)")
+    if settings.per_device_train_batch_size > 1:
+        half = max(1, settings.per_device_train_batch_size // 2)
+        accum = settings.gradient_accumulation_steps * settings.per_device_train_batch_size // half
+        advice.append(f"--per-device-train-batch-size {half} --gradient-accumulation-steps {accum} "
+                      "(same effective batch)")
+    if not settings.gradient_checkpointing:
+        advice.append("--gradient-checkpointing (recompute activations: ~30% slower, far less memory)")
+    advice.append("--max-length lower (activations grow with sequence length)")
+    advice.append("more GPUs (rung run --gpus N) or a GPU with more memory")
+    return advice
+
+
+def _shape_from_config(model_path: str) -> dict[str, Any]:
+    import json
+
+    config = json.loads((Path(model_path) / "config.json").read_text()) if (Path(model_path) / "config.json").exists() else {}
+    hidden = config.get("hidden_size", 4096)
+    layers = config.get("num_hidden_layers", 32)
+    vocab = config.get("vocab_size", 32000)
+    inter = config.get("intermediate_size", 4 * hidden)
+    params = layers * (4 * hidden * hidden + 3 * hidden * inter) + vocab * hidden * (1 if config.get("tie_word_embeddings") else 2)
+    return {"params_b": params / 1e9, "layers": layers, "hidden": hidden, "vocab": vocab}
+
+
+def _gb(value: float) -> str:
+    return f"{value:.2f} GB" if value >= 0.1 else f"{value * 1000:.0f} MB"
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_dir(out_dir: Path) -> Path:
+    return out_dir / CHECKPOINTS
+
+
+def last_checkpoint(out_dir: Path) -> Path | None:
+    """The checkpoint with the highest step that has a trainer_state.json (a complete save)."""
+    folder = checkpoint_dir(out_dir)
+    if not folder.is_dir():
+        return None
+    best: tuple[int, Path] | None = None
+    for child in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and (child / "trainer_state.json").exists():
+            step = int(match.group(1))
+            if best is None or step > best[0]:
+                best = (step, child)
+    return best[1] if best else None
+
+
+def resume_point(out_dir: Path, resume: bool, echo: Echo) -> tuple[str | None, int]:
+    """(checkpoint path for trainer.train, its step). Refuses to start over existing checkpoints silently."""
+    last = last_checkpoint(out_dir)
+    step = int(last.name.split("-")[1]) if last else 0
+    if resume:
+        if last is None:
+            echo(f"--resume: no checkpoint in {checkpoint_dir(out_dir)}; starting at step 0")
+            return None, 0
+        echo(f"Resuming from {last} at step {step}")
+        return str(last), step
+    if last is not None:
+        raise RungError(f"{out_dir} already has checkpoints (last: step {step}); pass --resume to continue "
+                        "from there, or choose another --out")
+    return None, 0
+
+
+def step_counter():
+    """A TrainerCallback counting the optimizer steps this process ran (resume proof for metrics.json)."""
+    from transformers import TrainerCallback
+
+    class StepCounter(TrainerCallback):
+        def __init__(self):
+            self.steps = 0
+            self.first_step: int | None = None
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps += 1
+            if self.first_step is None:
+                self.first_step = state.global_step
+
+    return StepCounter()
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def write_metrics(out_dir: Path, log_history: list[dict], extra: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json: the final numbers first, then the full log history."""
+    train_logs = [h for h in log_history if "loss" in h and "step" in h]
+    eval_logs = [h for h in log_history if "eval_loss" in h]
+    summary: dict[str, Any] = dict(extra)
+    if train_logs:
+        summary["first_loss"] = train_logs[0]["loss"]
+        summary["final_loss"] = train_logs[-1]["loss"]
+    if eval_logs:
+        summary["final_eval_loss"] = eval_logs[-1]["eval_loss"]
+    final = next((h for h in reversed(log_history) if "train_runtime" in h), None)
+    if final:
+        summary["train_runtime_s"] = final.get("train_runtime")
+        summary["train_loss_mean"] = final.get("train_loss")
+    summary["log_history"] = log_history
+    atomic_write_json(out_dir / "metrics.json", _jsonable(summary))
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def plot_loss(out_dir: Path, log_history: list[dict], title: str) -> Path | None:
+    """loss.png: training loss (and eval loss) against step, from the trainer's log history."""
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
+    if not train and not evals:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if train:
+        ax.plot(*zip(*train), label="train loss", marker="." if len(train) < 30 else None)
+    if evals:
+        ax.plot(*zip(*evals), label="eval loss", marker="o")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(out_dir / "loss.png", buffer.getvalue())
+    return out_dir / "loss.png"
+
+
+def prompt_of(example: dict) -> tuple[Any, str]:
+    """(prompt for generation, reference answer) from a normalised example (messages / prompt-completion /
+    preference)."""
+    if "messages" in example:
+        messages = example["messages"]
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        return messages[:last], messages[last]["content"]
+    reference = example.get("completion", example.get("chosen"))
+    if isinstance(reference, list):
+        reference = "".join(m["content"] for m in reference)
+    return example["prompt"], reference
+
+
+def write_samples(out_dir: Path, prompts: list[Any], references: list[str], before: list[str],
+                  after: list[str], title: str) -> None:
+    """samples.md: the same held-out prompts answered before and after training, with the reference."""
+    lines = [f"# {title}: samples before and after training", "",
+             "Greedy decoding, the same held-out prompts, the model's chat template.", ""]
+    for index, (prompt, reference, b, a) in enumerate(zip(prompts, references, before, after), start=1):
+        shown = prompt[-1]["content"] if isinstance(prompt, list) else prompt
+        lines += [f"## {index}. {_one_line(shown)}", "", f"- reference: `{_one_line(reference)}`",
+                  f"- before: `{_one_line(b) or '(empty)'}`", f"- after: `{_one_line(a) or '(empty)'}`", ""]
+    atomic_write_text(out_dir / "samples.md", "\n".join(lines))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split()).replace("`", "'")
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def quiet_libraries() -> None:
+    """Keep the console for rung's lines: no progress bars from datasets, no info logs from transformers."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*(gradient_checkpointing|activation_checkpointing).*",
+                            category=FutureWarning)
+    try:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def progress_callback(echo: Echo):
+    """One short line per log instead of the trainer's progress bar and raw dicts."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            at = f"  step {state.global_step}/{state.max_steps}"
+            if "loss" in logs:
+                extra = ""
+                if "rewards/margins" in logs:
+                    extra = (f"  reward margin {logs['rewards/margins']:.3f}"
+                             f"  chosen>rejected {logs.get('rewards/accuracies', 0):.0%}")
+                echo(f"{at}  loss {logs['loss']:.4f}  lr {logs.get('learning_rate', 0):.2e}{extra}")
+            elif "eval_loss" in logs:
+                echo(f"{at}  eval loss {logs['eval_loss']:.4f}")
+
+    return Progress()
+
+
+def use_rung_progress(trainer, echo: Echo) -> None:
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(progress_callback(echo))
+
+
+def end_of_turn_token(tokenizer) -> tuple[str | None, str]:
+    """(token that ends an assistant turn in the chat template, note).
+
+    TRL 1.16 adds EOS only to text rows; for conversational rows the chat template alone decides what ends
+    an assistant turn. If that token is not the tokenizer's EOS, generation will not stop on it, so the
+    pipelines set TRL's `eos_token` to it (TRL then mirrors it onto the model's generation config)."""
+    sentinel = "RUNGENDPROBE"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": sentinel}], tokenize=False)
+    except Exception as error:  # a template that cannot render a plain user/assistant pair
+        return None, f"the chat template failed to render a user/assistant pair ({error})"
+    after = text[text.rfind(sentinel) + len(sentinel):]
+    if tokenizer.eos_token and after.startswith(tokenizer.eos_token):
+        return tokenizer.eos_token, f"assistant turns end with {tokenizer.eos_token} (the EOS token)"
+    specials = sorted(set(tokenizer.all_special_tokens) | set(getattr(tokenizer, "added_tokens_encoder", {})),
+                      key=len, reverse=True)
+    for token in specials:
+        if token and after.lstrip().startswith(token):
+            return token, (f"assistant turns end with {token}, not the EOS {tokenizer.eos_token}: "
+                           f"using {token} as EOS so the model learns to stop and generation stops there")
+    return None, ("the chat template puts no stop token after an assistant turn: the model may not learn to stop; "
+                  "use a template that ends turns with EOS (rung's ChatML does)")

@@ -1,0 +1,294 @@
+"""Direct preference optimisation (DPO) with TRL's DPOTrainer, from a base model or an SFT output. Top to bottom.
+
+    train_dpo(settings, data, out)         the pipeline; `rung train dpo` and the `dpo` engine both call it
+    build_dpo_config(settings, ...)        DPOSettings -> (DPOConfig, LoraConfig | None), the only translation
+    run_step(step, ctx)                    the `dpo` engine for `rung run` (engines/protocol.py)
+
+Where the policy starts and what the reference model is (DPO's loss compares the policy's log-probabilities
+of chosen vs rejected with the reference's; beta scales how far the policy may move from it):
+
+    starting point (--base-model)      --adapter lora/qlora                         --adapter full
+    a base model or full-weight folder new LoRA; reference = the same weights with   reference = a frozen copy
+                                       the adapter disabled (no second copy)         of the starting weights
+    an SFT LoRA output folder          the SFT adapter keeps training; reference =   the SFT adapter is merged,
+                                       a frozen copy of the SFT adapter (TRL's       then as above
+                                       "ref" adapter): reference == SFT policy
+
+So after `rung train sft`, `rung train dpo --base-model SFT_OUT` optimises the SFT policy against itself as the
+reference, which is the setup of the DPO paper. The output adapter is relative to the original base model, so
+`PeftModel.from_pretrained(base, OUT)`, `rung merge OUT` and `rung chat OUT` work as for SFT.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from advisor.errors import RungError
+from trainers import common, data
+from trainers.settings import DPOSettings, resolve
+
+PROBE_PAIRS = 64            # training pairs scored before and after: reward margin and chosen>rejected accuracy
+SAMPLE_PROMPTS = 3
+SAMPLE_NEW_TOKENS = 64
+
+
+# ---------------------------------------------------------------------------------------------- builder
+
+
+def build_dpo_config(settings: DPOSettings, output_dir: Path, device: common.Device, *, has_eval: bool,
+                     new_adapter: bool):
+    """DPOSettings -> (DPOConfig, LoraConfig or None). LoraConfig only when a fresh adapter is created."""
+    from peft import LoraConfig
+    from trl import DPOConfig
+
+    values = common.trl_fields(settings, DPOConfig)
+    values.update(
+        output_dir=str(output_dir),
+        report_to="none",
+        disable_tqdm=True,
+        save_only_model=False,
+        logging_first_step=True,
+        **common.device_args(settings, device),
+    )
+    if not has_eval:
+        values["eval_strategy"] = "no"
+    if not new_adapter:
+        return DPOConfig(**values), None
+    lora = LoraConfig(
+        r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+        target_modules=settings.lora_target_modules, modules_to_save=settings.lora_modules_to_save,
+        bias="none", task_type="CAUSAL_LM",
+    )
+    return DPOConfig(**values), lora
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+def _load_policy(settings: DPOSettings, device: common.Device, echo):
+    """(model, tokenizer, base spec for the adapter, ref_model, new_adapter, reference description)."""
+    import torch
+
+    from trainers.generate import adapter_base, is_adapter_dir
+    from trainers.models import load_model_and_tokenizer, load_tokenizer
+
+    spec = settings.model_name_or_path
+    quantization = "4bit" if settings.adapter == "qlora" else None
+    dtype = torch.bfloat16 if device.kind == "cuda" and device.bf16 and settings.bf16 is not False else None
+    if is_adapter_dir(spec):
+        from peft import PeftModel
+
+        base = adapter_base(Path(spec))
+        model, _ = load_model_and_tokenizer(base, trust_remote_code=settings.trust_remote_code,
+                                            quantization=quantization, dtype=dtype)
+        tokenizer = load_tokenizer(spec, trust_remote_code=settings.trust_remote_code)
+        if settings.adapter == "full":
+            model = PeftModel.from_pretrained(model, spec).merge_and_unload()
+            ref = copy.deepcopy(model).eval()
+            for p in ref.parameters():
+                p.requires_grad_(False)
+            return (model, tokenizer, None, ref, False,
+                    f"the SFT adapter {spec} merged into {base}; reference = a frozen copy of that merged model")
+        model = PeftModel.from_pretrained(model, spec, is_trainable=True)
+        return (model, tokenizer, base, None, False,
+                f"policy = the SFT adapter {spec} (keeps training); reference = a frozen copy of it (TRL's 'ref' "
+                "adapter), i.e. the SFT model")
+    model, tokenizer = load_model_and_tokenizer(spec, trust_remote_code=settings.trust_remote_code,
+                                                quantization=quantization, dtype=dtype)
+    if settings.adapter == "full":
+        ref = copy.deepcopy(model).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return model, tokenizer, None, ref, False, f"a frozen copy of {spec} (full-weight DPO: two copies in memory)"
+    return (model, tokenizer, spec, None, True,
+            f"{spec} with the new LoRA adapter disabled (no second copy in memory)")
+
+
+def _pair_scores(trainer, dataset) -> dict[str, float]:
+    metrics = trainer.evaluate(eval_dataset=dataset, metric_key_prefix="pairs")
+    # DPOTrainer adds its reward metrics at log time with an "eval_" prefix whatever the metric_key_prefix
+    def pick(name: str) -> float:
+        return round(float(next((v for k, v in metrics.items() if k.endswith(name)), 0.0)), 4)
+
+    return {"reward_margin": pick("rewards/margins"), "accuracy": pick("rewards/accuracies"),
+            "loss": pick("_loss")}
+
+
+def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path, *,
+              eval_path: str | Path | None = None, resume: bool = False,
+              echo: Callable[[str], None] = click.echo) -> dict[str, Any]:
+    """Preference-tune settings.model_name_or_path (a base model or an SFT output) on pairs into out_dir."""
+    out_dir = Path(out_dir)
+    data_path = Path(data_path)
+
+    # 1. Settings, printed and saved before any work.
+    from trainers.generate import adapter_base, is_adapter_dir
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    starting_adapter = is_adapter_dir(settings.model_name_or_path)
+    adapter_base_model = None
+    if settings.adapter != "full":
+        adapter_base_model = (adapter_base(Path(settings.model_name_or_path)) if starting_adapter
+                              else settings.model_name_or_path)
+    config = common.resolved_config(settings, pipeline="dpo", data=str(data_path),
+                                    eval_data=str(eval_path) if eval_path else None,
+                                    adapter_base_model=adapter_base_model)
+    checkpoint, start_step = common.resume_point(out_dir, resume, echo)
+    common.announce_config(config, out_dir, echo)
+    common.check_qlora(settings)
+
+    # 2. Pairs: every problem with its line, before any model loads.
+    pairs = data.load_examples(data_path, "dpo")
+    if eval_path:
+        train_pairs, eval_pairs = pairs, data.load_examples(eval_path, "dpo")
+        split = f"eval file {eval_path}"
+    else:
+        train_pairs, eval_pairs = data.split_examples(pairs, settings.eval_fraction, settings.seed)
+        split = (f"{settings.eval_fraction:.0%} held out, seed {settings.seed}" if eval_pairs
+                 else "no eval split (fewer than 10 pairs or eval_fraction 0)")
+    echo(f"Data: {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data_path} ({split})")
+
+    # 3. Policy, reference, tokenizer.
+    common.quiet_libraries()
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from trainers.generate import answers
+    from trainers.models import resolve_model
+
+    device = common.detect_device()
+    model, tokenizer, _, ref_model, new_adapter, reference = _load_policy(settings, device, echo)
+    common.place_on_device(model, device)
+    if ref_model is not None:
+        common.place_on_device(ref_model, device)
+    common.warn_learning_rate(settings, echo, lora_floor=1e-5, suggested="5e-7")
+    echo(f"Reference model: {reference}")
+    conversational = isinstance(train_pairs[0]["prompt"], list)
+    if conversational:
+        token, note = common.end_of_turn_token(tokenizer)
+        echo(f"Template: {note}")
+        if token and token != tokenizer.eos_token:  # DPO has no eos_token option: set it on tokenizer and model
+            tokenizer.eos_token = token
+            ids = model.generation_config.eos_token_id
+            ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
+            model.generation_config.eos_token_id = [tokenizer.eos_token_id, *ids]
+
+    # 4. Token statistics, truncation, memory.
+    stats = data.token_stats(train_pairs, tokenizer, settings.max_length)
+    echo(f"Tokens per pair (prompt + longer answer): min {stats['min']}, mean {stats['mean']}, "
+         f"p95 {stats['p95']}, max {stats['max']}")
+    note = data.truncation_note("dpo", len(stats["over_max_length"]), len(stats["prompt_fills_max_length"]),
+                                settings.max_length or 0, False)
+    if note:
+        echo("Warning: " + note)
+    base_path = resolve_model(adapter_base(Path(settings.model_name_or_path)) if starting_adapter
+                              else settings.model_name_or_path)
+    memory = common.memory_check(base_path, settings, method="dpo", tokens=2 * stats["total_tokens"],
+                                 seq_len=min(settings.max_length or stats["max"], stats["max"]), device=device,
+                                 echo=echo)
+
+    # 5. Samples before training.
+    sample_rows = (eval_pairs or train_pairs)[:SAMPLE_PROMPTS]
+    prompts, references = zip(*[common.prompt_of(r) for r in sample_rows]) if sample_rows else ((), ())
+    before = answers(model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+
+    # 6. The trainer. Each step sees batch x accumulation pairs, i.e. twice as many sequences (chosen + rejected).
+    dpo_config, lora = build_dpo_config(settings, common.checkpoint_dir(out_dir), device,
+                                        has_eval=bool(eval_pairs), new_adapter=new_adapter)
+    trainer = DPOTrainer(
+        model=model, ref_model=ref_model, args=dpo_config, train_dataset=Dataset.from_list(train_pairs),
+        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        processing_class=tokenizer, peft_config=lora,
+    )
+    common.use_rung_progress(trainer, echo)
+    counter = common.step_counter()
+    trainer.add_callback(counter)
+    n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in trainer.model.parameters())
+    echo(f"Training: DPO ({settings.adapter}, beta {settings.beta}, loss {settings.loss_type}), "
+         f"{n_trainable:,} parameters trainable; {len(trainer.train_dataset)} pairs")
+    probe = Dataset.from_list(train_pairs[:PROBE_PAIRS])
+    pairs_before = _pair_scores(trainer, probe) if checkpoint is None else None
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    wall = time.perf_counter() - started
+    pairs_after = _pair_scores(trainer, probe)
+    if pairs_before:
+        echo(f"Training pairs ({len(probe)}): reward margin {pairs_before['reward_margin']} -> "
+             f"{pairs_after['reward_margin']}, chosen>rejected {pairs_before['accuracy']:.0%} -> "
+             f"{pairs_after['accuracy']:.0%}")
+
+    # 7. Outputs: only the trained adapter (not TRL's "ref" copy), tokenizer, metrics, loss curve, samples.
+    from accelerate.utils import is_peft_model
+
+    final = trainer.accelerator.unwrap_model(trainer.model)
+    if is_peft_model(final):
+        final.save_pretrained(str(out_dir), selected_adapters=["default"])
+    else:
+        trainer.save_model(str(out_dir))
+        (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds the settings
+    tokenizer.save_pretrained(str(out_dir))
+    last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if last_eval and last_eval.get("step") == trainer.state.global_step:
+        eval_metrics = last_eval                                   # evaluated at the last step already
+    else:
+        eval_metrics = trainer.evaluate() if eval_pairs else {}
+    after = answers(final, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+    common.write_samples(out_dir, list(prompts), list(references), before, after, "DPO")
+    summary = common.write_metrics(out_dir, trainer.state.log_history, {
+        "pipeline": "dpo", "adapter": settings.adapter, "start": settings.model_name_or_path,
+        "reference_model": reference, "global_step": trainer.state.global_step,
+        "resumed_from_step": start_step, "steps_this_run": counter.steps, "wall_s": round(wall, 2),
+        "pairs_before": pairs_before, "pairs_after": pairs_after,
+        "eval_loss": eval_metrics.get("eval_loss"),
+        "eval_reward_margin": eval_metrics.get("eval_rewards/margins"),
+        "eval_accuracy": eval_metrics.get("eval_rewards/accuracies"),
+        "trainable_params": n_trainable, "memory": memory,
+    })
+    common.plot_loss(out_dir, trainer.state.log_history, f"DPO ({settings.adapter}) on {data_path.name}")
+    last = summary.get("final_loss")
+    echo(f"Done in {wall:.1f} s: step {trainer.state.global_step}, final loss {last if last is None else round(last, 4)}"
+         + (f", eval reward margin {eval_metrics.get('eval_rewards/margins', 0):.3f}, eval chosen>rejected "
+            f"{eval_metrics.get('eval_rewards/accuracies', 0):.0%}" if eval_pairs else ""))
+    echo(f"Outputs in {out_dir}: {'adapter (PEFT)' if is_peft_model(final) else 'model weights'}, tokenizer, "
+         "resolved_config.yaml, metrics.json, loss.png, samples.md")
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+def run_step(step: dict, ctx) -> Any:
+    """The `dpo` engine: starts from an earlier step's model_dir (sft_then_dpo) or the plan's base model;
+    pairs from data.preferences."""
+    from engines.protocol import StepResult
+
+    plan_settings = dict(step.get("settings") or {})
+    if step.get("from_step"):
+        plan_settings["model_name_or_path"] = ctx.outputs[step["from_step"]]["model_dir"]
+    else:
+        plan_settings.setdefault("model_name_or_path", ctx.plan.get("base_model") or "builtin:tiny")
+    if ctx.plan.get("adapter") and "adapter" not in plan_settings:
+        plan_settings["adapter"] = ctx.plan["adapter"]
+    settings = resolve(DPOSettings, plan_settings, ctx.cli_settings, where=f"steps.{step['id']}.settings")
+    pairs = ctx.data_path("preferences")
+    if pairs is None:
+        raise RungError(f"step {step['id']}: the plan has no data.preferences (prompt/chosen/rejected pairs)")
+    summary = train_dpo(settings, pairs, ctx.run_dir, resume=ctx.resume)
+    after = summary.get("pairs_after") or {}
+    return StepResult(
+        outputs={"model_dir": str(ctx.run_dir), "adapter": settings.adapter != "full",
+                 "samples": str(Path(ctx.run_dir) / "samples.md"), "loss_plot": str(Path(ctx.run_dir) / "loss.png")},
+        metrics={"final_loss": summary.get("final_loss"), "reward_margin": after.get("reward_margin"),
+                 "accuracy": after.get("accuracy"), "eval_reward_margin": summary.get("eval_reward_margin"),
+                 "global_step": summary.get("global_step"), "wall_s": summary.get("wall_s")},
+        summary=(f"DPO ({settings.adapter}) from {settings.model_name_or_path}: reference = "
+                 f"{summary.get('reference_model')}. Training pairs: reward margin "
+                 f"{(summary.get('pairs_before') or {}).get('reward_margin')} -> {after.get('reward_margin')}, "
+                 f"chosen>rejected {after.get('accuracy')}. Samples before/after: samples.md."),
+    )

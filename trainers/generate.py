@@ -1,0 +1,146 @@
+"""Generate with a model folder, an adapter folder (PEFT) or builtin:tiny: one answer, or an interactive chat.
+
+An adapter folder is recognised by adapter_config.json; its base model is read from the run's
+resolved_config.yaml (so `builtin:tiny` is rebuilt if the cache was cleared) or else from adapter_config.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from advisor.errors import RungError
+
+
+def adapter_base(adapter_dir: Path) -> str:
+    """The base model an adapter was trained on: rung's spec when we wrote the folder, else PEFT's record."""
+    resolved = adapter_dir / "resolved_config.yaml"
+    if resolved.exists():
+        import yaml
+
+        config = yaml.safe_load(resolved.read_text()) or {}
+        base = config.get("adapter_base_model") or (config.get("settings") or {}).get("model_name_or_path")
+        if base:
+            return str(base)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise RungError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path)")
+    return str(base)
+
+
+def is_adapter_dir(spec: str | Path) -> bool:
+    return Path(str(spec)).expanduser().is_dir() and (Path(str(spec)).expanduser() / "adapter_config.json").exists()
+
+
+def load_for_inference(spec: str, *, trust_remote_code: bool = False, is_trainable: bool = False):
+    """(model, tokenizer) from a model folder, hub id, builtin:tiny, or a PEFT adapter folder (base + adapter)."""
+    from trainers.models import load_model_and_tokenizer, load_tokenizer
+
+    if is_adapter_dir(spec):
+        from peft import PeftModel
+
+        folder = Path(spec).expanduser()
+        base = adapter_base(folder)
+        model, tokenizer = load_model_and_tokenizer(base, trust_remote_code=trust_remote_code)
+        if (folder / "tokenizer_config.json").exists():
+            tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
+        model = PeftModel.from_pretrained(model, str(folder), is_trainable=is_trainable)
+    else:
+        model, tokenizer = load_model_and_tokenizer(spec, trust_remote_code=trust_remote_code)
+    import torch
+
+    if torch.cuda.is_available() and not hasattr(model, "hf_device_map"):
+        model.to("cuda")
+    if not is_trainable:
+        model.eval()
+    return model, tokenizer
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.insert(0, tokenizer.eos_token_id)
+    return ids
+
+
+def as_messages(prompt: Any, system: str | None = None) -> list[dict] | str:
+    if isinstance(prompt, list):
+        return prompt
+    messages = [{"role": "system", "content": system}] if system else []
+    return messages + [{"role": "user", "content": prompt}]
+
+
+def generate(model, tokenizer, prompt: Any, *, system: str | None = None, max_new_tokens: int = 128,
+             temperature: float = 0.0, raw: bool = False) -> str:
+    """One answer. `prompt` is text or a list of messages; the chat template is applied unless raw."""
+    import torch
+
+    if raw and isinstance(prompt, str):
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    else:
+        ids = tokenizer.apply_chat_template(as_messages(prompt, system), add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)["input_ids"]
+    ids = ids.to(model.device)
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "eos_token_id": stop_ids(model, tokenizer),
+                               "pad_token_id": tokenizer.pad_token_id}
+    if temperature > 0:
+        options.update(do_sample=True, temperature=temperature)
+    else:
+        options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    with torch.no_grad():
+        output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
+    return tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+def answers(model, tokenizer, prompts: list[Any], max_new_tokens: int = 64) -> list[str]:
+    """Greedy answers to several prompts in one batched generate call (left padding)."""
+    import torch
+
+    if not prompts:
+        return []
+    was_training = model.training
+    model.eval()
+    try:
+        rows = [tokenizer.apply_chat_template(as_messages(p), add_generation_prompt=True, return_dict=True)["input_ids"]
+                for p in prompts]
+        width = max(len(r) for r in rows)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], device=model.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
+        with torch.no_grad():
+            output = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                    do_sample=False, temperature=None, top_p=None, top_k=None,
+                                    eos_token_id=stop_ids(model, tokenizer), pad_token_id=pad)
+        return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in output]
+    finally:
+        if was_training:
+            model.train()
+
+
+def chat_loop(model, tokenizer, *, system: str | None, max_new_tokens: int, temperature: float,
+              read: Callable[[str], str], echo: Callable[[str], None]) -> None:
+    """Interactive chat keeping the conversation; /reset clears it, /quit (or end of input) leaves."""
+    history: list[dict] = [{"role": "system", "content": system}] if system else []
+    echo("Chat: type a message; /reset clears the conversation, /quit leaves.")
+    while True:
+        try:
+            line = read("you> ")
+        except (EOFError, KeyboardInterrupt):
+            echo("")
+            return
+        text = line.strip()
+        if text in ("/quit", "/exit"):
+            return
+        if text == "/reset":
+            history = history[:1] if system else []
+            echo("(conversation cleared)")
+            continue
+        if not text:
+            continue
+        history.append({"role": "user", "content": text})
+        reply = generate(model, tokenizer, history, max_new_tokens=max_new_tokens, temperature=temperature)
+        history.append({"role": "assistant", "content": reply})
+        echo(f"model> {reply}")

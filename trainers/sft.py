@@ -1,0 +1,271 @@
+"""Supervised fine-tuning (SFT) with TRL's SFTTrainer: LoRA (default), QLoRA or full weights. Read top to bottom.
+
+    train_sft(settings, data, out)         the pipeline; `rung train sft` and the `sft` engine both call it
+    build_sft_config(settings, ...)        SFTSettings -> (SFTConfig, LoraConfig | None), the only translation
+    run_step(step, ctx)                    the `sft` engine for `rung run` (engines/protocol.py)
+
+What ends up in OUT:
+    adapter_model.safetensors + adapter_config.json (LoRA/QLoRA, PEFT format) or model.safetensors (full)
+    tokenizer files, resolved_config.yaml, metrics.json, loss.png, samples.md, checkpoints/checkpoint-<step>/
+
+Behaviour the anchors' users asked for:
+- every data problem is reported with its line before any model loads (trainers/data.py);
+- EOS ends every assistant turn: the chat template (ChatML when the model has none) ends each turn with the
+  EOS token; if a hub template ends turns with another token, that token becomes EOS (common.end_of_turn_token);
+- loss on the assistant's tokens only when the template has {% generation %} markers (assistant_only_loss
+  left unset = on where possible), on the completion only for prompt/completion rows (TRL's default);
+- examples longer than max_length are counted and what happens to them is printed (they are cut);
+- the memory estimate and the device's free memory are printed before training; a run that will not fit stops;
+- `--resume` continues from the last checkpoint at its step; without it, existing checkpoints stop the run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from advisor.errors import RungError
+from trainers import common, data
+from trainers.settings import SFTSettings, resolve, to_dict
+
+SAMPLE_PROMPTS = 3          # held-out prompts answered before and after training (samples.md)
+SAMPLE_NEW_TOKENS = 64
+
+
+# ---------------------------------------------------------------------------------------------- builder
+
+
+def build_sft_config(settings: SFTSettings, output_dir: Path, device: common.Device, *, has_eval: bool,
+                     assistant_only_loss: bool, eos_token: str | None):
+    """SFTSettings -> (SFTConfig, LoraConfig or None). Field names are TRL's, so this is mostly a copy."""
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    values = common.trl_fields(settings, SFTConfig)
+    values.update(
+        output_dir=str(output_dir),
+        assistant_only_loss=assistant_only_loss,
+        eos_token=eos_token,
+        report_to="none",
+        disable_tqdm=True,
+        save_only_model=False,            # optimizer + scheduler + RNG state: --resume continues exactly
+        logging_first_step=True,
+        dataset_num_proc=None,
+        **common.device_args(settings, device),
+    )
+    if not has_eval:
+        values["eval_strategy"] = "no"
+    if settings.adapter == "full":
+        return SFTConfig(**values), None
+    lora = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,          # scale = alpha / r = 2 with the defaults (16, 32)
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.lora_target_modules,   # "all-linear": q,k,v,o,gate,up,down (not lm_head)
+        modules_to_save=settings.lora_modules_to_save,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return SFTConfig(**values), lora
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path, *,
+              eval_path: str | Path | None = None, resume: bool = False,
+              echo: Callable[[str], None] = click.echo) -> dict[str, Any]:
+    """Fine-tune settings.model_name_or_path on data_path into out_dir. Returns the metrics summary."""
+    out_dir = Path(out_dir)
+    data_path = Path(data_path)
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}  # seconds per phase, in metrics.json: what rung adds around trainer.train()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    # 1. Settings first: print them and save them, so a failed run still says what it tried.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = common.resolved_config(settings, pipeline="sft", data=str(data_path),
+                                    eval_data=str(eval_path) if eval_path else None,
+                                    adapter_base_model=None if settings.adapter == "full"
+                                    else settings.model_name_or_path)
+    checkpoint, start_step = common.resume_point(out_dir, resume, echo)
+    common.announce_config(config, out_dir, echo)
+    common.check_qlora(settings)                                   # CPU + qlora: one clear line, nothing loaded
+
+    # 2. Data: every problem with its line, before any model loads.
+    examples = data.load_examples(data_path, "sft")
+    if eval_path:
+        train_rows, eval_rows = examples, data.load_examples(eval_path, "sft")
+        split = f"eval file {eval_path}"
+    else:
+        train_rows, eval_rows = data.split_examples(examples, settings.eval_fraction, settings.seed)
+        split = (f"{settings.eval_fraction:.0%} held out, seed {settings.seed}" if eval_rows
+                 else "no eval split (fewer than 10 rows or eval_fraction 0)")
+    echo(f"Data: {len(train_rows)} train / {len(eval_rows)} eval rows from {data_path} ({split})")
+
+    # 3. Model and tokenizer; the chat template decides where EOS goes.
+    common.quiet_libraries()
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from trainers.generate import answers
+    from trainers.models import load_model_and_tokenizer, resolve_model
+
+    device = common.detect_device()
+    model_path = resolve_model(settings.model_name_or_path)
+    model, tokenizer = load_model_and_tokenizer(
+        settings.model_name_or_path, trust_remote_code=settings.trust_remote_code,
+        quantization="4bit" if settings.adapter == "qlora" else None,
+        dtype=(torch.bfloat16 if device.kind == "cuda" and device.bf16 and settings.bf16 is not False else None),
+    )
+    common.place_on_device(model, device)
+    common.warn_learning_rate(settings, echo)
+    conversational = "messages" in train_rows[0] or isinstance(train_rows[0].get("prompt"), list)
+    eos_token = settings.eos_token
+    if conversational and eos_token is None:
+        eos_token, note = common.end_of_turn_token(tokenizer)
+        echo(f"Template: {note}")
+        if eos_token == tokenizer.eos_token:
+            eos_token = None  # already the EOS: nothing to change
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    markers = bool(tokenizer.chat_template) and has_generation_markers(tokenizer.chat_template)
+    if not markers and tokenizer.chat_template:
+        try:  # TRL ships marked-up training templates for known families (Qwen, Llama 3, Gemma, ...)
+            markers = get_training_chat_template(tokenizer) is not None
+        except Exception:
+            markers = False
+    assistant_only = settings.assistant_only_loss
+    if assistant_only is None:  # unset: on where the template allows it (messages rows + generation markers)
+        assistant_only = "messages" in train_rows[0] and markers
+    echo("Loss: " + ("assistant tokens only ({% generation %} markers in the template)" if assistant_only
+                     else "completion tokens only (prompt/completion rows)" if "prompt" in train_rows[0]
+                     and settings.completion_only_loss is not False
+                     else "every token (assistant_only_loss off)" if settings.assistant_only_loss is False
+                     else "every token (the template has no generation markers)" if "messages" in train_rows[0]
+                     else "every token"))
+
+    # 4. Token statistics and what happens to long examples (no silent truncation).
+    stats = data.token_stats(train_rows, tokenizer, settings.max_length)
+    echo(f"Tokens per example: min {stats['min']}, mean {stats['mean']}, p95 {stats['p95']}, max {stats['max']}")
+    note = data.truncation_note("sft", len(stats["over_max_length"]), len(stats["prompt_fills_max_length"]),
+                                settings.max_length or 0, settings.packing)
+    if note:
+        echo("Warning: " + note)
+
+    # 5. Memory: the estimator's figure for this run against the device's free memory.
+    seq_len = min(settings.max_length or stats["max"], stats["max"]) if not settings.packing else (settings.max_length or stats["max"])
+    memory = common.memory_check(model_path, settings, method="sft", tokens=stats["total_tokens"],
+                                 seq_len=seq_len, device=device, echo=echo)
+
+    # 6. Held-out prompts answered before training (samples.md).
+    sample_rows = (eval_rows or train_rows)[:SAMPLE_PROMPTS]
+    prompts, references = zip(*[common.prompt_of(r) for r in sample_rows]) if sample_rows else ((), ())
+    lap("prepare")            # config, data checks, imports, model load, token stats, memory check
+    before = answers(model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+    lap("samples_before")
+
+    # 7. The trainer. Steps: ceil(rows / (batch x accumulation)) x epochs, unless max_steps is set.
+    sft_config, lora = build_sft_config(settings, common.checkpoint_dir(out_dir), device, has_eval=bool(eval_rows),
+                                        assistant_only_loss=assistant_only, eos_token=eos_token)
+    trainer = SFTTrainer(
+        model=model, args=sft_config, train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer, peft_config=lora,
+    )
+    common.use_rung_progress(trainer, echo)
+    counter = common.step_counter()
+    trainer.add_callback(counter)
+    trained = trainer.model
+    n_trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in trained.parameters())
+    tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * max(1, device.count)
+    echo(f"Training: {settings.adapter}, {n_trainable:,} of {n_total:,} parameters trainable "
+         f"({n_trainable / max(n_total, 1):.2%}); {len(trainer.train_dataset)} sequences"
+         f"{' (packed)' if settings.packing else ''}, {tokens_per_epoch:,} tokens per epoch, effective batch {batch}")
+    lap("trainer_init")       # TRL's dataset preparation (template, tokenize, labels) and model wrapping
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    wall = time.perf_counter() - started
+    clock = time.perf_counter()
+    timings["train"] = round(wall, 3)
+
+    # 8. Outputs: adapter or weights, tokenizer, metrics, loss curve, samples.
+    trainer.save_model(str(out_dir))
+    (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds the settings
+    tokenizer.save_pretrained(str(out_dir))
+    last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if last_eval and last_eval.get("step") == trainer.state.global_step:
+        eval_metrics = last_eval                                   # evaluated at the last step already
+    else:
+        eval_metrics = trainer.evaluate() if eval_rows else {}
+    lap("save_and_eval")
+    after = answers(trainer.model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+    lap("samples_after")
+    common.write_samples(out_dir, list(prompts), list(references), before, after, "SFT")
+    # tokens this process trained on: a resumed run covers only the epochs after its checkpoint
+    epochs_run = (trainer.state.epoch or 0) * counter.steps / max(trainer.state.global_step, 1)
+    common.plot_loss(out_dir, trainer.state.log_history, f"SFT ({settings.adapter}) on {data_path.name}")
+    lap("plot")
+    summary = common.write_metrics(out_dir, trainer.state.log_history, {
+        "pipeline": "sft", "adapter": settings.adapter, "base_model": settings.model_name_or_path,
+        "global_step": trainer.state.global_step, "resumed_from_step": start_step,
+        "steps_this_run": counter.steps, "wall_s": round(wall, 2),
+        "train_tokens_per_epoch": tokens_per_epoch,
+        "tokens_per_s": round(tokens_per_epoch * epochs_run / wall, 1) if wall else None,
+        "eval_loss": eval_metrics.get("eval_loss"), "trainable_params": n_trainable, "total_params": n_total,
+        "assistant_only_loss": assistant_only, "eos_token": eos_token or tokenizer.eos_token,
+        "token_stats": {k: v for k, v in stats.items() if k not in ("over_max_length", "prompt_fills_max_length")}
+        | {"over_max_length": len(stats["over_max_length"])},
+        "memory": memory,
+        "timings_s": timings,
+    })
+    last = summary.get("final_loss")
+    echo(f"Done in {wall:.1f} s: step {trainer.state.global_step}, final train loss "
+         f"{last if last is None else round(last, 4)}"
+         + (f", eval loss {eval_metrics['eval_loss']:.4f}" if eval_rows else ""))
+    echo(f"Outputs in {out_dir}: {'adapter (PEFT)' if lora else 'model weights'}, tokenizer, resolved_config.yaml, "
+         "metrics.json, loss.png, samples.md")
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+def run_step(step: dict, ctx) -> Any:
+    """The `sft` engine: base model from the plan (or an earlier step's model_dir), data.train / data.eval."""
+    from engines.protocol import StepResult
+
+    plan_settings = dict(step.get("settings") or {})
+    base = (ctx.outputs[step["from_step"]]["model_dir"] if step.get("from_step")
+            else ctx.plan.get("base_model") or plan_settings.get("model_name_or_path") or "builtin:tiny")
+    plan_settings.setdefault("model_name_or_path", base)
+    if ctx.plan.get("adapter") and "adapter" not in plan_settings:
+        plan_settings["adapter"] = ctx.plan["adapter"]
+    settings = resolve(SFTSettings, plan_settings, ctx.cli_settings, where=f"steps.{step['id']}.settings")
+    train_path = ctx.data_path("train")
+    if train_path is None:
+        raise RungError(f"step {step['id']}: the plan has no data.train (SFT examples)")
+    summary = train_sft(settings, train_path, ctx.run_dir, eval_path=ctx.data_path("eval"), resume=ctx.resume)
+    keys = ("final_loss", "final_eval_loss", "global_step", "wall_s", "tokens_per_s")
+    return StepResult(
+        outputs={"model_dir": str(ctx.run_dir), "adapter": settings.adapter != "full",
+                 "samples": str(Path(ctx.run_dir) / "samples.md"), "loss_plot": str(Path(ctx.run_dir) / "loss.png")},
+        metrics={k: summary.get(k) for k in keys},
+        summary=(f"SFT ({settings.adapter}) of {settings.model_name_or_path}: loss {summary.get('first_loss')} -> "
+                 f"{summary.get('final_loss')}, eval loss {summary.get('final_eval_loss')}, "
+                 f"{summary.get('global_step')} steps. Samples before/after: samples.md."),
+    )
+
+
+__all__ = ["build_sft_config", "train_sft", "run_step", "to_dict"]
