@@ -1,0 +1,81 @@
+"""The one table `rung run` uses: engine name (a plan step's `engine`) -> "module:function".
+
+Every engine follows engines/protocol.py: `fn(step: dict, ctx: StepContext) -> StepResult`. Modules are
+imported only when a step runs, so `rung run --dry-run` and plan validation stay cheap.
+tests/test_run_registry.py checks that this table covers advisor.plan.ENGINES exactly, that every entry
+imports, and that every step the planner writes for every route and method names an engine here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+ENGINES: dict[str, str] = {
+    "prompting": "engines.prompting:run_step",        # system + few-shot prompt, adherence on an eval set
+    "rag_index": "rag.engine:index_step",             # chunk, embed and index the documents
+    "rag_eval": "rag.engine:eval_step",               # retrieval metrics on the eval queries
+    "sft": "trainers.sft:run_step",                   # supervised fine-tuning (LoRA / QLoRA / full)
+    "dpo": "trainers.dpo:run_step",                   # preference tuning, usually after sft
+    "cpt": "trainers.cpt:run_step",                   # continued pretraining on a domain corpus
+    "bigger_model": "engines.bigger_model:run_step",  # catalog of open models that fit, side-by-side eval
+    "manual": "engines.manual:run_step",              # a to-do for a person; the report lists it as open
+}
+
+# engine -> "module:Dataclass" (or "module:DICT" of key -> default) of its settings. `rung run` checks a step's settings keys against it (and
+# resolves defaults < plan.yaml < --set) before any step runs. Engines without an entry check their own.
+SETTINGS: dict[str, str] = {
+    "sft": "trainers.settings:SFTSettings",
+    "dpo": "trainers.settings:DPOSettings",
+    "cpt": "trainers.settings:CPTSettings",
+    "prompting": "engines.prompting:PromptingSettings",
+    "bigger_model": "engines.bigger_model:BiggerModelSettings",
+    "manual": "engines.manual:ManualSettings",
+    "rag_index": "rag.engine:INDEX_SETTINGS",
+    "rag_eval": "rag.engine:EVAL_SETTINGS",
+}
+
+# engine -> data roles (advisor.plan.DATA_ROLES) the plan must give it. Every role a plan names must exist.
+REQUIRED_DATA: dict[str, tuple[str, ...]] = {
+    "prompting": ("examples",),
+    "rag_index": ("documents",),
+    "rag_eval": ("queries",),
+    "sft": ("train",),
+    "dpo": ("preferences",),
+    "cpt": ("corpus",),
+    "bigger_model": (),
+    "manual": (),
+}
+
+# Engines whose settings name a model (`model_name_or_path`); the runner fills it from the plan's
+# base_model when a step does not set it, and checks that it exists before any work.
+MODEL_ENGINES = ("prompting", "sft", "dpo", "cpt")
+# Engines that take the plan's top-level `adapter` (lora | qlora | full) unless their settings say otherwise;
+# cpt keeps its own default (full).
+PLAN_ADAPTER_ENGINES = ("sft", "dpo")
+
+# route -> the engines its steps may use (what advisor/planner.py emits). `manual` steps are the to-dos the
+# planner adds when data is missing (collect examples, write eval queries, generate pairs, collect instructions).
+ROUTE_ENGINES: dict[str, tuple[str, ...]] = {
+    "prompting": ("prompting", "manual"),
+    "rag": ("rag_index", "rag_eval", "manual"),
+    "fine_tuning": ("manual", "sft", "dpo"),
+    "continued_pretraining": ("cpt", "sft", "manual"),
+    "bigger_model": ("bigger_model",),
+}
+
+
+def _import(target: str) -> Any:
+    module_name, attribute = target.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def engine_function(name: str) -> Callable:
+    """The engine function for an engine name (imports its module now)."""
+    return _import(ENGINES[name])
+
+
+def settings_class(name: str) -> Any:
+    """The settings dataclass (or {key: default} dict) an engine's settings are checked against, or None."""
+    target = SETTINGS.get(name)
+    return _import(target) if target else None
