@@ -1,0 +1,79 @@
+"""Retrieve, then generate an answer with a local causal LM that cites its sources as [1], [2].
+
+The numbers map to the retrieved chunks, listed with their path and line under the answer. Any Hugging Face
+causal LM id or local path works; `builtin:tiny` (the default, offline) is a ~2M-parameter toy that proves the
+pipeline runs end to end: its answers are not meant to be useful, and the output says so.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+DEFAULT_GENERATOR = "builtin:tiny"
+SYSTEM = ("Answer the question using only the numbered sources below. Cite the sources you use like [1] or [2]. "
+          "If the sources do not contain the answer, say that you do not know.")
+TOY_NOTE = ("builtin:tiny is a built-in toy model (about a million parameters): it shows the retrieve-then-generate pipeline runs, its text "
+            "is not a real answer. Pass --model with an instruct model (a hub id or a local path) for real answers.")
+
+
+def build_prompt(question: str, hits, tokenizer) -> str:
+    blocks = []
+    for n, hit in enumerate(hits, start=1):
+        heading = f" — {hit.chunk['heading']}" if hit.chunk.get("heading") else ""
+        blocks.append(f"[{n}] ({hit.where}{heading})\n{hit.chunk['text'].strip()}")
+    user = "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # templates without a system role
+            messages = [{"role": "user", "content": SYSTEM + "\n\n" + user}]
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return f"{SYSTEM}\n\n{user}\nAnswer:"
+
+
+def context_limit(model, tokenizer) -> int:
+    limits = [getattr(model.config, name, None) for name in ("max_position_embeddings", "n_positions", "seq_length")]
+    limits = [x for x in limits if isinstance(x, int) and x > 0]
+    if limits:
+        return min(limits)
+    limit = getattr(tokenizer, "model_max_length", 2048)
+    return limit if isinstance(limit, int) and limit < 1_000_000 else 2048
+
+
+def answer(rag_index, question: str, *, model: str = DEFAULT_GENERATOR, k: int = 4, max_new_tokens: int = 128,
+           trust_remote_code: bool = False) -> dict[str, Any]:
+    """{"question", "answer", "sources": [{n, source, line, page, heading, score, cited}], "model", "toy"}."""
+    import torch
+
+    from trainers.models import load_model_and_tokenizer
+
+    hits = rag_index.search(question, k)
+    lm, tokenizer = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code)
+    lm.eval()
+    budget = context_limit(lm, tokenizer) - max_new_tokens
+    if budget < 32:
+        max_new_tokens = max(16, context_limit(lm, tokenizer) // 4)
+        budget = context_limit(lm, tokenizer) - max_new_tokens
+    getattr(tokenizer, "deprecation_warnings", {})["sequence-length-is-longer-than-the-specified-maximum"] = True
+    used = list(hits)
+    while True:  # drop the lowest-ranked sources until the prompt fits the model's context
+        prompt = build_prompt(question, used, tokenizer)
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=not getattr(tokenizer, "chat_template", None))
+        if ids["input_ids"].shape[1] <= budget or len(used) <= 1:
+            break
+        used = used[:-1]
+    if ids["input_ids"].shape[1] > budget:  # one source still too long: keep the end (question, answer prompt)
+        ids = {key: value[:, -budget:] for key, value in ids.items()}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.inference_mode():
+        output = lm.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+    text = tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+    sources = [{"n": n, "source": h.chunk["source"], "line": h.chunk["line"], "page": h.chunk.get("page"),
+                "heading": h.chunk.get("heading", ""), "score": round(h.score, 4), "cited": n in cited}
+               for n, h in enumerate(used, start=1)]
+    return {"question": question, "answer": text, "sources": sources, "model": model,
+            "toy": str(model).startswith("builtin:"),
+            "note": TOY_NOTE.replace("builtin:tiny", str(model)) if str(model).startswith("builtin:") else None}

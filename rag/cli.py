@@ -1,0 +1,157 @@
+"""`rung rag index | query | answer | eval | info`. Only click at import time: heavy imports live in the commands."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+INDEX_HELP = "Index folder (made by `rung rag index`)."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def rag() -> None:
+    """Build and query a local retrieval index (FAISS + sentence-transformers, no pickle)."""
+
+
+@rag.command("index")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=str))
+@click.option("--index", "index_dir", required=True, type=click.Path(path_type=str), help="Index folder to create or update.")
+@click.option("--model", default=None, help="sentence-transformers model id or path [default: all-MiniLM-L6-v2, "
+              "packaged, offline; an existing index keeps its model].")
+@click.option("--chunk-tokens", type=int, default=None,
+              help="Chunk size in the embedder's word pieces, heading trail included; 0 = 128, or the model's "
+              "limit if lower (at most 254 for MiniLM) [default: 0; an existing index keeps its setting].")
+@click.option("--overlap", type=int, default=None,
+              help="Word pieces shared by neighbouring chunks [default: 16; an existing index keeps its setting].")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "hnsw"]), default=None,
+              help="Exact flat search, HNSW, or auto: HNSW from 50,000 chunks [default: auto; an existing index "
+              "keeps its setting].")
+@click.option("--rebuild", is_flag=True, help="Start over: drop the existing vectors (needed to change the model).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per embedding batch.")
+@click.option("--progress/--no-progress", default=None, help="Show a chunks/s progress bar [default: on a terminal].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebuild, batch_size, progress, as_json):
+    """Index files and folders (.txt .md .rst .html .pdf .jsonl); re-runs embed only what changed.
+
+    The index mirrors SOURCES: files gone from them are removed. Without SOURCES, the sources recorded in the
+    index are synced again.
+    """
+    import sys
+
+    from rag.ingest import ingest
+
+    show = sys.stderr.isatty() if progress is None else progress
+    summary = ingest(list(sources) or None, index_dir, model=model, chunk_tokens=chunk_tokens, overlap=overlap,
+                     index_type=index_type, rebuild=rebuild, batch_size=batch_size, progress=show,
+                     log=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    for source, reason in summary.skipped_files[:20]:
+        click.echo(f"skipped {source}: {reason}", err=True)
+    if len(summary.skipped_files) > 20:
+        click.echo(f"... and {len(summary.skipped_files) - 20} more skipped", err=True)
+    click.echo(summary.line())
+
+
+@rag.command("query")
+@click.argument("question")
+@click.option("--index", "index_dir", required=True, type=click.Path(path_type=str), help=INDEX_HELP)
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="How many chunks.")
+@click.option("--model", default=None, help="Embedding model; must be the one the index was built with [default: that one].")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
+@click.option("--width", type=int, default=240, show_default=True, help="Characters of each chunk to show (0 = all).")
+def query_cmd(question, index_dir, k, model, as_json, width):
+    """Show the chunks closest to QUESTION with cosine score, source path and line."""
+    from advisor.errors import RungError
+    from rag.store import RagIndex
+
+    loaded = RagIndex.load(index_dir, model=model)
+    if not len(loaded):
+        raise RungError(f"{index_dir} holds no chunks (every file was skipped?); see `rung rag info --index {index_dir}`")
+    hits = loaded.search(question, k)
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    for hit in hits:
+        heading = f"  § {hit.chunk['heading']}" if hit.chunk.get("heading") else ""
+        click.echo(f"{hit.rank}. {hit.score:.3f}  {hit.where}{heading}")
+        text = " ".join(hit.chunk["text"].split())
+        click.echo("   " + (text if not width or len(text) <= width else text[:width] + " …"))
+
+
+@rag.command("answer")
+@click.argument("question")
+@click.option("--index", "index_dir", required=True, type=click.Path(path_type=str), help=INDEX_HELP)
+@click.option("--model", default="builtin:tiny", show_default=True,
+              help="Causal LM that writes the answer: hub id, local path, or builtin:tiny (a toy).")
+@click.option("-k", "k", type=click.IntRange(1, 50), default=4, show_default=True, help="How many chunks to give it.")
+@click.option("--max-new-tokens", type=int, default=128, show_default=True, help="Longest answer, in tokens.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code (off by default).")
+@click.option("--json", "as_json", is_flag=True, help="Print answer and sources as JSON.")
+def answer_cmd(question, index_dir, model, k, max_new_tokens, trust_remote_code, as_json):
+    """Answer QUESTION from the index with a local LM that cites sources as [1], [2]."""
+    from rag.answer import answer
+    from rag.store import RagIndex
+
+    result = answer(RagIndex.load(index_dir), question, model=model, k=k, max_new_tokens=max_new_tokens,
+                    trust_remote_code=trust_remote_code)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    if result["note"]:
+        click.echo(f"note: {result['note']}", err=True)
+    click.echo(result["answer"] or "(the model produced no text)")
+    click.echo("\nSources:")
+    for s in result["sources"]:
+        where = f"{s['source']}:{s['line']}" if s["page"] is None else f"{s['source']} p.{s['page']}"
+        heading = f"  § {s['heading']}" if s["heading"] else ""
+        click.echo(f"[{s['n']}] {where}{heading}  (score {s['score']:.3f}{', cited' if s['cited'] else ''})")
+
+
+@rag.command("eval")
+@click.option("--index", "index_dir", required=True, type=click.Path(path_type=str), help=INDEX_HELP)
+@click.option("--queries", required=True, type=click.Path(path_type=str),
+              help='JSONL of {"query": ..., "relevant": [paths]} or a BEIR qrels .tsv.')
+@click.option("--query-texts", default=None, type=click.Path(path_type=str),
+              help="BEIR queries.jsonl for a qrels .tsv [default: found next to it].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with recall@1/5/10, mrr@10, ndcg@10, queries.")
+def eval_cmd(index_dir, queries, query_texts, as_json):
+    """Score retrieval: recall@1/5/10, MRR@10 and nDCG@10 over documents (BEIR / pytrec_eval definitions)."""
+    from rag.engine import evaluate_index
+    from rag.metrics import KEYS, read_queries
+    from rag.store import RagIndex
+
+    pairs = read_queries(queries, query_texts)
+    result = evaluate_index(RagIndex.load(index_dir), pairs)
+    unknown = result.pop("unknown_relevant")
+    if unknown:
+        click.echo(f"warning: {len(unknown)} relevant documents are not in the index (typo, or not indexed?): "
+                   + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""), err=True)
+    if as_json:
+        click.echo(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}))
+        return
+    click.echo("  ".join(f"{k} {result[k]:.3f}" for k in KEYS) + f"  ({result['queries']} queries)")
+
+
+@rag.command("info")
+@click.option("--index", "index_dir", required=True, type=click.Path(path_type=str), help=INDEX_HELP)
+def info_cmd(index_dir):
+    """Show what an index holds: model, dimension, index type, chunker, counts."""
+    from pathlib import Path
+
+    from advisor.errors import RungError
+    from rag.store import read_manifest
+
+    if not Path(index_dir).is_dir():
+        raise RungError(f"{index_dir}: no such index folder")
+    m = read_manifest(Path(index_dir))
+    if m is None:
+        raise RungError(f"{index_dir} is not a rung index (no manifest.json)")
+    c = m["chunker"]
+    click.echo(f"model      {m['model']} ({m['dim']} dims, {m['metric']}, normalized={m['normalized']})")
+    click.echo(f"index      {m['index_type']} (setting {m['index_type_setting']}), faiss {m['faiss_version']}")
+    click.echo(f"chunker    {c['chunk_tokens']} tokens, {c['overlap']} overlap")
+    click.echo(f"contents   {m['counts']['files']} files, {m['counts']['documents']} documents, {m['counts']['chunks']} chunks")
+    click.echo(f"updated    {m['updated']} (generation {m['generation']})")

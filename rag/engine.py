@@ -1,0 +1,93 @@
+"""`rung run` entries for the rag route: `rag_index` and `rag_eval` steps (engines/protocol.py).
+
+    steps:
+      - id: index
+        engine: rag_index
+        settings: {chunk_tokens: 0, overlap: 16, model: null, index_type: auto}   # 0 = 128 or the model's limit
+      - id: eval
+        engine: rag_eval
+        settings: {k: 10}
+
+The index lives in the step's run folder (run_dir/index), so a re-run or a resume only embeds what changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advisor.errors import RungError, did_you_mean
+
+INDEX_SETTINGS = {"chunk_tokens": 0, "overlap": 16, "model": None, "index_type": "auto", "batch_size": 32}
+EVAL_SETTINGS: dict[str, Any] = {}
+
+
+def _settings(step: dict, ctx, allowed: dict[str, Any]) -> dict[str, Any]:
+    merged = {**allowed, **(step.get("settings") or {}), **(ctx.cli_settings or {})}
+    unknown = [k for k in (step.get("settings") or {}) if k not in allowed]
+    if unknown:
+        raise RungError([f'step {step.get("id")}: unknown setting "{k}"{did_you_mean(k, allowed)} '
+                         f'(settings: {", ".join(allowed) or "none"})' for k in unknown])
+    return {k: merged[k] for k in allowed}
+
+
+def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, depth: int = 10) -> dict[str, Any]:
+    """Run every query, collapse chunks to documents (best rank wins), score against the judgements."""
+    from rag.metrics import evaluate
+
+    known = {c.get("doc", c["source"]) for c in rag_index.chunks.values()}
+    unknown = sorted({d for _, q in queries for d in q if d not in known})
+    runs = []
+    for query, qrels in queries:
+        ranked = [doc for doc, _, _ in rag_index.search_documents(query, depth)]
+        runs.append((ranked, qrels))
+    result = evaluate(runs)
+    result["unknown_relevant"] = unknown
+    return result
+
+
+def index_step(step: dict, ctx) -> "StepResult":
+    from engines.protocol import StepResult
+    from rag.ingest import ingest
+
+    settings = _settings(step, ctx, INDEX_SETTINGS)
+    sources = ctx.data_paths("documents")
+    if not sources:
+        raise RungError(f'step {step.get("id")}: rag_index needs data.documents (a folder or files) in the plan')
+    missing = [str(p) for p in sources if not p.exists()]
+    if missing:
+        raise RungError([f"data.documents: {p}: no such file or folder" for p in missing])
+    index_dir = ctx.run_dir / "index"
+    summary = ingest([str(p) for p in sources], index_dir, model=settings["model"],
+                     chunk_tokens=int(settings["chunk_tokens"]), overlap=int(settings["overlap"]),
+                     index_type=settings["index_type"], batch_size=int(settings["batch_size"]), progress=False)
+    metrics = {"files": summary.files_indexed, "files_skipped": sum(summary.skipped.values()),
+               "chunks": summary.chunks, "chunks_added": summary.added, "chunks_kept": summary.kept,
+               "chunks_removed": summary.removed, "chunks_embedded": summary.embedded,
+               "seconds": round(summary.seconds, 2)}
+    return StepResult(outputs={"index_dir": str(index_dir)}, metrics=metrics,
+                      summary=f"Indexed {summary.chunks} chunks from {summary.files_indexed} files "
+                              f"({summary.index_type}).\n\n`{summary.line()}`")
+
+
+def eval_step(step: dict, ctx) -> "StepResult":
+    from engines.protocol import StepResult
+    from rag.metrics import read_queries
+    from rag.store import RagIndex
+
+    _settings(step, ctx, EVAL_SETTINGS)
+    index_dir = None
+    for output in reversed(list(ctx.outputs.values())):
+        if isinstance(output, dict) and output.get("index_dir"):
+            index_dir = output["index_dir"]
+            break
+    if index_dir is None:
+        raise RungError(f'step {step.get("id")}: rag_eval needs an earlier rag_index step in the plan')
+    queries_path = ctx.data_path("queries")
+    if queries_path is None:
+        raise RungError(f'step {step.get("id")}: rag_eval needs data.queries (JSONL of {{query, relevant}}) in the plan')
+    result = evaluate_index(RagIndex.load(index_dir), read_queries(queries_path))
+    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items() if k != "unknown_relevant"}
+    summary = " · ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "queries") + f" over {metrics['queries']} queries"
+    if result["unknown_relevant"]:
+        summary += f"\n\nRelevant documents not in the index: {', '.join(result['unknown_relevant'][:10])}"
+    return StepResult(outputs={"index_dir": index_dir}, metrics=metrics, summary=summary)

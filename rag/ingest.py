@@ -1,0 +1,347 @@
+"""Incremental, idempotent ingest: hash files, re-chunk only what changed, re-embed only text never seen.
+
+    unchanged file (same sha256, same chunker settings) -> nothing read past the hash, nothing embedded
+    changed file   -> re-chunked; chunks whose text is unchanged keep their vectors (ids are content hashes),
+                      only new text is embedded; its old chunks that are gone are removed
+    deleted file   -> its chunks are removed
+    nothing changed -> no model load, no write: a warm re-ingest costs a walk and a hash of each file
+
+Commit protocol: see rag/store.py (new generation folder, then manifest.json, then delete the old one).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import RungError
+from rag import loaders
+from rag.chunking import ChunkerSettings
+from rag.store import (FORMAT, FORMAT_VERSION, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HNSW_THRESHOLD,
+                       INDEX_TYPES, _GEN, check_model, read_manifest, remove_stale_generations, resolve_index_type)
+
+
+@dataclass
+class IngestSummary:
+    files_seen: int = 0
+    files_indexed: int = 0      # files in the index after this run
+    files_changed: int = 0      # new or changed files read and chunked this run
+    files_unchanged: int = 0
+    files_removed: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    added: int = 0
+    removed: int = 0
+    kept: int = 0
+    embedded: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    index_type: str = ""
+    wrote: bool = False
+
+    def line(self) -> str:
+        skipped = sum(self.skipped.values())
+        reasons = ", ".join(f"{n} {r}" for r, n in self.skipped.most_common())
+        rate = f" at {self.embedded / self.embed_seconds:.1f} chunks/s" if self.embedded and self.embed_seconds else ""
+        return (f"{self.files_seen} files: {self.files_changed} read, {self.files_unchanged} unchanged, "
+                f"{self.files_removed} removed, {skipped} skipped{f' ({reasons})' if skipped else ''} | "
+                f"chunks: {self.added} added, {self.removed} removed, {self.kept} kept, {self.chunks} in index "
+                f"({self.index_type}) | embedded {self.embedded}{rate} | {self.seconds:.1f}s")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"files": self.files_seen, "files_indexed": self.files_indexed, "files_read": self.files_changed,
+                "files_unchanged": self.files_unchanged, "files_removed": self.files_removed,
+                "skipped": dict(self.skipped), "skipped_files": [{"file": f, "reason": r} for f, r in self.skipped_files],
+                "chunks_added": self.added, "chunks_removed": self.removed, "chunks_kept": self.kept,
+                "chunks_embedded": self.embedded, "chunks": self.chunks, "index_type": self.index_type,
+                "seconds": round(self.seconds, 3), "wrote": self.wrote}
+
+
+@contextmanager
+def _writer_lock(index_dir: Path):
+    """One ingest per index at a time; the kernel drops the lock if the process dies (even SIGKILL)."""
+    handle = open(index_dir / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RungError(f"{index_dir}: another `rung rag index` is writing this index; wait for it to finish") from None
+        yield
+    finally:
+        handle.close()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _kill_point(name: str) -> None:
+    """Fault injection for the crash-consistency test: RUNG_RAG_KILL_AT=<name> SIGKILLs this process here."""
+    if os.environ.get("RUNG_RAG_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike, *, model: str | None = None,
+           chunk_tokens: int | None = None, overlap: int | None = None, index_type: str | None = None,
+           rebuild: bool = False,
+           batch_size: int = 32, progress: bool = True, log=None) -> IngestSummary:
+    """Bring the index in DIR in line with SOURCES (files and folders). Returns what changed.
+
+    SOURCES=None re-syncs the sources recorded in the manifest. The index mirrors its sources: files no
+    longer found there are removed from it. chunk_tokens / overlap / index_type None = what the index was
+    built with (defaults 0 = auto, 16, "auto" for a new one), like the model.
+    """
+    from rag.embed import DEFAULT_MODEL, model_name
+
+    start = time.perf_counter()
+    log = log or (lambda message: print(message, file=sys.stderr))
+    index_dir = Path(index_dir)
+    index_dir = Path(index_dir)
+    existing = read_manifest(index_dir) if index_dir.is_dir() else None
+    kept = (existing or {}) if not rebuild else {}
+    requested = kept.get("chunker", {}).get("requested", {})
+    chunk_tokens = requested.get("chunk_tokens", 0) if chunk_tokens is None else chunk_tokens
+    overlap = requested.get("overlap", 16) if overlap is None else overlap
+    index_type = kept.get("index_type_setting", "auto") if index_type is None else index_type
+    if index_type not in INDEX_TYPES:
+        raise RungError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+    if index_dir.exists() and not index_dir.is_dir():
+        raise RungError(f"{index_dir}: is a file; --index needs a folder")
+    manifest = read_manifest(index_dir) if index_dir.exists() else None
+    if manifest is None and index_dir.exists() and any(
+            p.name != ".lock" and not (p.is_dir() and _GEN.match(p.name)) for p in index_dir.iterdir()):
+        raise RungError(f"{index_dir} is a folder with other files and no rung manifest.json; "
+                        "give --index a new or empty folder")
+    if manifest is not None and not rebuild:
+        check_model(manifest, index_dir, model)
+    if not sources:
+        if manifest is None:
+            raise RungError("give the files or folders to index (SOURCES)")
+        sources = manifest.get("sources") or []
+    name = model_name(model) if model else (manifest["model"] if manifest else DEFAULT_MODEL)
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(index_dir):
+        current = manifest.get("generation_dir") if manifest else None
+        remove_stale_generations(index_dir, keep=current)  # orphans of a crashed ingest
+
+        files, problems = loaders.find_files(list(sources))
+        if problems:
+            raise RungError(problems)
+        summary = IngestSummary(files_seen=len(files))
+        for f in files:
+            loaders.read_and_hash(f)
+        old_files = (manifest or {}).get("files", {}) if not rebuild else {}
+        requested_chunker = {"chunk_tokens": chunk_tokens, "overlap": overlap}
+        old_chunker = (manifest or {}).get("chunker", {})
+        same_chunker = (manifest is not None and not rebuild
+                        and old_chunker.get("requested") == requested_chunker
+                        and old_chunker.get("version") == ChunkerSettings().as_dict()["version"])
+        old_type_setting = (manifest or {}).get("index_type_setting")
+        # Files skipped last time for their content (binary, empty, ...) stay skipped until they change.
+        old_skipped = (manifest or {}).get("skipped", {}) if same_chunker else {}
+        for f in files:
+            if f.skip is None and old_skipped.get(f.source, {}).get("sha256") == f.sha256:
+                f.skip = old_skipped[f.source]["reason"]
+                f.skip_known = True
+        readable = [f for f in files if f.skip is None]
+        for f in files:
+            if f.skip:
+                summary.skipped[f.skip] += 1
+                summary.skipped_files.append((f.source, f.skip))
+        if same_chunker:
+            changed = [f for f in readable if old_files.get(f.source, {}).get("sha256") != f.sha256]
+        else:
+            changed = readable
+        changed_names = {f.source for f in changed}
+        for f in files:
+            if f.source not in changed_names:
+                f.data = b""  # unchanged or skipped: its bytes are not needed any more
+        present = {f.source for f in readable}
+        deleted = [s for s in old_files if s not in present]
+        old_total = (manifest or {}).get("counts", {}).get("chunks", 0)
+        if (manifest is not None and not rebuild and not changed and not deleted
+                and old_type_setting == index_type
+                and resolve_index_type(index_type, old_total) == manifest.get("index_type")):
+            summary.files_unchanged = len(readable)
+            summary.files_indexed = len(old_files)
+            summary.kept = summary.chunks = old_total
+            summary.index_type = manifest.get("index_type", "")
+            summary.seconds = time.perf_counter() - start
+            if sorted(str(Path(s).expanduser().resolve()) for s in sources) != sorted(manifest.get("sources", [])):
+                manifest["sources"] = sorted(str(Path(s).expanduser().resolve()) for s in sources)
+                from advisor.fileio import atomic_write_json
+
+                atomic_write_json(index_dir / "manifest.json", manifest)
+            return summary
+        return _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable, changed, deleted,
+                               same_chunker, ChunkerSettings(chunk_tokens, overlap), index_type, batch_size,
+                               progress, log, summary, start)
+
+
+def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable, changed, deleted, same_chunker,
+                    requested: ChunkerSettings, index_type, batch_size, progress, log, summary, start):
+    import faiss
+    import numpy as np
+
+    from rag.chunking import Chunker, embed_text, resolve_settings, token_limit
+    from rag.embed import dimension, embed_documents, load_embedder
+    from rag.store import RagIndex, all_vectors, build_index, chunk_id, write_generation
+
+    model = load_embedder(name)
+    dim = dimension(model)
+    if manifest is not None and not rebuild:
+        check_model(manifest, index_dir, None, dim)
+    settings = resolve_settings(requested, token_limit(model), model.tokenizer.num_special_tokens_to_add())
+    chunker = Chunker(model.tokenizer, settings)
+
+    # What the index holds now.
+    old_chunks: dict[int, dict] = {}
+    old_vectors: dict[int, Any] = {}
+    old_index = None
+    if manifest is not None and not rebuild:
+        loaded = RagIndex.load(index_dir, load_model=False)
+        old_chunks, old_index = loaded.chunks, loaded.index
+        ids, vectors = all_vectors(old_index)
+        old_vectors = dict(zip(ids.tolist(), vectors))
+
+    changed_sources = {f.source for f in changed}
+    old_files = (manifest or {}).get("files", {}) if not rebuild else {}
+    new_chunks: dict[int, dict] = {}
+    files_meta: dict[str, dict] = {}
+    # Unchanged files keep their chunk records as they are.
+    for cid, record in old_chunks.items():
+        if record["source"] not in changed_sources and record["source"] in {f.source for f in readable}:
+            new_chunks[cid] = record
+    for f in readable:
+        if f.source not in changed_sources:
+            files_meta[f.source] = old_files[f.source]
+    skipped_meta = {f.source: {"sha256": f.sha256, "reason": f.skip} for f in files
+                    if f.skip_known}
+    summary.files_unchanged = len(readable) - len(changed)
+    summary.files_changed = 0
+    for f in changed:
+        sections = loaders.parse(f)
+        records = [c for s in sections for c in chunker.split(s)]
+        if f.skip is None and not records:
+            f.skip = "empty"
+        if f.skip:
+            summary.skipped[f.skip] += 1
+            summary.skipped_files.append((f.source, f.skip))
+            skipped_meta[f.source] = {"sha256": f.sha256, "reason": f.skip}
+            continue
+        summary.files_changed += 1
+        ordinals: Counter = Counter()
+        for record in records:
+            text_hash = hashlib.sha256(embed_text(record).encode("utf-8")).hexdigest()
+            ordinals[text_hash] += 1
+            cid = chunk_id(f.source, text_hash, ordinals[text_hash] - 1)
+            if cid in new_chunks:
+                raise RungError(f"chunk id collision in {f.source}; please report this")
+            new_chunks[cid] = {"id": cid, "source": f.source, **record}
+        files_meta[f.source] = {"sha256": f.sha256, "bytes": len(f.data), "chunks": len(records)}
+    summary.files_removed = sum(1 for s in old_files if s not in files_meta)
+
+    if (manifest is not None and not rebuild and new_chunks == old_chunks and files_meta == old_files
+            and skipped_meta == manifest.get("skipped", {})
+            and resolve_index_type(index_type, len(new_chunks)) == manifest.get("index_type")
+            and manifest.get("index_type_setting") == index_type
+            and manifest["chunker"]["chunk_tokens"] == settings.chunk_tokens):
+        # Files were re-read (their bytes changed) but the chunks came out the same: nothing to write.
+        summary.kept = summary.chunks = len(new_chunks)
+        summary.files_indexed = len(files_meta)
+        summary.index_type = manifest["index_type"]
+        summary.seconds = time.perf_counter() - start
+        return summary
+    old_ids, new_ids = set(old_chunks), set(new_chunks)
+    removed_ids = old_ids - new_ids
+    added_ids = [cid for cid in new_chunks if cid not in old_ids]
+    summary.added, summary.removed, summary.kept = len(added_ids), len(removed_ids), len(new_ids & old_ids)
+    summary.chunks = len(new_chunks)
+    summary.files_indexed = len(files_meta)
+    kind = resolve_index_type(index_type, len(new_chunks))
+    summary.index_type = kind
+
+    # Embed only text we have no vector for; identical texts are embedded once.
+    to_embed = [cid for cid in added_ids if cid not in old_vectors]
+    unique_texts: dict[str, int] = {}
+    for cid in to_embed:
+        unique_texts.setdefault(embed_text(new_chunks[cid]), len(unique_texts))
+    if unique_texts:
+        log(f"embedding {len(unique_texts)} chunks with {name} ({settings.chunk_tokens}-token chunks, "
+            f"{settings.overlap} overlap)")
+    t0 = time.perf_counter()
+    lengths: dict[str, int] = {}
+    for cid in to_embed:
+        lengths[embed_text(new_chunks[cid])] = new_chunks[cid]["tokens"]
+    vectors = embed_documents(model, list(unique_texts), lengths=[lengths[t] for t in unique_texts],
+                              batch_size=batch_size, progress=progress)
+    summary.embed_seconds = time.perf_counter() - t0
+    summary.embedded = len(unique_texts)
+    for cid in to_embed:
+        old_vectors[cid] = vectors[unique_texts[embed_text(new_chunks[cid])]]
+
+    # Build: append to the existing index when nothing was removed and its type stays; else rebuild
+    # (HNSW cannot remove vectors; rebuilding a flat index is a memory copy).
+    if old_index is not None and not removed_ids and manifest.get("index_type") == kind and not rebuild:
+        index = old_index
+        if added_ids:
+            index.add_with_ids(np.stack([old_vectors[c] for c in added_ids]).astype("float32"),
+                               np.asarray(added_ids, dtype="int64"))
+    else:
+        order = list(new_chunks)
+        matrix = np.stack([old_vectors[c] for c in order]) if order else np.zeros((0, dim), "float32")
+        index = build_index(kind, dim, order, matrix)
+    ordered = list(new_chunks.values())
+    generation = (manifest or {}).get("generation", 0) + 1
+    gen_name = write_generation(index_dir, generation, index, ordered)
+    _kill_point("before_manifest")
+
+    import sentence_transformers
+
+    now = _now()
+    new_manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "generation": generation,
+        "generation_dir": gen_name,
+        "model": name,
+        "dim": dim,
+        "max_seq_length": model.max_seq_length,
+        "metric": "inner_product",
+        "normalized": True,
+        "score": "cosine similarity (inner product of unit vectors)",
+        "index_type": kind,
+        "index_type_setting": index_type,
+        "hnsw": {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": HNSW_EF_SEARCH,
+                 "threshold": HNSW_THRESHOLD},
+        "faiss_version": faiss.__version__,
+        "sentence_transformers_version": sentence_transformers.__version__,
+        "chunker": {**settings.as_dict(), "requested": {"chunk_tokens": requested.chunk_tokens,
+                                                        "overlap": requested.overlap}},
+        "sources": sorted(str(Path(s).expanduser().resolve()) for s in sources),
+        "counts": {"files": len(files_meta), "chunks": len(new_chunks),
+                   "documents": len({c.get("doc", c["source"]) for c in new_chunks.values()})},
+        "created": (manifest or {}).get("created", now) if not rebuild else now,
+        "updated": now,
+        "files": dict(sorted(files_meta.items())),
+        "skipped": dict(sorted(skipped_meta.items())),   # skipped for their content, until their bytes change
+    }
+    from advisor.fileio import atomic_write_json
+
+    atomic_write_json(index_dir / "manifest.json", new_manifest)   # the commit point
+    remove_stale_generations(index_dir, keep=gen_name)
+    summary.wrote = True
+    summary.seconds = time.perf_counter() - start
+    return summary
