@@ -451,7 +451,9 @@ def execute(prep: Prepared, *, resume: bool = False, echo: Callable[[str], None]
         state["steps"][step_id] = record
         atomic_write_json(root / STATE_FILE, state)
         description = step.get("description") or ""
-        echo(f"[{number}/{total}] {step_id} ({engine}){': ' + description if description else ''}"
+        adapter = (step.get("settings") or {}).get("adapter")  # the resolved one: --set may have changed it
+        echo(f"[{number}/{total}] {step_id} ({engine}{', adapter ' + adapter if adapter else ''})"
+             f"{': ' + description if description else ''}"
              f"{' - resuming' if step_resume else ''}")
         ctx = StepContext(plan=prep.plan, plan_dir=prep.plan_dir, run_dir=run_dir, resume=step_resume,
                           outputs=dict(outputs), cli_settings=dict(prep.cli_settings.get(step_id, {})),
@@ -649,7 +651,10 @@ def write_report(prep: Prepared, state: dict[str, Any]) -> Path:
         run_dir = root / step["id"]
         title = f"## {number}. {step['id']}"
         lines += [title, ""]
-        meta = [f"engine `{step['engine']}`", f"status **{record.get('status', 'not started')}**",
+        meta = [f"engine `{step['engine']}`"]
+        if (step.get("settings") or {}).get("adapter"):
+            meta.append(f"adapter `{step['settings']['adapter']}`")
+        meta += [f"status **{record.get('status', 'not started')}**",
                 f"wall time {_duration(record.get('wall_s'))}"]
         if record.get("attempts", 1) > 1:
             meta.append(f"{record['attempts']} attempts")

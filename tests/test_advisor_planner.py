@@ -83,7 +83,9 @@ def test_rag_eval_step_only_with_queries(rung, tmp_path):
     queries.write_text('{"query": "hi", "relevant": ["a.md"]}\n')
     plan, md, _ = make_plan(rung, tmp_path, {"goal": "facts"}, "--data", docs, "--data", f"queries={queries}")
     assert steps_of(plan) == [("index", "rag_index", None), ("eval", "rag_eval", None)]
-    assert plan["steps"][0]["settings"] == {"chunk_tokens": 256, "overlap": 32}
+    from rag.engine import INDEX_SETTINGS  # the plan writes the RAG engine's own chunking defaults
+
+    assert plan["steps"][0]["settings"] == {k: INDEX_SETTINGS[k] for k in ("chunk_tokens", "overlap")}
     assert plan["data"] == {"documents": "../docs", "queries": "../queries.jsonl"}  # relative to the plan folder
     assert "**missing**" not in md
 

@@ -368,7 +368,8 @@ def write_samples(out_dir: Path, prompts: list[Any], references: list[str], befo
                   after: list[str], title: str) -> None:
     """samples.md: the same held-out prompts answered before and after training, with the reference."""
     lines = [f"# {title}: samples before and after training", "",
-             "Greedy decoding, the same held-out prompts, the model's chat template.", ""]
+             "Greedy decoding (no repeated 8-gram, which breaks a base model's loops), the same held-out prompts, "
+             "the model's chat template.", ""]
     for index, (prompt, reference, b, a) in enumerate(zip(prompts, references, before, after), start=1):
         shown = prompt[-1]["content"] if isinstance(prompt, list) else prompt
         lines += [f"## {index}. {_one_line(shown)}", "", f"- reference: `{_one_line(reference)}`",
@@ -450,3 +451,8 @@ def end_of_turn_token(tokenizer) -> tuple[str | None, str]:
                            f"using {token} as EOS so the model learns to stop and generation stops there")
     return None, ("the chat template puts no stop token after an assistant turn: the model may not learn to stop; "
                   "use a template that ends turns with EOS (rung's ChatML does)")
+
+
+def fmt(value: Any) -> str:
+    """A number for a summary line: 4 significant digits for floats, as is otherwise."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -275,6 +275,11 @@ def run_step(step: dict, ctx) -> Any:
         plan_settings.setdefault("model_name_or_path", ctx.plan.get("base_model") or "builtin:tiny")
     if ctx.plan.get("adapter") and "adapter" not in plan_settings:
         plan_settings["adapter"] = ctx.plan["adapter"]
+    if getattr(ctx, "gpus", 0) > 1:  # only continued pretraining launches across GPUs today
+        import click
+
+        click.echo(f"Warning: step {step['id']}: DPO runs in this one process (one GPU); --gpus {ctx.gpus} "
+                   "applies to cpt steps only.", err=True)
     settings = resolve(DPOSettings, plan_settings, ctx.cli_settings, where=f"steps.{step['id']}.settings")
     pairs = ctx.data_path("preferences")
     if pairs is None:
@@ -289,6 +294,7 @@ def run_step(step: dict, ctx) -> Any:
                  "global_step": summary.get("global_step"), "wall_s": summary.get("wall_s")},
         summary=(f"DPO ({settings.adapter}) from {settings.model_name_or_path}: reference = "
                  f"{summary.get('reference_model')}. Training pairs: reward margin "
-                 f"{(summary.get('pairs_before') or {}).get('reward_margin')} -> {after.get('reward_margin')}, "
-                 f"chosen>rejected {after.get('accuracy')}. Samples before/after: samples.md."),
+                 f"{common.fmt((summary.get('pairs_before') or {}).get('reward_margin'))} -> "
+                 f"{common.fmt(after.get('reward_margin'))}, chosen>rejected {common.fmt(after.get('accuracy'))}. "
+                 "Samples before/after: samples.md."),
     )

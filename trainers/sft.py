@@ -252,6 +252,11 @@ def run_step(step: dict, ctx) -> Any:
     plan_settings.setdefault("model_name_or_path", base)
     if ctx.plan.get("adapter") and "adapter" not in plan_settings:
         plan_settings["adapter"] = ctx.plan["adapter"]
+    if getattr(ctx, "gpus", 0) > 1:  # only continued pretraining launches across GPUs today
+        import click
+
+        click.echo(f"Warning: step {step['id']}: SFT runs in this one process (one GPU); --gpus {ctx.gpus} "
+                   "applies to cpt steps only.", err=True)
     settings = resolve(SFTSettings, plan_settings, ctx.cli_settings, where=f"steps.{step['id']}.settings")
     train_path = ctx.data_path("train")
     if train_path is None:
@@ -262,8 +267,9 @@ def run_step(step: dict, ctx) -> Any:
         outputs={"model_dir": str(ctx.run_dir), "adapter": settings.adapter != "full",
                  "samples": str(Path(ctx.run_dir) / "samples.md"), "loss_plot": str(Path(ctx.run_dir) / "loss.png")},
         metrics={k: summary.get(k) for k in keys},
-        summary=(f"SFT ({settings.adapter}) of {settings.model_name_or_path}: loss {summary.get('first_loss')} -> "
-                 f"{summary.get('final_loss')}, eval loss {summary.get('final_eval_loss')}, "
+        summary=(f"SFT ({settings.adapter}) of {settings.model_name_or_path}: "
+                 f"loss {common.fmt(summary.get('first_loss'))} -> {common.fmt(summary.get('final_loss'))}, "
+                 f"eval loss {common.fmt(summary.get('final_eval_loss'))}, "
                  f"{summary.get('global_step')} steps. Samples before/after: samples.md."),
     )
 
