@@ -33,8 +33,13 @@ demo: venv
 	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	$(BIN)/rung demo
 
+# The CPU benchmarks behind BENCHMARKS.md (several minutes; run on a quiet machine).
+# benchmarks/gpu_cpt_mfu.py needs a CUDA GPU and is run by hand there.
 bench: venv
 	$(BIN)/python benchmarks/bench_advise.py
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_rag.py
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_sft.py --repeats 3
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_cpt.py --steps 40 --repeats 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info

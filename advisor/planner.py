@@ -169,7 +169,7 @@ def build_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str,
                       "description": "Chunk, embed and index the documents" +
                                      (" (the domain corpus)" if advice.get("corpus_as_documents") else ""),
                       # chunk_tokens 0 = automatic: 128 word pieces for MiniLM, which beat its 256-piece limit
-                      # on both labelled sets (docs/bench/rag.md)
+                      # on both labelled sets (BENCHMARKS.md)
                       "settings": {"chunk_tokens": 0, "overlap": 16}})
         if "queries" in data:
             steps.append({"id": "eval", "engine": "rag_eval",

@@ -1,7 +1,7 @@
 """How fast does `rung advise` start? Median wall time against `python -c "import click, yaml"`, side by side.
 
 The issue's bar: `rung advise` median <= 1.5x the median of `python -c "import click, yaml"`. Runs alternate
-(baseline, advise, baseline, advise, ...) so machine load hits both alike. Writes docs/bench/advisor.md.
+(baseline, advise, baseline, advise, ...) so machine load hits both alike. Prints a markdown table (the advisor section of BENCHMARKS.md); --out also writes it to a file.
 
     python benchmarks/bench_advise.py [--runs 40]
 """
@@ -47,7 +47,7 @@ def timed(command: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40, help="timed runs of each command (after 3 warm-ups that also write .pyc files)")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "bench" / "advisor.md"), help="markdown report path")
+    parser.add_argument("--out", default=None, help="also write the markdown report to this path")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         answers = Path(tmp) / "answers.yaml"
@@ -86,8 +86,9 @@ def main() -> None:
               "editable install every run recompiles rung's own modules; that measured ~1.45-1.6x on the same "
               "machine while developing.", ""]
     text = "\n".join(lines)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text, encoding="utf-8")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
     print(text)
 
 

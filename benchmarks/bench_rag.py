@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_rag.py [--quick] [--json out.json]
 
-Measures (figures go to docs/bench/rag.md):
+Measures (figures go to BENCHMARKS.md):
 1. cold ingest chunks/s: `rung rag index` vs LangChain `FAISS.from_documents` + `save_local`, same embedder
    (all-MiniLM-L6-v2, loaded before timing), same input strings (our chunks with their heading trail), on the
    first 30 help topics, two interleaved rounds per side (best of each; the machine is shared);

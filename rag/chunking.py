@@ -16,7 +16,7 @@ from rag.loaders import _RST_UNDERLINE, Section, headings
 
 # The default chunk size, in the embedder's word pieces (heading trail included), capped at what the model
 # reads (254 for MiniLM: 256 minus [CLS]/[SEP]). Why not the cap: MiniLM was trained on 128-token inputs, and on
-# both labelled sets we have 128 beat 254 (docs/bench/rag.md): nDCG@10 0.814 vs 0.780 on the pydoc set,
+# both labelled sets we have 128 beat 254 (BENCHMARKS.md): nDCG@10 0.814 vs 0.780 on the pydoc set,
 # 1.000 vs 0.957 on examples/support_docs. Pass --chunk-tokens for models trained on longer inputs.
 DEFAULT_CHUNK_TOKENS = 128
 # Word pieces of each chunk kept for its heading trail ("Billing > Refunds"), embedded in front of the text:

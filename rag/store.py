@@ -29,7 +29,7 @@ from advisor.errors import RungError
 FORMAT = "rung-rag-index"
 FORMAT_VERSION = 1
 # Exact search below this many chunks, HNSW at or above it (index_type "auto"). Measured in
-# benchmarks/bench_rag.py on 2 cores (docs/bench/rag.md): exact IndexFlatIP costs ~0.2 ms per query at 10k chunks,
+# benchmarks/bench_rag.py on 2 cores (BENCHMARKS.md): exact IndexFlatIP costs ~0.2 ms per query at 10k chunks,
 # ~5 ms at 100k; the MiniLM query embedding alone costs ~9 ms. Below 50k chunks exact search adds at most ~2.5 ms
 # to a query, loses nothing, and updates in place; above, HNSW keeps search under a millisecond (but must be
 # rebuilt when files change, ~11 s per 100k vectors).
@@ -37,7 +37,7 @@ HNSW_THRESHOLD = 50_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 # efSearch: FAISS's default 16 found 79% of the exact top-10 at 100k chunks, 128 found 98.4%, 256 found 99.4% for
-# 0.3 ms a query (docs/bench/rag.md): next to ~9 ms for embedding the query, accuracy is the cheaper side.
+# 0.3 ms a query (BENCHMARKS.md): next to ~9 ms for embedding the query, accuracy is the cheaper side.
 HNSW_EF_SEARCH = 256
 INDEX_TYPES = ("auto", "flat", "hnsw")
 _GEN = re.compile(r"^g(\d{6,})$")

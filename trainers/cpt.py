@@ -789,15 +789,11 @@ def pretrained_tiny_path() -> Path:
     trains on exclude trainers.forgetting's general-text slice, so that slice stays held out.
     """
     from trainers import forgetting
-    from trainers.models import TINY_SPEC, _spec_key, builtin_tiny_path, cache_root
+    from trainers.models import TINY_SPEC, _spec_key, builtin_tiny_path, cache_root, cached_build
 
     key = _spec_key({"tiny": TINY_SPEC, "base": TINY_BASE_SPEC, "topics": forgetting.pretraining_topic_names()})
-    target = cache_root() / f"builtin-tiny-base-{key}"
-    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-tiny-base-"))
-    try:
+
+    def build(staging: Path) -> Path:
         corpus = staging / "corpus"
         corpus.mkdir()
         for name, text in forgetting.pretraining_topics():
@@ -816,14 +812,9 @@ def pretrained_tiny_path() -> Path:
             "builtin:tiny-base — builtin:tiny after a short pretraining on Python's help topics "
             f"(PSF licence), by rung. Train loss {result['first_loss']:.2f} → {result['last_loss']:.2f}.\n"
             f"spec: {json.dumps(TINY_BASE_SPEC)}\n")
-        try:
-            os.replace(model, target)
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        return model
+
+    return cached_build(cache_root() / f"builtin-tiny-base-{key}", build, "tiny-base")
 
 
 # ─────────────────────────────────────── worker entry (accelerate launch) ───────────────────────────────────────

@@ -350,6 +350,19 @@ def load_examples(path: str | Path, kind: str) -> list[dict]:
 # ---------------------------------------------------------------------------------------------- split
 
 
+def load_train_eval(data_path, eval_path, kind: str, eval_fraction: float,
+                    seed: int) -> tuple[list[Any], list[Any], str]:
+    """Training and held-out examples (every problem with its line, before any model loads): from eval_path
+    when given, else a seeded split of data_path. The third value says which, for the log."""
+    examples = load_examples(data_path, kind)
+    if eval_path:
+        return examples, load_examples(eval_path, kind), f"eval file {eval_path}"
+    train, held_out = split_examples(examples, eval_fraction, seed)
+    split = (f"{eval_fraction:.0%} held out, seed {seed}" if held_out
+             else "no eval split (fewer than 10 rows or eval_fraction 0)")
+    return train, held_out, split
+
+
 def split_examples(examples: list[Any], eval_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
     """Deterministic held-out split: shuffle indices with `seed`, hold out round(n * fraction), at least 1
     when there are 10 or more rows and the fraction is above 0, none below that (too few to spare)."""

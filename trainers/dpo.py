@@ -143,14 +143,8 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     common.check_qlora(settings)
 
     # 2. Pairs: every problem with its line, before any model loads.
-    pairs = data.load_examples(data_path, "dpo")
-    if eval_path:
-        train_pairs, eval_pairs = pairs, data.load_examples(eval_path, "dpo")
-        split = f"eval file {eval_path}"
-    else:
-        train_pairs, eval_pairs = data.split_examples(pairs, settings.eval_fraction, settings.seed)
-        split = (f"{settings.eval_fraction:.0%} held out, seed {settings.seed}" if eval_pairs
-                 else "no eval split (fewer than 10 pairs or eval_fraction 0)")
+    train_pairs, eval_pairs, split = data.load_train_eval(data_path, eval_path, "dpo", settings.eval_fraction,
+                                                          settings.seed)
     echo(f"Data: {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data_path} ({split})")
 
     # 3. Policy, reference, tokenizer.

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from advisor.errors import RungError
 
@@ -76,23 +76,31 @@ def _spec_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def builtin_tiny_path() -> Path:
-    """The cached built-in tiny model's folder, built on first use (~10 s on 2 cores)."""
-    target = cache_root() / f"builtin-tiny-{_spec_key(TINY_SPEC)}"
+def cached_build(target: Path, build: Callable[[Path], Path | None], prefix: str) -> Path:
+    """Return `target`, building it first if needed: `build(staging)` fills a temp folder (or returns the
+    folder it wrote inside it), which is then renamed into place, so a crash never leaves half a model."""
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-tiny-"))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".build-{prefix}-"))
     try:
-        _build_tiny(staging)
+        built = build(staging) or staging
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(built, 0o777 & ~umask)  # mkdtemp makes 0700 folders; a shared cache should be readable
         try:
-            os.replace(staging, target)  # atomic: another process may have won the race; both are identical
+            os.replace(built, target)  # atomic: another process may have won the race; both are identical
         except OSError:
             if not (target / "config.json").exists():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def builtin_tiny_path() -> Path:
+    """The cached built-in tiny model's folder, built on first use (~4 s on 2 cores)."""
+    return cached_build(cache_root() / f"builtin-tiny-{_spec_key(TINY_SPEC)}", _build_tiny, "tiny")
 
 
 def _tokenizer_corpus() -> list[str]:

@@ -101,14 +101,8 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     common.check_qlora(settings)                                   # CPU + qlora: one clear line, nothing loaded
 
     # 2. Data: every problem with its line, before any model loads.
-    examples = data.load_examples(data_path, "sft")
-    if eval_path:
-        train_rows, eval_rows = examples, data.load_examples(eval_path, "sft")
-        split = f"eval file {eval_path}"
-    else:
-        train_rows, eval_rows = data.split_examples(examples, settings.eval_fraction, settings.seed)
-        split = (f"{settings.eval_fraction:.0%} held out, seed {settings.seed}" if eval_rows
-                 else "no eval split (fewer than 10 rows or eval_fraction 0)")
+    train_rows, eval_rows, split = data.load_train_eval(data_path, eval_path, "sft", settings.eval_fraction,
+                                                        settings.seed)
     echo(f"Data: {len(train_rows)} train / {len(eval_rows)} eval rows from {data_path} ({split})")
 
     # 3. Model and tokenizer; the chat template decides where EOS goes.
