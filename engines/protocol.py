@@ -20,7 +20,11 @@ class StepContext:
     resume: bool = False          # continue from this step's last checkpoint when there is one
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier steps' results by step id
     cli_settings: dict[str, Any] = field(default_factory=dict)        # overrides from the command line
-    gpus: int = 0                 # --gpus from `rung run`; 0 = this process only
+    gpus: int = 0                 # --gpus from `rung run`: GPUs per node; 0 = this process only
+    nodes: int = 1                # --nodes: machines in a multi-node run (each runs `rung run` with its rank)
+    node_rank: int = 0            # --node-rank: this machine's rank, 0 on the main node
+    main_address: str | None = None  # --main-address: the rank-0 machine's address, for nodes > 1
+    main_port: int | None = None     # --main-port: its rendezvous port (accelerate's default when None)
 
     def data_path(self, role: str) -> Path | None:
         """The plan's data path for a role (train, eval, preferences, corpus, documents, queries, ...)."""

@@ -59,6 +59,7 @@ class Prepared:
     cli_settings: dict[str, dict[str, Any]]   # step id -> --set overrides
     gpus: int = 0
     sets: list[str] = field(default_factory=list)
+    cluster: dict[str, Any] = field(default_factory=dict)  # nodes, node_rank, main_address, main_port
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -217,8 +218,24 @@ def check_gpus(gpus: int) -> list[str]:
     return []
 
 
+def check_cluster(gpus: int, nodes: int, node_rank: int, main_address: str | None) -> list[str]:
+    """Multi-node flags: every node runs the same `rung run` with its own --node-rank."""
+    problems = []
+    if nodes < 1:
+        problems.append(f"--nodes {nodes}: must be 1 or more")
+    elif nodes > 1:
+        if gpus < 1:
+            problems.append(f"--nodes {nodes}: give --gpus (GPUs per node) too")
+        if not main_address:
+            problems.append(f"--nodes {nodes}: give --main-address (the rank-0 machine's address)")
+    if not 0 <= node_rank < max(nodes, 1):
+        problems.append(f"--node-rank {node_rank}: must be between 0 and {max(nodes, 1) - 1} for --nodes {nodes}")
+    return problems
+
+
 def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int = 0,
-            sets: typing.Sequence[str] = ()) -> Prepared:
+            sets: typing.Sequence[str] = (), nodes: int = 1, node_rank: int = 0,
+            main_address: str | None = None, main_port: int | None = None) -> Prepared:
     """Read and check the plan; resolve every step's settings. Raises RungError with every problem."""
     plan_path = Path(plan_path)
     raw = read_yaml(plan_path, what="plan")
@@ -326,10 +343,13 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
             problems.append(f'{where}: steps[{index}]: id "{step_id}" is a data folder in the run root; '
                             f"rename the step or pass --out DIR")
     problems += check_gpus(gpus)
+    problems += check_cluster(gpus, nodes, node_rank, main_address)
     if problems:
         raise RungError(problems)
     return Prepared(plan_path=plan_path.resolve(), plan_dir=plan_dir, run_root=run_root, plan=plan,
-                    cli_settings=overrides, gpus=gpus, sets=list(sets))
+                    cli_settings=overrides, gpus=gpus, sets=list(sets),
+                    cluster={"nodes": nodes, "node_rank": node_rank, "main_address": main_address,
+                             "main_port": main_port})
 
 
 PRINTED_KEYS = ("name", "route", "method", "adapter", "base_model", "data", "steps")
@@ -457,7 +477,7 @@ def execute(prep: Prepared, *, resume: bool = False, echo: Callable[[str], None]
              f"{' - resuming' if step_resume else ''}")
         ctx = StepContext(plan=prep.plan, plan_dir=prep.plan_dir, run_dir=run_dir, resume=step_resume,
                           outputs=dict(outputs), cli_settings=dict(prep.cli_settings.get(step_id, {})),
-                          gpus=prep.gpus)
+                          gpus=prep.gpus, **prep.cluster)
         _gpu_reset()
         started = time.perf_counter()
         try:

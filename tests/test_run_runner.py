@@ -316,3 +316,50 @@ def test_step_ids_must_be_folder_names_that_do_not_hit_the_data(tmp_path, rung):
     assert 'id "data" is a data folder in the run root' in result.output
     elsewhere = rung("run", plan, "--dry-run", "--out", tmp_path / "elsewhere").output
     assert "must be a plain folder name" in elsewhere and "is a data folder" not in elsewhere
+
+
+def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
+    """`rung run --gpus 8 --nodes 2 --node-rank 1 --main-address H` hands the cluster to accelerate's launcher."""
+    import yaml
+
+    import engines.runner
+    import trainers.launch
+    from advisor.errors import RungError
+
+    corpus = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({
+        "version": 1, "name": "cpt-cluster", "route": "continued_pretraining", "base_model": "builtin:tiny",
+        "data": {"corpus": str(corpus)}, "steps": [{"id": "cpt", "engine": "cpt", "settings": {"max_steps": 2}}]}))
+    launched = {}
+
+    def fake_launch(settings, corpus_paths, out_dir, **kwargs):
+        launched.update(kwargs, corpus=[str(p) for p in corpus_paths], out_dir=str(out_dir))
+        raise RungError("launch recorded")
+
+    monkeypatch.setattr(engines.runner, "visible_gpus", lambda: 8)
+    monkeypatch.setattr(trainers.launch, "launch_cpt", fake_launch)
+    result = rung("run", plan, "--gpus", 8, "--nodes", 2, "--node-rank", 1, "--main-address", "10.1.2.3",
+                  "--main-port", 29600)
+    assert result.exit_code == 2
+    assert {k: launched[k] for k in ("gpus", "nodes", "node_rank", "main_address", "main_port")} == {
+        "gpus": 8, "nodes": 2, "node_rank": 1, "main_address": "10.1.2.3", "main_port": 29600}
+    assert launched["corpus"] == [str(corpus)] and launched["out_dir"] == str(tmp_path / "cpt")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--nodes", "2"], ["--nodes 2: give --gpus", "--nodes 2: give --main-address"]),
+    (["--nodes", "2", "--gpus", "1", "--main-address", "h", "--node-rank", "2"], ["--node-rank 2: must be between 0 and 1"]),
+    (["--nodes", "0"], ["--nodes 0: must be 1 or more"]),
+])
+def test_bad_cluster_flags_fail_before_any_work(rung, tmp_path, monkeypatch, argv, expected):
+    import engines.runner
+
+    monkeypatch.setattr(engines.runner, "visible_gpus", lambda: 8)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("version: 1\nname: x\nroute: bigger_model\nsteps:\n- {id: pick, engine: bigger_model}\n")
+    result = rung("run", plan, *argv)
+    assert result.exit_code == 2
+    for text in expected:
+        assert text in result.output
+    assert not (tmp_path / "run_state.json").exists()

@@ -745,14 +745,13 @@ def run_step(step: dict[str, Any], ctx) -> Any:
     corpus = ctx.data_paths("corpus")
     if not corpus:
         raise RungError("the cpt step needs data.corpus in plan.yaml (a folder or .txt/.md/.jsonl files)")
-    nodes = int(getattr(ctx, "nodes", 1) or 1)  # StepContext fields when `rung run` passes --nodes etc.
+    nodes = int(ctx.nodes or 1)
     if (ctx.gpus and ctx.gpus > 1) or nodes > 1:
         from trainers import launch
 
         launch.launch_cpt(settings, corpus, ctx.run_dir, gpus=max(1, ctx.gpus), nodes=nodes,
-                          node_rank=int(getattr(ctx, "node_rank", 0) or 0),
-                          main_address=getattr(ctx, "main_address", None),
-                          main_port=int(getattr(ctx, "main_port", launch.DEFAULT_PORT) or launch.DEFAULT_PORT),
+                          node_rank=int(ctx.node_rank or 0), main_address=ctx.main_address,
+                          main_port=int(ctx.main_port or launch.DEFAULT_PORT),
                           resume=ctx.resume)
         result = json.loads((Path(ctx.run_dir) / "metrics.json").read_text())
     else:
