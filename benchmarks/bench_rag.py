@@ -143,7 +143,6 @@ def bench_ingest(model, corpus: Path, work: Path, results: dict, rounds: int = 2
 
 def bench_quality(model, corpus: Path, work: Path, names: list[str], results: dict) -> None:
     import faiss
-    import numpy as np
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     from rag.engine import evaluate_index
@@ -198,7 +197,6 @@ def synthetic_vectors(real, n: int, seed: int = 0):
 
 
 def bench_latency(model, work: Path, sizes: list[int], results: dict) -> None:
-    import faiss
     import numpy as np
 
     from rag.embed import embed_query

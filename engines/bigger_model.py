@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from advisor.errors import RungError
 from advisor.fileio import atomic_write_json, atomic_write_text
 from engines.protocol import StepContext, StepResult

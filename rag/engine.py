@@ -13,9 +13,12 @@ The index lives in the step's run folder (run_dir/index), so a re-run or a resum
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.errors import RungError, did_you_mean
+
+if TYPE_CHECKING:  # annotations only: importing engines at module level is not needed at run time
+    from engines.protocol import StepResult
 
 INDEX_SETTINGS = {"chunk_tokens": 0, "overlap": 16, "model": None, "index_type": "auto", "batch_size": 32}
 EVAL_SETTINGS: dict[str, Any] = {}
@@ -45,7 +48,7 @@ def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, de
     return result
 
 
-def index_step(step: dict, ctx) -> "StepResult":
+def index_step(step: dict, ctx) -> StepResult:
     from engines.protocol import StepResult
     from rag.ingest import ingest
 
@@ -69,7 +72,7 @@ def index_step(step: dict, ctx) -> "StepResult":
                               f"({summary.index_type}).\n\n`{summary.line()}`")
 
 
-def eval_step(step: dict, ctx) -> "StepResult":
+def eval_step(step: dict, ctx) -> StepResult:
     from engines.protocol import StepResult
     from rag.metrics import read_queries
     from rag.store import RagIndex

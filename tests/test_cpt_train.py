@@ -4,7 +4,6 @@ with trainable embeddings through the engine entry, and the cached stage-1 base 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os

@@ -203,7 +203,7 @@ def test_report_has_steps_metrics_plots_and_the_estimate_next_to_the_measured_co
     report = runner.execute(prep, echo=lambda _: None, engine_lookup=Recorder().lookup).read_text()
     assert report.startswith("# Run report: t")
     for step in "abc":
-        assert f"## " in report and f". {step}\n" in report
+        assert "## " in report and f". {step}\n" in report
         assert f"[{step}/out.txt]({step}/out.txt)" in report
     assert "![loss](a/loss.png)" in report
     assert "| score | 0.5 |" in report

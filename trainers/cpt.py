@@ -732,16 +732,9 @@ def report_markdown(result: dict[str, Any]) -> str:
 def run_step(step: dict[str, Any], ctx) -> Any:
     """Engine `cpt`: continue pretraining on the plan's corpus; outputs {"model_dir": ...}."""
     from engines.protocol import StepResult
-    from trainers.settings import resolve
+    from trainers import common
 
-    plan_settings = dict(step.get("settings") or {})
-    if step.get("from_step"):
-        previous = ctx.outputs.get(step["from_step"], {})
-        if previous.get("model_dir"):
-            plan_settings["model_name_or_path"] = previous["model_dir"]
-    if "model_name_or_path" not in plan_settings and ctx.plan.get("base_model"):
-        plan_settings["model_name_or_path"] = ctx.plan["base_model"]
-    settings = resolve(CPTSettings, plan_settings, ctx.cli_settings, where=f"step {step.get('id', 'cpt')}")
+    settings = common.step_settings(CPTSettings, step, ctx, label="CPT", plan_adapter=False, multi_gpu=True)
     corpus = ctx.data_paths("corpus")
     if not corpus:
         raise RungError("the cpt step needs data.corpus in plan.yaml (a folder or .txt/.md/.jsonl files)")

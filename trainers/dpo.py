@@ -30,7 +30,7 @@ import click
 
 from advisor.errors import RungError
 from trainers import common, data
-from trainers.settings import DPOSettings, resolve
+from trainers.settings import DPOSettings
 
 PROBE_PAIRS = 64            # training pairs scored before and after: reward margin and chosen>rejected accuracy
 SAMPLE_PROMPTS = 3
@@ -203,7 +203,6 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     counter = common.step_counter()
     trainer.add_callback(counter)
     n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    n_total = sum(p.numel() for p in trainer.model.parameters())
     echo(f"Training: DPO ({settings.adapter}, beta {settings.beta}, loss {settings.loss_type}), "
          f"{n_trainable:,} parameters trainable; {len(trainer.train_dataset)} pairs")
     probe = Dataset.from_list(train_pairs[:PROBE_PAIRS])
@@ -262,19 +261,7 @@ def run_step(step: dict, ctx) -> Any:
     pairs from data.preferences."""
     from engines.protocol import StepResult
 
-    plan_settings = dict(step.get("settings") or {})
-    if step.get("from_step"):
-        plan_settings["model_name_or_path"] = ctx.outputs[step["from_step"]]["model_dir"]
-    else:
-        plan_settings.setdefault("model_name_or_path", ctx.plan.get("base_model") or "builtin:tiny")
-    if ctx.plan.get("adapter") and "adapter" not in plan_settings:
-        plan_settings["adapter"] = ctx.plan["adapter"]
-    if getattr(ctx, "gpus", 0) > 1:  # only continued pretraining launches across GPUs today
-        import click
-
-        click.echo(f"Warning: step {step['id']}: DPO runs in this one process (one GPU); --gpus {ctx.gpus} "
-                   "applies to cpt steps only.", err=True)
-    settings = resolve(DPOSettings, plan_settings, ctx.cli_settings, where=f"steps.{step['id']}.settings")
+    settings = common.step_settings(DPOSettings, step, ctx, label="DPO", plan_adapter=True)
     pairs = ctx.data_path("preferences")
     if pairs is None:
         raise RungError(f"step {step['id']}: the plan has no data.preferences (prompt/chosen/rejected pairs)")

@@ -9,7 +9,7 @@ Each dataclass becomes a TRL config through one builder function in its pipeline
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from advisor.errors import RungError, did_you_mean

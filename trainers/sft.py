@@ -29,7 +29,7 @@ import click
 
 from advisor.errors import RungError
 from trainers import common, data
-from trainers.settings import SFTSettings, resolve, to_dict
+from trainers.settings import SFTSettings, to_dict
 
 SAMPLE_PROMPTS = 3          # held-out prompts answered before and after training (samples.md)
 SAMPLE_NEW_TOKENS = 64
@@ -240,18 +240,7 @@ def run_step(step: dict, ctx) -> Any:
     """The `sft` engine: base model from the plan (or an earlier step's model_dir), data.train / data.eval."""
     from engines.protocol import StepResult
 
-    plan_settings = dict(step.get("settings") or {})
-    base = (ctx.outputs[step["from_step"]]["model_dir"] if step.get("from_step")
-            else ctx.plan.get("base_model") or plan_settings.get("model_name_or_path") or "builtin:tiny")
-    plan_settings.setdefault("model_name_or_path", base)
-    if ctx.plan.get("adapter") and "adapter" not in plan_settings:
-        plan_settings["adapter"] = ctx.plan["adapter"]
-    if getattr(ctx, "gpus", 0) > 1:  # only continued pretraining launches across GPUs today
-        import click
-
-        click.echo(f"Warning: step {step['id']}: SFT runs in this one process (one GPU); --gpus {ctx.gpus} "
-                   "applies to cpt steps only.", err=True)
-    settings = resolve(SFTSettings, plan_settings, ctx.cli_settings, where=f"steps.{step['id']}.settings")
+    settings = common.step_settings(SFTSettings, step, ctx, label="SFT", plan_adapter=True)
     train_path = ctx.data_path("train")
     if train_path is None:
         raise RungError(f"step {step['id']}: the plan has no data.train (SFT examples)")
