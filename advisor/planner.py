@@ -276,7 +276,8 @@ def build_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str 
         "flip_when": advice["flip_when"],
         "answers": dict(answers, **({"base_model": base_model} if base_model else {})),
     }
-    if defaulted_model:
+    # Only steps that load the base model care which it is (rag_index/rag_eval use the embedder, manual nothing).
+    if defaulted_model and any(step["engine"] in ("prompting", "sft", "dpo", "cpt", "bigger_model") for step in steps):
         plan["warnings"].append(f"No base_model given: the plan uses {DEFAULT_BASE_MODEL} (an offline toy) so "
                                 "`rung run` works anywhere; pass --base-model ID_OR_PATH for real results.")
     if toy_lora:
