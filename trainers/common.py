@@ -266,7 +266,8 @@ def resume_point(out_dir: Path, resume: bool, echo: Echo) -> tuple[str | None, i
 
 
 def step_counter():
-    """A TrainerCallback counting the optimizer steps this process ran (resume proof for metrics.json)."""
+    """A TrainerCallback counting the optimizer steps this process ran (resume proof for metrics.json); it also
+    logs the last step, so metrics.json's final_loss is never an earlier step's."""
     from transformers import TrainerCallback
 
     class StepCounter(TrainerCallback):
@@ -279,6 +280,8 @@ def step_counter():
             self.steps += 1
             if self.first_step is None:
                 self.first_step = state.global_step
+            if state.max_steps and state.global_step >= state.max_steps:
+                control.should_log = True  # so "final loss" is the last step's, whatever logging_steps is
 
     return StepCounter()
 
