@@ -55,23 +55,6 @@ SCHEMA: dict[str, tuple[str, Any, Any]] = {
     "keep_general_skills": ("bool", None, True),
 }
 NULLABLE = frozenset({"budget_usd", "base_model", "base_model_params_b"})
-KEY_HELP = {
-    "goal": "what you want the model to do better",
-    "prompting_result": "how your best prompt does today",
-    "knowledge_changes": "how often the facts the model needs change",
-    "private_data": "the facts are private (not on the public web)",
-    "labeled_examples": "(input, ideal output) pairs on hand",
-    "preference_pairs": "ranked comparisons on hand (chosen vs rejected)",
-    "domain_corpus_tokens": "tokens of unlabelled in-domain text",
-    "prompt_tokens": "length of the prompt sent today, in tokens",
-    "requests_per_day": "requests a day that send that prompt",
-    "gpu_memory_gb": "memory per GPU in GB (0 = no GPU)",
-    "gpu_count": "GPUs you can use",
-    "budget_usd": "cap in dollars for the recommended route (empty = no cap)",
-    "base_model": "hub id or local path of the model to adapt",
-    "base_model_params_b": "its size in billions of parameters",
-    "keep_general_skills": "you worry about the model forgetting general skills",
-}
 
 
 def _type_name(value: Any) -> str:

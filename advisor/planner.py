@@ -58,7 +58,7 @@ FORMATS = {
 
 # ----------------------------------------------------------------------------------------------- data
 
-def primary_role(route: str, method: str | None, collect: str | None = None) -> str | None:
+def primary_role(route: str, method: str | None) -> str | None:
     if route == "fine_tuning":
         return "preferences" if method == "dpo" else "train"
     return {"continued_pretraining": "corpus", "rag": "documents", "prompting": "examples"}.get(route)

@@ -209,21 +209,12 @@ def validate_rules(rules: Any, where: str = "rules.yaml") -> list[str]:
 
 def load_rules(path: str | Path | None = None) -> list[dict[str, Any]]:
     """Read and validate rules.yaml (cached). Raises RungError listing every problem."""
-    import yaml
+    from advisor.fileio import read_yaml
 
     path = Path(path) if path else RULES_FILE
     key = str(path)
     if key not in _CACHE:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise RungError(f"{path}: cannot read the rules: {error}") from None
-        try:
-            rules = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-            raise RungError(f"{where}: malformed YAML: {getattr(error, 'problem', error)}") from None
+        rules = read_yaml(path, what="rules file")
         problems = validate_rules(rules, where=str(path))
         if problems:
             raise RungError(problems)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import RungError
-from advisor.fileio import atomic_write_json, atomic_write_text
+from advisor.fileio import atomic_write_json, atomic_write_text, read_text
 from engines.protocol import StepContext, StepResult
 
 
@@ -46,10 +46,7 @@ class PromptingSettings:
 
 def read_rows(path: Path, what: str = "examples") -> list[dict[str, str]]:
     """{input, output} rows from JSONL or a JSON list. Other common shapes are mapped; bad rows are errors."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise RungError(f"{path}: cannot read {what}: {error}") from None
+    text = read_text(path, what=what)
     if path.suffix == ".json" and text.lstrip().startswith("["):
         try:
             raw = list(enumerate(json.loads(text), start=1))
@@ -101,9 +98,9 @@ def load_schema(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise RungError(f"{path}: cannot read the JSON Schema: {error}") from None
+        schema = json.loads(read_text(path, what="JSON Schema"))
+    except json.JSONDecodeError as error:
+        raise RungError(f"{path}: the JSON Schema is not valid JSON: {error}") from None
     try:
         import jsonschema
     except ImportError:

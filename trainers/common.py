@@ -481,3 +481,11 @@ def step_settings(cls: type, step: dict[str, Any], ctx: Any, *, label: str, plan
         click.echo(f"Warning: step {step['id']}: {label} runs in this one process (one GPU); --gpus {ctx.gpus} "
                    "applies to cpt steps only.", err=True)
     return resolve(cls, plan_settings, ctx.cli_settings, where=f"steps.{step['id']}.settings")
+
+
+def final_eval(trainer, has_eval: bool) -> dict[str, Any]:
+    """The eval metrics at the last step: reuse the Trainer's own eval when it ran there, else evaluate now."""
+    last = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if last and last.get("step") == trainer.state.global_step:
+        return last
+    return trainer.evaluate() if has_eval else {}

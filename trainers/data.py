@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from advisor.errors import RungError
+from advisor.fileio import read_text
 
 KINDS = ("sft", "dpo", "text")
 ROLES = ("system", "user", "assistant", "tool")
@@ -87,14 +88,7 @@ def _skip_ws(text: str, index: int) -> int:
 
 def read_objects(path: Path) -> tuple[list[tuple[int, Any]], list[str]]:
     """(line, parsed value) pairs and problems for bad JSON. JSONL unless the file is a .json array/object."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RungError(f"{path}: data file not found") from None
-    except IsADirectoryError:
-        raise RungError(f"{path}: is a folder, expected a .jsonl or .json file") from None
-    except UnicodeDecodeError as error:
-        raise RungError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    text = read_text(path, what="data file (.jsonl or .json)")
     items: list[tuple[int, Any]] = []
     problems: list[str] = []
     if path.suffix.lower() == ".json":

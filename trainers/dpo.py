@@ -226,11 +226,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
         trainer.save_model(str(out_dir))
         (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds the settings
     tokenizer.save_pretrained(str(out_dir))
-    last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
-    if last_eval and last_eval.get("step") == trainer.state.global_step:
-        eval_metrics = last_eval                                   # evaluated at the last step already
-    else:
-        eval_metrics = trainer.evaluate() if eval_pairs else {}
+    eval_metrics = common.final_eval(trainer, bool(eval_pairs))
     after = answers(final, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
     common.write_samples(out_dir, list(prompts), list(references), before, after, "DPO")
     summary = common.write_metrics(out_dir, trainer.state.log_history, {
