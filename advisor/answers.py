@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import RungError, did_you_mean
+from rung.core.errors import RungError, did_you_mean
 
 GOALS = {
     "style": "change tone, format or style",
@@ -103,7 +103,7 @@ def coerce(key: str, value: Any) -> tuple[Any, str | None]:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None, f"expected {describe(key)}, got {_type_name(value)}{_yaml11_hint(value)}"
     if isinstance(value, str):
-        from advisor.estimator import parse_count
+        from rung.advisor.estimator import parse_count
 
         try:
             value = parse_count(value)
@@ -185,7 +185,7 @@ def _key_lines(text: str) -> dict[str, int]:
 
 def load_answers(path: str | Path) -> dict[str, Any]:
     """Read and check an answers file; every default filled in. Raises RungError listing every problem."""
-    from advisor.fileio import read_yaml
+    from rung.core.fileio import read_yaml
 
     raw = read_yaml(path, what="answers file")
     answers, problems = validate_answers(raw, where=str(path))

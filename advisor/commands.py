@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from advisor.errors import RungError
+from rung.core.errors import RungError
 
 METHOD_CHOICES = ("full", "lora", "qlora", "dpo", "cpt")
 
@@ -52,7 +52,7 @@ def recommendation_title(result: dict) -> str:
 
 def estimate_lines(estimate: dict) -> list[str]:
     """The estimate table as text lines (advise, ask, PLAN.md share it)."""
-    from advisor.estimator import human_count
+    from rung.advisor.estimator import human_count
 
     if estimate.get("gpu") is None:
         return [f"  {estimate.get('note', 'no training')}"]
@@ -117,7 +117,7 @@ def render_advice(result: dict, answers_path: str | None = None) -> str:
               help="Where to save the answers file.")
 def ask(out: str) -> None:
     """Answer a few questions, one at a time, and get a recommendation; saves the answers file."""
-    from advisor.questionnaire import run_questionnaire
+    from rung.advisor.questionnaire import run_questionnaire
 
     run_questionnaire(out)
 
@@ -128,8 +128,8 @@ def ask(out: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def advise(answers_path: str, as_json: bool) -> None:
     """Recommend a rung of the ladder for an answers file, with the reasons and an estimate."""
-    from advisor.answers import load_answers
-    from advisor.rules import advise as run_rules
+    from rung.advisor.answers import load_answers
+    from rung.advisor.rules import advise as run_rules
 
     result = run_rules(load_answers(answers_path))
     if as_json:
@@ -152,8 +152,8 @@ def advise(answers_path: str, as_json: bool) -> None:
                    "queries, examples, schema). A bare PATH gets the route's main role. Repeatable.")
 def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[str, ...]) -> None:
     """Write the project plan: DIR/plan.yaml (what `rung run` executes) and DIR/PLAN.md (what people read)."""
-    from advisor.answers import load_answers
-    from advisor.planner import write_plan
+    from rung.advisor.answers import load_answers
+    from rung.advisor.planner import write_plan
 
     answers = load_answers(answers_path)
     plan_path, md_path, plan_data = write_plan(answers, out_dir, base_model=base_model, data=list(data))
@@ -168,7 +168,7 @@ def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[st
 def _count(ctx: click.Context, param: click.Parameter, value):
     if value is None:
         return None
-    from advisor.estimator import parse_count
+    from rung.advisor.estimator import parse_count
 
     try:
         number = parse_count(value)
@@ -204,8 +204,8 @@ def _count(ctx: click.Context, param: click.Parameter, value):
 def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, micro_batch,
              gradient_checkpointing, mfu, usd_per_gpu_hour, as_json) -> None:
     """Estimate compute, GPU-hours, cost and per-GPU memory of a training run."""
-    from advisor import estimator
-    from advisor.estimator import human_count
+    from rung.advisor import estimator
+    from rung.advisor.estimator import human_count
 
     if params_b is None and base_model is None:
         raise RungError("give --params-b N (billions) or --base-model ID_OR_PATH")
@@ -246,7 +246,7 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
 @click.option("--json", "as_json", is_flag=True, help="Print the rules as JSON.")
 def rules(as_json: bool) -> None:
     """List every rule: id, condition, recommendation and reason, in the order they are tried."""
-    from advisor.rules import STAGES, describe_recommend, describe_when, load_rules
+    from rung.advisor.rules import STAGES, describe_recommend, describe_when, load_rules
 
     loaded = load_rules()
     if as_json:

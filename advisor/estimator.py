@@ -43,7 +43,7 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from advisor.errors import RungError, did_you_mean
+from rung.core.errors import RungError, did_you_mean
 
 BYTES_PER_GB = 1e9
 DEFAULT_MFU = 0.40
@@ -174,11 +174,11 @@ def _builtin_config() -> dict[str, Any] | None:
     return None
 
 
-CATALOG_FILE = Path(__file__).resolve().parent.parent / "engines" / "catalog.yaml"  # open models with their shapes
+CATALOG_FILE = Path(__file__).with_name("catalog.yaml")  # open models with their shapes
 
 
 def _catalog_shape(spec: str) -> ModelShape | None:
-    """Exact shape of a hub id listed in engines/catalog.yaml (read as data; nothing from engines/ is imported)."""
+    """Exact shape of a hub id listed in advisor/catalog.yaml (engines/bigger_model.py ranks the same models)."""
     if not CATALOG_FILE.is_file():
         return None
     import yaml
@@ -204,7 +204,7 @@ def _catalog_shape(spec: str) -> ModelShape | None:
 def model_shape(base_model: str | None, params_b: float | None = None) -> ModelShape:
     """Parameters, layers, hidden size and vocabulary of a base model, from the best source available.
 
-    A local folder (or builtin:tiny's cached folder) -> its config.json; a hub id listed in engines/catalog.yaml
+    A local folder (or builtin:tiny's cached folder) -> its config.json; a hub id listed in advisor/catalog.yaml
     -> its exact shape; a name that states a size ("0.5B", "7b", "405B", "135M") -> that size with the nearest
     well-known model's shape; else `params_b` if given; else 7B. A config.json wins over `params_b`; an explicit
     `params_b` wins over a size derived from a name.

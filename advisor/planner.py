@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import RungError, did_you_mean
-from advisor.plan import DATA_ROLES, PLAN_VERSION, validate_plan
+from rung.core.errors import RungError, did_you_mean
+from rung.core.plan import DATA_ROLES, PLAN_VERSION, validate_plan
 
 DEFAULT_BASE_MODEL = "builtin:tiny"
 EFFECTIVE_BATCH = 16  # per optimizer step: micro-batch x gradient_accumulation_steps (x GPUs)
@@ -112,7 +112,7 @@ def needed_roles(steps: list[dict[str, Any]]) -> list[str]:
 def trainer_settings(kind: str, adapter: str, estimate: dict[str, Any], cpu_run: bool,
                      step_estimate: dict[str, Any] | None) -> dict[str, Any]:
     """A readable subset of SFTSettings/DPOSettings/CPTSettings (trainers/settings.py field names)."""
-    from trainers.settings import SETTINGS_BY_ENGINE, check_keys
+    from rung.core.settings import SETTINGS_BY_ENGINE, check_keys
 
     settings: dict[str, Any] = {"adapter": adapter}
     if adapter in ("lora", "qlora"):
@@ -236,7 +236,7 @@ def _slug(text: str) -> str:
 def build_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str | None = None,
                data: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(plan, advice, context for PLAN.md). Nothing is written."""
-    from advisor.rules import advise
+    from rung.advisor.rules import advise
 
     out = Path(out_dir)
     effective = dict(answers)
@@ -308,7 +308,7 @@ def _plain(value: Any) -> Any:
 def write_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str | None = None,
                data: list[str] | None = None) -> tuple[Path, Path, dict[str, Any]]:
     """Write DIR/plan.yaml and DIR/PLAN.md (atomically, plan built and checked first). Returns their paths and the plan."""
-    from advisor.fileio import atomic_write_text, atomic_write_yaml
+    from rung.core.fileio import atomic_write_text, atomic_write_yaml
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -452,7 +452,7 @@ EVALUATE = {
 
 
 def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[str, Any]) -> str:
-    from advisor.commands import estimate_lines, recommendation_title
+    from rung.advisor.commands import estimate_lines, recommendation_title
 
     answers = plan["answers"]
     out: Path = context["out"]

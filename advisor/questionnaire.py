@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 import click
 
-from advisor.answers import GOALS, KNOWLEDGE_CHANGES, PROMPTING_RESULTS, SCHEMA, coerce, explicit_answers, validate_answers
-from advisor.errors import RungError
+from rung.advisor.answers import GOALS, KNOWLEDGE_CHANGES, PROMPTING_RESULTS, SCHEMA, coerce, explicit_answers, validate_answers
+from rung.core.errors import RungError
 
 BEHAVIOUR_GOALS = ("style", "schema", "domain_task")
 
@@ -26,7 +26,7 @@ def _may_train(a: dict[str, Any]) -> bool:
 
 
 def _size_unknown(a: dict[str, Any]) -> bool:
-    from advisor.estimator import model_shape
+    from rung.advisor.estimator import model_shape
 
     if not _may_train(a):
         return False
@@ -127,9 +127,9 @@ def _ask(key: str, question: str, counter: str) -> Any:
 
 def run_questionnaire(out: str) -> dict[str, Any]:
     """Ask, advise, save. Returns the answers saved."""
-    from advisor.commands import render_advice
-    from advisor.fileio import atomic_write_yaml
-    from advisor.rules import advise
+    from rung.advisor.commands import render_advice
+    from rung.core.fileio import atomic_write_yaml
+    from rung.advisor.rules import advise
 
     click.echo("rung ask: a few questions to pick the rung of the LLM ladder that solves your problem.")
     click.echo("Press Enter to take the [default]. Ctrl-C stops without saving.")

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from advisor.answers import SCHEMA
-from advisor.errors import RungError, did_you_mean
+from rung.advisor.answers import SCHEMA
+from rung.core.errors import RungError, did_you_mean
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 STAGES = ("route", "adapter", "budget", "note")
@@ -209,7 +209,7 @@ def validate_rules(rules: Any, where: str = "rules.yaml") -> list[str]:
 
 def load_rules(path: str | Path | None = None) -> list[dict[str, Any]]:
     """Read and validate rules.yaml (cached). Raises RungError listing every problem."""
-    from advisor.fileio import read_yaml
+    from rung.core.fileio import read_yaml
 
     path = Path(path) if path else RULES_FILE
     key = str(path)
@@ -287,7 +287,7 @@ def describe_recommend(recommend: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------- advising
 
 def _count_text(value: float) -> str:
-    from advisor.estimator import human_count
+    from rung.advisor.estimator import human_count
 
     return human_count(value)
 
@@ -319,7 +319,7 @@ def advise(answers: dict[str, Any], rules: list[dict[str, Any]] | None = None) -
     Returns {route, method, adapter, collect, corpus_as_documents, generate_pairs, rules: [{id, because}],
     warnings, flip_when, estimate, stepped_down_from}.
     """
-    from advisor import estimator
+    from rung.advisor import estimator
 
     rules = rules if rules is not None else load_rules()
     shape = estimator.model_shape(answers.get("base_model"), answers.get("base_model_params_b"))

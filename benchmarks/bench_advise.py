@@ -30,7 +30,7 @@ base_model_params_b: 7
 
 def rung_command() -> list[str]:
     script = Path(sys.executable).parent / "rung"
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from advisor.cli import main; main()"]
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from rung.cli.main import main; main()"]
 
 
 # A normal install writes .pyc files; some sandboxes set PYTHONDONTWRITEBYTECODE, which would make every run

@@ -54,8 +54,8 @@ def step_timer():
 
 
 def settings(steps: int):
-    from trainers.models import builtin_tiny_path
-    from trainers.settings import CPTSettings
+    from rung.core.models import builtin_tiny_path
+    from rung.core.settings import CPTSettings
 
     return CPTSettings(model_name_or_path=str(builtin_tiny_path()), max_length=256, per_device_train_batch_size=8,
                        max_steps=steps, learning_rate=1e-3, warmup_ratio=0.05, eval_strategy="no",
@@ -63,7 +63,7 @@ def settings(steps: int):
 
 
 def run_rung(steps: int, out: Path) -> list[float]:
-    from trainers.cpt import train_cpt
+    from rung.trainers.cpt import train_cpt
 
     timer = step_timer()
     train_cpt(settings(steps), [CORPUS], out, callbacks=[timer])
@@ -117,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from trainers.common import quiet_libraries
+    from rung.trainers.common import quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

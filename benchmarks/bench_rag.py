@@ -91,10 +91,10 @@ def bench_ingest(model, corpus: Path, work: Path, results: dict, rounds: int = 2
     from langchain_core.documents import Document
     from langchain_huggingface import HuggingFaceEmbeddings
 
-    from rag.chunking import embed_text
-    from rag.embed import _packaged_path
-    from rag.ingest import ingest
-    from rag.store import read_manifest
+    from rung.rag.chunking import embed_text
+    from rung.rag.embed import _packaged_path
+    from rung.rag.ingest import ingest
+    from rung.rag.store import read_manifest
 
     # warm both code paths up on a few texts so neither pays first-call costs inside the timing
     model.encode(["warm up"] * 8)
@@ -145,10 +145,10 @@ def bench_quality(model, corpus: Path, work: Path, names: list[str], results: di
     import faiss
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from rag.engine import evaluate_index
-    from rag.ingest import ingest
-    from rag.metrics import evaluate
-    from rag.store import RagIndex
+    from rung.rag.engine import evaluate_index
+    from rung.rag.ingest import ingest
+    from rung.rag.metrics import evaluate
+    from rung.rag.store import RagIndex
 
     qrels = pydoc_qrels(names)
     quality = {}
@@ -199,8 +199,8 @@ def synthetic_vectors(real, n: int, seed: int = 0):
 def bench_latency(model, work: Path, sizes: list[int], results: dict) -> None:
     import numpy as np
 
-    from rag.embed import embed_query
-    from rag.store import RagIndex, all_vectors, build_index, set_ef_search
+    from rung.rag.embed import embed_query
+    from rung.rag.store import RagIndex, all_vectors, build_index, set_ef_search
 
     real_index = RagIndex.load(work / "quality", load_model=False)
     _, real = all_vectors(real_index.index)
@@ -253,7 +253,7 @@ def main() -> None:
     import faiss
     import torch
 
-    from rag.embed import load_embedder
+    from rung.rag.embed import load_embedder
 
     results: dict = {"machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                  "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__}}

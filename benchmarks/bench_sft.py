@@ -77,7 +77,7 @@ def run(cmd: list[str]) -> float:
 
 
 def rung_run(out: Path, same: bool, extra: list[str] | None = None) -> dict:
-    cmd = [sys.executable, "-c", "from advisor.cli import main; main()", "train", "sft", "--data", str(TRAIN),
+    cmd = [sys.executable, "-c", "from rung.cli.main import main; main()", "train", "sft", "--data", str(TRAIN),
            "--eval", str(EVAL), "--out", str(out), "--epochs", "1", *(extra or [])]
     if same:
         cmd += ["--learning-rate", str(SHARED["lr"]), "--batch-size", str(SHARED["batch"])]
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures to this JSON file.")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from trainers.models import builtin_tiny_path
+    from rung.core.models import builtin_tiny_path
 
     model_dir = str(builtin_tiny_path())
     results: dict[str, list[dict]] = {"rung_same": [], "trl_same": [], "rung_defaults": [], "trl_cli_defaults": []}

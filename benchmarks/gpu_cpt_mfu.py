@@ -38,11 +38,11 @@ SHAPE = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num
 def flops_per_token(n_params: int, layers: int, hidden: int, seq: int) -> tuple[float, float, str]:
     """(6N model FLOPs per token, 6N + 12·L·H·S, source)."""
     try:
-        from advisor.estimator import ModelShape
-        from advisor.estimator import flops_per_token as estimator_flops
+        from rung.advisor.estimator import ModelShape
+        from rung.advisor.estimator import flops_per_token as estimator_flops
 
         six_n = estimator_flops(ModelShape(n_params / 1e9, layers, hidden, SHAPE["vocab_size"], "config"), "cpt", "full")
-        source = "advisor.estimator.flops_per_token"
+        source = "rung.advisor.estimator.flops_per_token"
     except ImportError:
         six_n, source = 6.0 * n_params, "6N (rung not importable)"
     return six_n, six_n + 12.0 * layers * hidden * seq, source
@@ -52,7 +52,7 @@ def peak_tflops(name: str, override: float | None) -> tuple[float | None, str]:
     if override:
         return override, "--peak-tflops"
     try:
-        from trainers.throughput import gpu_peak_tflops
+        from rung.trainers.throughput import gpu_peak_tflops
 
         return gpu_peak_tflops(name)
     except ImportError:

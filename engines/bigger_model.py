@@ -1,7 +1,7 @@
 """The `bigger_model` engine: the top rung. Which open models fit your GPUs, what serving them costs, and,
 for candidates you have locally, how they do side by side on your eval set.
 
-The catalog (engines/catalog.yaml) lists open model families and sizes with parameters, context length,
+The catalog (advisor/catalog.yaml) lists open model families and sizes with parameters, context length,
 licence, chat/base and their shapes. For each model, on the plan's GPUs (answers gpu_memory_gb x gpu_count,
 or settings gpu / gpu_memory_gb / gpus):
 
@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import RungError
-from advisor.fileio import atomic_write_json, atomic_write_text
-from engines.protocol import StepContext, StepResult
+from rung.advisor import estimator
+from rung.core.errors import RungError
+from rung.core.fileio import atomic_write_json, atomic_write_text
+from rung.core.protocol import StepContext, StepResult
 
-CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+CATALOG_PATH = estimator.CATALOG_FILE  # advisor/catalog.yaml: the estimator reads the same shapes
 KV_BYTES = 2                  # BF16 K/V cache
 INT4_BYTES_PER_PARAM = 0.5625  # 4-bit weights + one 16-bit scale per group of 64 (AWQ/GPTQ-style)
 DECODE_EFFICIENCY = 0.6       # share of peak bandwidth a serving stack reaches while decoding
@@ -59,7 +60,7 @@ class BiggerModelSettings:
 
 
 def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Any]:
-    from advisor.fileio import read_yaml
+    from rung.core.fileio import read_yaml
 
     catalog = read_yaml(path, what="model catalog")
     return catalog
@@ -73,7 +74,7 @@ def kv_cache_gb(model: dict[str, Any], tokens: int, batch: int = 1) -> float:
 
 def inference_gb(model: dict[str, Any], *, tokens: int, batch: int = 1, gpus: int = 1, bits: int = 16) -> float:
     """Per-GPU serving memory (decimal GB): weights + KV cache split over GPUs, plus the fixed overhead."""
-    from advisor.estimator import OVERHEAD_GB
+    from rung.advisor.estimator import OVERHEAD_GB
 
     per_param = 2.0 if bits == 16 else INT4_BYTES_PER_PARAM
     weights = model["params_b"] * 1e9 * per_param / 1e9
@@ -82,7 +83,7 @@ def inference_gb(model: dict[str, Any], *, tokens: int, batch: int = 1, gpus: in
 
 def training_gb(model: dict[str, Any], adapter: str, *, seq_len: int) -> float:
     """Per-GPU LoRA / QLoRA memory from the advisor's estimator (data parallel: each GPU holds the model)."""
-    from advisor.estimator import ModelShape, memory_gb
+    from rung.advisor.estimator import ModelShape, memory_gb
 
     shape = ModelShape(model["params_b"], model["layers"], model["hidden"], model["vocab"], "catalog")
     return memory_gb(shape, adapter, seq_len=seq_len, micro_batch=1)
@@ -105,7 +106,7 @@ def usd_per_million_tokens(rate_per_gpu_hour: float, gpus: int, tokens_per_s: fl
 
 def gpus_needed(model: dict[str, Any], *, tokens: int, batch: int) -> str:
     """The cheapest 'N x gpu' (tensor parallel, N a power of two up to 16) that serves the model in BF16."""
-    from advisor.estimator import gpu_names, gpu_spec
+    from rung.advisor.estimator import gpu_names, gpu_spec
 
     options = []
     for name in gpu_names():
@@ -122,7 +123,7 @@ def gpus_needed(model: dict[str, Any], *, tokens: int, batch: int) -> str:
 
 def hardware(settings: BiggerModelSettings, answers: dict[str, Any]) -> dict[str, Any]:
     """The GPUs to fit: name, memory per GPU, count, bandwidth and rate (None where unknown)."""
-    from advisor.estimator import gpu_for_memory, gpu_spec
+    from rung.advisor.estimator import gpu_for_memory, gpu_spec
 
     catalog = load_catalog()
     spec = gpu_spec(settings.gpu) if settings.gpu else None
@@ -209,7 +210,7 @@ def _is_local(spec: str) -> bool:
 
 
 def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
-    from engines.prompting import step_settings
+    from rung.engines.prompting import step_settings
 
     settings = step_settings(BiggerModelSettings, step, ctx)
     if settings.kind not in KINDS:
@@ -246,7 +247,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     if settings.include_base_model and base and base not in candidates and _is_local(str(base)):
         candidates.insert(0, str(base))
     if candidates and eval_path:
-        from engines import prompting
+        from rung.engines import prompting
 
         rows_eval = prompting.read_rows(eval_path, "eval examples")[: settings.max_eval_examples]
         examples_path = ctx.data_path("examples")

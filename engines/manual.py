@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engines.protocol import StepContext, StepResult
+from rung.core.protocol import StepContext, StepResult
 
 
 @dataclass

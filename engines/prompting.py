@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import RungError
-from advisor.fileio import atomic_write_json, atomic_write_text, read_text
-from engines.protocol import StepContext, StepResult
+from rung.core.errors import RungError
+from rung.core.fileio import atomic_write_json, atomic_write_text, read_text
+from rung.core.protocol import StepContext, StepResult
 
 
 @dataclass
@@ -122,7 +122,7 @@ def _wants_json(plan: dict[str, Any], rows: list[dict[str, str]], schema: Any) -
 
 def build_system_prompt(plan: dict[str, Any], rows: list[dict[str, str]], schema: Any) -> str:
     """Instructions from what the plan and the examples say: the task, the output length, the format."""
-    from advisor.answers import GOALS
+    from rung.advisor.answers import GOALS
 
     task = str(plan.get("name") or "this task").replace("-", " ").replace("_", " ")
     goal = GOALS.get(str(plan.get("goal")))
@@ -251,7 +251,7 @@ def evaluate(model_spec: str, prompts: dict[str, Any], rows: list[dict[str, str]
     """Run each prompt template over the eval rows with one model: {variant: {"outputs", "metrics"}}."""
     import torch
 
-    from trainers.models import load_model_and_tokenizer
+    from rung.core.models import load_model_and_tokenizer
 
     torch.manual_seed(0)
     model, tokenizer = load_model_and_tokenizer(model_spec, trust_remote_code=trust_remote_code)
@@ -293,7 +293,7 @@ def step_settings(cls: type, step: dict[str, Any], ctx: StepContext):
     """The step's settings (already resolved by `rung run`) with the --set layer on top, as `cls`."""
     import dataclasses
 
-    from trainers.settings import check_keys
+    from rung.core.settings import check_keys
 
     values = {**(step.get("settings") or {}), **(ctx.cli_settings or {})}
     problems = check_keys(cls, values, f"steps.{step.get('id')}.settings")

@@ -12,27 +12,27 @@ import importlib
 from typing import Any, Callable
 
 ENGINES: dict[str, str] = {
-    "prompting": "engines.prompting:run_step",        # system + few-shot prompt, adherence on an eval set
-    "rag_index": "rag.engine:index_step",             # chunk, embed and index the documents
-    "rag_eval": "rag.engine:eval_step",               # retrieval metrics on the eval queries
-    "sft": "trainers.sft:run_step",                   # supervised fine-tuning (LoRA / QLoRA / full)
-    "dpo": "trainers.dpo:run_step",                   # preference tuning, usually after sft
-    "cpt": "trainers.cpt:run_step",                   # continued pretraining on a domain corpus
-    "bigger_model": "engines.bigger_model:run_step",  # catalog of open models that fit, side-by-side eval
-    "manual": "engines.manual:run_step",              # a to-do for a person; the report lists it as open
+    "prompting": "rung.engines.prompting:run_step",        # system + few-shot prompt, adherence on an eval set
+    "rag_index": "rung.rag.engine:index_step",             # chunk, embed and index the documents
+    "rag_eval": "rung.rag.engine:eval_step",               # retrieval metrics on the eval queries
+    "sft": "rung.trainers.sft:run_step",                   # supervised fine-tuning (LoRA / QLoRA / full)
+    "dpo": "rung.trainers.dpo:run_step",                   # preference tuning, usually after sft
+    "cpt": "rung.trainers.cpt:run_step",                   # continued pretraining on a domain corpus
+    "bigger_model": "rung.engines.bigger_model:run_step",  # catalog of open models that fit, side-by-side eval
+    "manual": "rung.engines.manual:run_step",              # a to-do for a person; the report lists it as open
 }
 
 # engine -> "module:Dataclass" (or "module:DICT" of key -> default) of its settings. `rung run` checks a step's settings keys against it (and
 # resolves defaults < plan.yaml < --set) before any step runs. Engines without an entry check their own.
 SETTINGS: dict[str, str] = {
-    "sft": "trainers.settings:SFTSettings",
-    "dpo": "trainers.settings:DPOSettings",
-    "cpt": "trainers.settings:CPTSettings",
-    "prompting": "engines.prompting:PromptingSettings",
-    "bigger_model": "engines.bigger_model:BiggerModelSettings",
-    "manual": "engines.manual:ManualSettings",
-    "rag_index": "rag.engine:INDEX_SETTINGS",
-    "rag_eval": "rag.engine:EVAL_SETTINGS",
+    "sft": "rung.core.settings:SFTSettings",
+    "dpo": "rung.core.settings:DPOSettings",
+    "cpt": "rung.core.settings:CPTSettings",
+    "prompting": "rung.engines.prompting:PromptingSettings",
+    "bigger_model": "rung.engines.bigger_model:BiggerModelSettings",
+    "manual": "rung.engines.manual:ManualSettings",
+    "rag_index": "rung.rag.engine:INDEX_SETTINGS",
+    "rag_eval": "rung.rag.engine:EVAL_SETTINGS",
 }
 
 # engine -> data roles (advisor.plan.DATA_ROLES) the plan must give it. Every role a plan names must exist.

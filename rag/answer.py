@@ -47,7 +47,7 @@ def answer(rag_index, question: str, *, model: str = DEFAULT_GENERATOR, k: int =
     """{"question", "answer", "sources": [{n, source, line, page, heading, score, cited}], "model", "toy"}."""
     import torch
 
-    from trainers.models import load_model_and_tokenizer
+    from rung.core.models import load_model_and_tokenizer
 
     hits = rag_index.search(question, k)
     lm, tokenizer = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code)

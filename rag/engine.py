@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from advisor.errors import RungError, did_you_mean
+from rung.core.errors import RungError, did_you_mean
 
 if TYPE_CHECKING:  # annotations only: importing engines at module level is not needed at run time
-    from engines.protocol import StepResult
+    from rung.core.protocol import StepResult
 
 INDEX_SETTINGS = {"chunk_tokens": 0, "overlap": 16, "model": None, "index_type": "auto", "batch_size": 32}
 EVAL_SETTINGS: dict[str, Any] = {}
@@ -35,7 +35,7 @@ def _settings(step: dict, ctx, allowed: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, depth: int = 10) -> dict[str, Any]:
     """Run every query, collapse chunks to documents (best rank wins), score against the judgements."""
-    from rag.metrics import evaluate
+    from rung.rag.metrics import evaluate
 
     known = {c.get("doc", c["source"]) for c in rag_index.chunks.values()}
     unknown = sorted({d for _, q in queries for d in q if d not in known})
@@ -49,8 +49,8 @@ def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, de
 
 
 def index_step(step: dict, ctx) -> StepResult:
-    from engines.protocol import StepResult
-    from rag.ingest import ingest
+    from rung.core.protocol import StepResult
+    from rung.rag.ingest import ingest
 
     settings = _settings(step, ctx, INDEX_SETTINGS)
     sources = ctx.data_paths("documents")
@@ -73,9 +73,9 @@ def index_step(step: dict, ctx) -> StepResult:
 
 
 def eval_step(step: dict, ctx) -> StepResult:
-    from engines.protocol import StepResult
-    from rag.metrics import read_queries
-    from rag.store import RagIndex
+    from rung.core.protocol import StepResult
+    from rung.rag.metrics import read_queries
+    from rung.rag.store import RagIndex
 
     _settings(step, ctx, EVAL_SETTINGS)
     index_dir = None

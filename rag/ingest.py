@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import RungError
-from rag import loaders
-from rag.chunking import ChunkerSettings
-from rag.store import (FORMAT, FORMAT_VERSION, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HNSW_THRESHOLD,
+from rung.core.errors import RungError
+from rung.rag import loaders
+from rung.rag.chunking import ChunkerSettings
+from rung.rag.store import (FORMAT, FORMAT_VERSION, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HNSW_THRESHOLD,
                        INDEX_TYPES, _GEN, check_model, read_manifest, remove_stale_generations, resolve_index_type)
 
 
@@ -102,7 +102,7 @@ def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike
     longer found there are removed from it. chunk_tokens / overlap / index_type None = what the index was
     built with (defaults 0 = auto, 16, "auto" for a new one), like the model.
     """
-    from rag.embed import DEFAULT_MODEL, model_name
+    from rung.rag.embed import DEFAULT_MODEL, model_name
 
     start = time.perf_counter()
     log = log or (lambda message: print(message, file=sys.stderr))
@@ -181,7 +181,7 @@ def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike
             summary.seconds = time.perf_counter() - start
             if sorted(str(Path(s).expanduser().resolve()) for s in sources) != sorted(manifest.get("sources", [])):
                 manifest["sources"] = sorted(str(Path(s).expanduser().resolve()) for s in sources)
-                from advisor.fileio import atomic_write_json
+                from rung.core.fileio import atomic_write_json
 
                 atomic_write_json(index_dir / "manifest.json", manifest)
             return summary
@@ -195,9 +195,9 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
     import faiss
     import numpy as np
 
-    from rag.chunking import Chunker, embed_text, resolve_settings, token_limit
-    from rag.embed import dimension, embed_documents, load_embedder
-    from rag.store import RagIndex, all_vectors, build_index, chunk_id, write_generation
+    from rung.rag.chunking import Chunker, embed_text, resolve_settings, token_limit
+    from rung.rag.embed import dimension, embed_documents, load_embedder
+    from rung.rag.store import RagIndex, all_vectors, build_index, chunk_id, write_generation
 
     model = load_embedder(name)
     dim = dimension(model)
@@ -338,7 +338,7 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
         "files": dict(sorted(files_meta.items())),
         "skipped": dict(sorted(skipped_meta.items())),   # skipped for their content, until their bytes change
     }
-    from advisor.fileio import atomic_write_json
+    from rung.core.fileio import atomic_write_json
 
     atomic_write_json(index_dir / "manifest.json", new_manifest)   # the commit point
     remove_stale_generations(index_dir, keep=gen_name)

@@ -71,7 +71,7 @@ def read_queries(path: str | Path, query_texts: str | Path | None = None) -> lis
     (query-id, corpus-id, score, with a header line); the query texts come from `query_texts`, else from
     queries.jsonl next to the qrels folder (BEIR layout: DATASET/queries.jsonl, DATASET/qrels/test.tsv).
     """
-    from advisor.errors import RungError
+    from rung.core.errors import RungError
 
     path = Path(path)
     if not path.is_file():
@@ -110,7 +110,7 @@ def read_queries(path: str | Path, query_texts: str | Path | None = None) -> lis
 
 
 def _read_qrels(path: Path, query_texts: str | Path | None) -> list[tuple[str, dict[str, float]]]:
-    from advisor.errors import RungError
+    from rung.core.errors import RungError
 
     candidates = [Path(query_texts)] if query_texts else [path.parent.parent / "queries.jsonl",
                                                           path.parent / "queries.jsonl"]

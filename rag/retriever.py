@@ -1,6 +1,6 @@
 """The index as a LangChain retriever, so it drops into LCEL chains:
 
-    from rag.retriever import RungRetriever
+    from rung.rag.retriever import RungRetriever
     retriever = RungRetriever.from_index("my-index", k=4)
     chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | llm
 
@@ -28,7 +28,7 @@ class RungRetriever(BaseRetriever):
 
     @classmethod
     def from_index(cls, index_dir, *, k: int = 4, model: str | None = None) -> "RungRetriever":
-        from rag.store import RagIndex
+        from rung.rag.store import RagIndex
 
         return cls(index=RagIndex.load(index_dir, model=model), k=k)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import RungError
+from rung.core.errors import RungError
 
 FORMAT = "rung-rag-index"
 FORMAT_VERSION = 1
@@ -137,7 +137,7 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
 
 def check_model(manifest: dict[str, Any], index_dir: Path, requested: str | None, dim: int | None = None) -> None:
     """Refuse an index built with another model or dimension, saying which and how to rebuild."""
-    from rag.embed import model_name
+    from rung.rag.embed import model_name
 
     built = manifest["model"]
     sources = " ".join(manifest.get("sources") or ["SOURCES"])
@@ -183,7 +183,7 @@ def write_generation(index_dir: Path, generation: int, index, chunks: list[dict[
     """Write index.faiss and chunks.jsonl into a new generation folder; returns its name. Not yet current."""
     import faiss
 
-    from advisor.fileio import atomic_write_bytes
+    from rung.core.fileio import atomic_write_bytes
 
     name = f"g{generation:06d}"
     folder = Path(index_dir) / name
@@ -243,7 +243,7 @@ class RagIndex:
         set_ef_search(index, int(manifest.get("hnsw", {}).get("efSearch", HNSW_EF_SEARCH)))
         loaded = cls(index_dir, manifest, index, chunks)
         if load_model:
-            from rag.embed import dimension, load_embedder
+            from rung.rag.embed import dimension, load_embedder
 
             loaded.model = load_embedder(manifest["model"])
             check_model(manifest, index_dir, None, dimension(loaded.model))
@@ -265,7 +265,7 @@ class RagIndex:
         return hits
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
-        from rag.embed import embed_query
+        from rung.rag.embed import embed_query
 
         if self.model is None:
             raise RuntimeError("RagIndex was loaded with load_model=False")
@@ -273,7 +273,7 @@ class RagIndex:
 
     def search_documents(self, query: str, k: int = 10) -> list[tuple[str, float, Hit]]:
         """Chunks collapsed to their document (best rank wins): up to k (doc, score, best hit)."""
-        from rag.embed import embed_query
+        from rung.rag.embed import embed_query
 
         vector = embed_query(self.model, query)
         depth = min(len(self.chunks), max(50, k * 5))

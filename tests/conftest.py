@@ -25,7 +25,7 @@ def runner() -> CliRunner:
 @pytest.fixture
 def rung(runner):
     """Invoke `rung ARGS...` in-process; returns click's Result."""
-    from advisor.cli import cli
+    from rung.cli.main import cli
 
     def invoke(*args, input=None):
         return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
@@ -36,6 +36,6 @@ def rung(runner):
 @pytest.fixture(scope="session")
 def tiny_model_dir():
     """Path of the built-in tiny model (built once per cache, then reused)."""
-    from trainers.models import builtin_tiny_path
+    from rung.core.models import builtin_tiny_path
 
     return builtin_tiny_path()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from advisor.answers import SCHEMA, load_answers, validate_answers
-from advisor.errors import RungError
+from rung.advisor.answers import SCHEMA, load_answers, validate_answers
+from rung.core.errors import RungError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -96,7 +96,7 @@ def test_cli_bad_answers_exit_2_no_traceback(rung, tmp_path):
 def test_console_script_exit_code_and_stderr(tmp_path):
     """Through the real entry point (advisor.cli:main): one line per problem on stderr, exit 2."""
     path = write(tmp_path, "goal: style\nlabeled_examples: -1\nknowledge_changes: on\n")
-    proc = subprocess.run([sys.executable, "-c", "from advisor.cli import main; main()", "advise", "--answers", str(path)],
+    proc = subprocess.run([sys.executable, "-c", "from rung.cli.main import main; main()", "advise", "--answers", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == ""

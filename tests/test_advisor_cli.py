@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from advisor import __version__
-from advisor.rules import load_rules
+from rung import __version__
+from rung.advisor.rules import load_rules
 
 ADVISOR_COMMANDS = ("ask", "advise", "plan", "estimate", "rules")
 HEAVY = ("torch", "transformers", "faiss", "langchain", "langchain_core", "trl", "peft", "datasets",
@@ -72,9 +72,9 @@ def test_advisor_never_imports_heavy_libraries(tmp_path):
     answers.write_text("goal: schema\nprompting_result: inconsistent\nlabeled_examples: 500\n")
     script = textwrap.dedent(f"""
         import sys
-        import advisor.cli
+        import rung.cli.main
         after_import = set(sys.modules)
-        from advisor.cli import main
+        from rung.cli.main import main
         for args in (["advise", "--answers", {str(answers)!r}], ["advise", "--answers", {str(answers)!r}, "--json"],
                      ["plan", "--answers", {str(answers)!r}, "--out", {str(tmp_path / "plan")!r}],
                      ["estimate", "--params-b", "7", "--tokens", "1B", "--gpu", "h100"], ["rules"]):
@@ -82,7 +82,7 @@ def test_advisor_never_imports_heavy_libraries(tmp_path):
                 main(args)
             except SystemExit as exit:
                 assert not exit.code, exit.code
-        import advisor.questionnaire, advisor.planner
+        import rung.advisor.questionnaire, rung.advisor.planner
         heavy = {HEAVY!r}
         print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in heavy))
         print("AT_IMPORT", sorted(m for m in after_import if m.split(".")[0] in heavy))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from advisor.errors import RungError
-from advisor.estimator import (FIT_SEQ_LEN, ModelShape, estimate, flops_per_token, gpu_spec, memory_breakdown,
+from rung.core.errors import RungError
+from rung.advisor.estimator import (FIT_SEQ_LEN, ModelShape, estimate, flops_per_token, gpu_spec, memory_breakdown,
                                model_shape, params_from_name, parse_count)
 
 
@@ -95,7 +95,7 @@ def test_model_shape_sources(tmp_path):
     shape = model_shape(str(tmp_path))
     assert shape.source == "config.json" and shape.params_b == pytest.approx(0.494, rel=0.02)  # Qwen2.5-0.5B
     assert (shape.layers, shape.hidden, shape.vocab) == (24, 896, 151936)
-    listed = model_shape("Qwen/Qwen2.5-0.5B-Instruct")  # in engines/catalog.yaml: its exact shape
+    listed = model_shape("Qwen/Qwen2.5-0.5B-Instruct")  # in advisor/catalog.yaml: its exact shape
     assert (listed.params_b, listed.vocab, listed.source) == (0.494, 151936, "name")
     assert model_shape("someone/Qwen2.5-0.5B-finetune").params_b == 0.5  # size from the name
     mixtral = model_shape("mistralai/Mixtral-8x7B-Instruct-v0.1")
@@ -117,7 +117,7 @@ def test_parse_count():
 
 
 def test_fit_sequence_matches_trainer_defaults():
-    from trainers.settings import SFTSettings
+    from rung.core.settings import SFTSettings
 
     assert FIT_SEQ_LEN == SFTSettings().max_length
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor.plan import load_plan
+from rung.core.plan import load_plan
 from advisor_cases import CASES
-from trainers.settings import SETTINGS_BY_ENGINE, field_names
+from rung.core.settings import SETTINGS_BY_ENGINE, field_names
 
 PLAN_SECTIONS = ["## Goal", "## Recommendation", "## Rungs considered", "## Steps", "## Data checklist",
                  "## Cost, time and memory", "## Risks", "## How to evaluate", "## Run it"]
@@ -83,7 +83,7 @@ def test_rag_eval_step_only_with_queries(rung, tmp_path):
     queries.write_text('{"query": "hi", "relevant": ["a.md"]}\n')
     plan, md, _ = make_plan(rung, tmp_path, {"goal": "facts"}, "--data", docs, "--data", f"queries={queries}")
     assert steps_of(plan) == [("index", "rag_index", None), ("eval", "rag_eval", None)]
-    from rag.engine import INDEX_SETTINGS  # the plan writes the RAG engine's own chunking defaults
+    from rung.rag.engine import INDEX_SETTINGS  # the plan writes the RAG engine's own chunking defaults
 
     assert plan["steps"][0]["settings"] == {k: INDEX_SETTINGS[k] for k in ("chunk_tokens", "overlap")}
     assert plan["data"] == {"documents": "../docs", "queries": "../queries.jsonl"}  # relative to the plan folder
@@ -125,7 +125,7 @@ def test_cpu_sizing_for_builtin_tiny(rung, tmp_path):
     settings = gpu_plan["steps"][0]["settings"]
     assert settings["max_length"] == 1024 and "CPU run" not in gpu_md
     assert settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"] == 16
-    assert gpu_plan["estimate"]["params_b"] == 7.62  # engines/catalog.yaml
+    assert gpu_plan["estimate"]["params_b"] == 7.62  # advisor/catalog.yaml
 
 
 def test_no_base_model_defaults_to_tiny_with_a_warning(rung, tmp_path):

@@ -7,10 +7,10 @@ import itertools
 import pytest
 import yaml
 
-from advisor.answers import GOALS, PROMPTING_RESULTS, validate_answers
-from advisor.errors import RungError
-from advisor.plan import ROUTES
-from advisor.rules import RULES_FILE, advise, describe_when, load_rules, validate_rules
+from rung.advisor.answers import GOALS, PROMPTING_RESULTS, validate_answers
+from rung.core.errors import RungError
+from rung.core.plan import ROUTES
+from rung.advisor.rules import RULES_FILE, advise, describe_when, load_rules, validate_rules
 from advisor_cases import CASES, ISSUE_EXAMPLES
 
 

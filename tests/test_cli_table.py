@@ -9,7 +9,7 @@ import sys
 import click
 import pytest
 
-from advisor.cli import COMMANDS, cli
+from rung.cli.main import COMMANDS, cli
 
 HEAVY = ("torch", "transformers", "trl", "peft", "faiss", "sentence_transformers", "langchain",
          "langchain_core", "datasets", "accelerate")
@@ -60,7 +60,7 @@ def test_cli_start_up_imports_no_heavy_library(argv):
     """Help and the advisor must not pay for torch & co. (the libraries load inside command bodies)."""
     code = (
         "import sys\n"
-        "from advisor.cli import main\n"
+        "from rung.cli.main import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"

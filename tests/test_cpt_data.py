@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from advisor.errors import RungError
-from trainers.settings import CPTSettings
+from rung.core.errors import RungError
+from rung.core.settings import CPTSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
-    from trainers.models import load_tokenizer
+    from rung.core.models import load_tokenizer
 
     return load_tokenizer(str(tiny_model_dir))
 
@@ -34,7 +34,7 @@ def _corpus(tmp_path: Path) -> Path:
 
 
 def test_corpus_files_reports_every_problem_at_once(tmp_path):
-    from trainers.cpt import corpus_files
+    from rung.trainers.cpt import corpus_files
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "data.csv").write_text("a,b\n")
@@ -46,14 +46,14 @@ def test_corpus_files_reports_every_problem_at_once(tmp_path):
 
 
 def test_corpus_files_finds_text_skips_hidden(tmp_path):
-    from trainers.cpt import corpus_files
+    from rung.trainers.cpt import corpus_files
 
     files = corpus_files([_corpus(tmp_path)])
     assert [f.name for f in files] == ["a.txt", "b.md", "c.jsonl"]
 
 
 def test_pieces_cover_the_file_and_restart_at_any_piece(tmp_path):
-    from trainers.cpt import PIECE_BYTES, read_pieces
+    from rung.trainers.cpt import PIECE_BYTES, read_pieces
 
     path = _corpus(tmp_path) / "a.txt"
     pieces = list(read_pieces(path))
@@ -65,7 +65,7 @@ def test_pieces_cover_the_file_and_restart_at_any_piece(tmp_path):
 
 
 def test_bad_jsonl_row_names_file_and_byte(tmp_path):
-    from trainers.cpt import read_pieces
+    from rung.trainers.cpt import read_pieces
 
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "ok"}\n{"body": "no text"}\n')
@@ -74,7 +74,7 @@ def test_bad_jsonl_row_names_file_and_byte(tmp_path):
 
 
 def test_separator_is_endoftext_not_chat_end_of_turn(tokenizer):
-    from trainers.cpt import separator_id
+    from rung.trainers.cpt import separator_id
 
     assert tokenizer.eos_token == "<|im_end|>"
     assert tokenizer.convert_ids_to_tokens(separator_id(tokenizer)) == "<|endoftext|>"
@@ -86,7 +86,7 @@ def test_separator_is_endoftext_not_chat_end_of_turn(tokenizer):
 def _interleaved(files, order, held, width):
     """The reading order, re-implemented over whole-file piece lists: `width` files side by side, one piece
     from each in turn, the next file in `order` taking the slot of a finished one."""
-    from trainers.cpt import read_pieces
+    from rung.trainers.cpt import read_pieces
 
     pieces = {i: list(read_pieces(files[i])) for i in order}
     slots, following, turn, out = [[i, 0] for i in order[:width]], width, 0, []
@@ -110,8 +110,8 @@ def _interleaved(files, order, held, width):
 
 
 def test_packing_held_out_split_and_exact_resume(tmp_path, tokenizer, monkeypatch):
-    import trainers.cpt as cpt
-    from trainers.cpt import BlockStream, corpus_files, held_out_blocks, plan_corpus, read_pieces, separator_id
+    import rung.trainers.cpt as cpt
+    from rung.trainers.cpt import BlockStream, corpus_files, held_out_blocks, plan_corpus, read_pieces, separator_id
 
     monkeypatch.setattr(cpt, "INTERLEAVE", 2)  # 3 files, 2 side by side: a finished file hands its slot on
     settings = CPTSettings(max_length=32, eval_fraction=0.1, max_eval_samples=8)
@@ -160,7 +160,7 @@ def test_packing_held_out_split_and_exact_resume(tmp_path, tokenizer, monkeypatc
 
 
 def test_tiny_corpus_still_gets_a_held_out_piece(tmp_path, tokenizer):
-    from trainers.cpt import plan_corpus, separator_id
+    from rung.trainers.cpt import plan_corpus, separator_id
 
     (tmp_path / "one.txt").write_text("A single short document about buoys and tides. " * 40)
     plan = plan_corpus([tmp_path / "one.txt"], tokenizer, CPTSettings(max_length=16, eval_fraction=0.01),
@@ -169,7 +169,7 @@ def test_tiny_corpus_still_gets_a_held_out_piece(tmp_path, tokenizer):
 
 
 def test_example_corpus_plans(tokenizer):
-    from trainers.cpt import corpus_files, plan_corpus, separator_id
+    from rung.trainers.cpt import corpus_files, plan_corpus, separator_id
 
     files = corpus_files([EXAMPLE])
     assert sorted(f.suffix for f in files) == [".jsonl", ".md", ".txt", ".txt"]
@@ -179,7 +179,7 @@ def test_example_corpus_plans(tokenizer):
 
 
 def test_general_slice_is_disjoint_from_tiny_base_pretraining():
-    from trainers import forgetting
+    from rung.trainers import forgetting
 
     general, pretrain = set(forgetting.general_topic_names()), set(forgetting.pretraining_topic_names())
     assert len(general) >= 10 and not general & pretrain

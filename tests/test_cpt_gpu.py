@@ -14,14 +14,14 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "
 
 
 def test_cpt_on_one_gpu_uses_bf16_and_reports_mfu(tmp_path, tiny_model_dir):
-    from trainers.cpt import train_cpt
-    from trainers.settings import CPTSettings
+    from rung.trainers.cpt import train_cpt
+    from rung.core.settings import CPTSettings
 
     settings = CPTSettings(model_name_or_path=str(tiny_model_dir), max_length=256, per_device_train_batch_size=16,
                            max_steps=30, eval_steps=15, save_steps=15, logging_steps=5, learning_rate=2e-3)
     result = train_cpt(settings, [EXAMPLE], tmp_path / "gpu")
     assert result["last_loss"] < result["first_loss"]
-    from trainers.cpt import training_arguments
+    from rung.trainers.cpt import training_arguments
 
     args = training_arguments(settings, tmp_path / "args", max_steps=1, on_gpu=True)
     assert args.bf16 and args.gradient_checkpointing and not args.use_cpu  # the GPU defaults
@@ -33,8 +33,8 @@ def test_cpt_on_one_gpu_uses_bf16_and_reports_mfu(tmp_path, tiny_model_dir):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_cpt_on_two_gpus_through_accelerate(tmp_path, tiny_model_dir):
-    from trainers.launch import launch_cpt
-    from trainers.settings import CPTSettings
+    from rung.trainers.launch import launch_cpt
+    from rung.core.settings import CPTSettings
 
     settings = CPTSettings(model_name_or_path=str(tiny_model_dir), max_length=256, per_device_train_batch_size=8,
                            max_steps=20, eval_steps=10, save_steps=10, logging_steps=5, learning_rate=2e-3)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor.errors import RungError
-from trainers.launch import accelerate_config, choose_strategy, launch_command, write_config
-from trainers.settings import CPTSettings
+from rung.core.errors import RungError
+from rung.trainers.launch import accelerate_config, choose_strategy, launch_command, write_config
+from rung.core.settings import CPTSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
 
@@ -22,7 +22,7 @@ def test_launch_command_is_exact_for_two_nodes(tmp_path):
     assert cmd == ["accelerate", "launch", "--config_file", str(tmp_path / "accelerate_config.yaml"),
                    "--num_processes", "16", "--num_machines", "2", "--machine_rank", "1",
                    "--main_process_ip", "10.0.0.1", "--main_process_port", "29501",
-                   "-m", "trainers.cpt", "--job", str(tmp_path / "cpt_job.json"), "--resume"]
+                   "-m", "rung.trainers.cpt", "--job", str(tmp_path / "cpt_job.json"), "--resume"]
 
 
 def _accelerate_parse(config: dict, tmp_path: Path, **launch):
@@ -46,7 +46,7 @@ def test_fsdp_config_is_what_accelerate_builds_its_plugin_from(tmp_path):
                                activation_checkpointing=True)
     args, defaults = _accelerate_parse(config, tmp_path, num_processes=16, num_machines=2, machine_rank=0,
                                        main_address="10.0.0.1", main_port=29500)
-    assert args.use_fsdp and not args.use_deepspeed and args.module and args.training_script == "trainers.cpt"
+    assert args.use_fsdp and not args.use_deepspeed and args.module and args.training_script == "rung.trainers.cpt"
     assert (args.num_processes, args.num_machines, args.mixed_precision) == (16, 2, "bf16")
     env = prepare_multi_gpu_env(args)  # the environment torchrun hands every worker
     assert args.nproc_per_node == "8" and args.nnodes == "2" and args.node_rank == 0
@@ -109,7 +109,7 @@ def test_strategy_follows_the_memory_figure():
 
 
 def test_estimator_picks_sharding_for_a_70b_model():
-    from trainers.launch import estimate_strategy
+    from rung.trainers.launch import estimate_strategy
 
     strategy, why = estimate_strategy("meta-llama/Llama-3.1-70B", "full", gpus=8, gpu_memory_gb=80, seq_len=2048,
                                       micro_batch=1, gradient_checkpointing=True)
@@ -125,7 +125,7 @@ def test_estimator_picks_sharding_for_a_70b_model():
 
 
 def test_runner_is_injected_and_failure_is_one_line(tmp_path):
-    from trainers.launch import launch_cpt
+    from rung.trainers.launch import launch_cpt
 
     calls = []
 
@@ -152,7 +152,7 @@ def test_dry_run_prints_command_and_config(rung, tmp_path):
     argv = shlex.split(command[len("Command: "):])
     assert argv[1:] == ["launch", "--config_file", str(out / "accelerate_config.yaml"), "--num_processes", "16",
                         "--num_machines", "2", "--machine_rank", "1", "--main_process_ip", "10.0.0.1",
-                        "--main_process_port", "29500", "-m", "trainers.cpt", "--job", str(out / "cpt_job.json")]
+                        "--main_process_port", "29500", "-m", "rung.trainers.cpt", "--job", str(out / "cpt_job.json")]
     config = yaml.safe_load((out / "accelerate_config.yaml").read_text())
     assert config["distributed_type"] == "FSDP" and "distributed_type: FSDP" in result.output
     assert not (out / "checkpoints").exists()  # nothing trained

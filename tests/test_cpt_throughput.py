@@ -12,13 +12,13 @@ import pytest
     ("NVIDIA A100-SXM4-80GB", 312.0, "a100-80gb"),
 ])
 def test_gpu_peak_from_cuda_device_name(device_name, peak, table_name):
-    from trainers.throughput import gpu_peak_tflops
+    from rung.trainers.throughput import gpu_peak_tflops
 
     assert gpu_peak_tflops(device_name) == (peak, table_name)
 
 
 def test_unknown_gpu_gives_no_mfu_and_says_why():
-    from trainers.throughput import gpu_peak_tflops
+    from rung.trainers.throughput import gpu_peak_tflops
 
     value, why = gpu_peak_tflops("Quantum Abacus 9000")
     assert value is None and "not in advisor/gpus.yaml" in why
@@ -27,7 +27,7 @@ def test_unknown_gpu_gives_no_mfu_and_says_why():
 def test_mfu_arithmetic(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from trainers.throughput import ThroughputCallback
+    from rung.trainers.throughput import ThroughputCallback
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     n = sum(p.numel() for p in model.parameters())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from trainers.settings import CPTSettings
+from rung.core.settings import CPTSettings
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def _max_diff(a: dict, b: dict) -> float:
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory, tiny_model_dir):
-    from trainers.cpt import train_cpt
+    from rung.trainers.cpt import train_cpt
 
     out = tmp_path_factory.mktemp("cpt") / "single"
     settings = CPTSettings(model_name_or_path="builtin:tiny", **SETTINGS)  # tiny_model_dir: built once
@@ -75,9 +75,9 @@ def test_forgetting_monitor_equals_a_direct_evaluation(single, tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from trainers import forgetting
-    from trainers.cpt import held_out_blocks
-    from trainers.models import load_tokenizer
+    from rung.trainers import forgetting
+    from rung.trainers.cpt import held_out_blocks
+    from rung.core.models import load_tokenizer
 
     settings, out, result = single
     tokenizer = load_tokenizer(str(tiny_model_dir))
@@ -104,7 +104,7 @@ def test_forgetting_monitor_equals_a_direct_evaluation(single, tiny_model_dir):
 
 
 def test_warning_when_general_perplexity_rises():
-    from trainers.forgetting import table_markdown, warnings_for
+    from rung.trainers.forgetting import table_markdown, warnings_for
 
     table = [{"step": 0, "domain_ppl": 50.0, "general_ppl": 20.0}, {"step": 10, "domain_ppl": 30.0, "general_ppl": 23.0},
              {"step": 20, "domain_ppl": 20.0, "general_ppl": 26.0}]
@@ -143,7 +143,7 @@ def yaml_load(path: Path):
 
 
 def test_sigkill_then_resume_continues_at_the_checkpoint_without_rereading(tmp_path, tiny_model_dir):
-    from trainers.cpt import last_checkpoint, train_cpt, write_job
+    from rung.trainers.cpt import last_checkpoint, train_cpt, write_job
 
     settings = CPTSettings(model_name_or_path=str(tiny_model_dir), max_length=32, per_device_train_batch_size=4,
                            max_steps=60, save_steps=3, save_total_limit=None, eval_strategy="no",
@@ -151,7 +151,7 @@ def test_sigkill_then_resume_continues_at_the_checkpoint_without_rereading(tmp_p
     out = tmp_path / "killed"
     job = write_job(out, settings, [EXAMPLE], resume=False)
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    process = subprocess.Popen([sys.executable, "-m", "trainers.cpt", "--job", str(job)], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "rung.trainers.cpt", "--job", str(job)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
@@ -180,8 +180,8 @@ def test_sigkill_then_resume_continues_at_the_checkpoint_without_rereading(tmp_p
 
 
 def test_lora_with_trainable_embeddings_through_the_engine(tmp_path, tiny_model_dir):
-    from engines.protocol import StepContext
-    from trainers.cpt import run_step
+    from rung.core.protocol import StepContext
+    from rung.trainers.cpt import run_step
 
     plan = {"base_model": str(tiny_model_dir), "data": {"corpus": "corpus"}}
     step = {"id": "cpt", "engine": "cpt", "settings": {
@@ -202,8 +202,8 @@ def test_lora_with_trainable_embeddings_through_the_engine(tmp_path, tiny_model_
 
 
 def test_pretrained_tiny_is_built_once_and_cached(tmp_path, monkeypatch, tiny_model_dir):
-    import trainers.cpt as cpt
-    import trainers.models as models
+    import rung.trainers.cpt as cpt
+    import rung.core.models as models
 
     monkeypatch.setattr(models, "cache_root", lambda: tmp_path)
     monkeypatch.setattr(models, "builtin_tiny_path", lambda: tiny_model_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainers import data
+from rung.trainers import data
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

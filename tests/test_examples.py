@@ -98,7 +98,7 @@ def test_example_runs_end_to_end_offline(example, tmp_path, rung):
 
 def test_the_demo_plan_and_its_overrides_check_out(tmp_path, rung, monkeypatch):
     """`rung demo` = this plan command + `rung run --set DEMO_SETS`; both must pass before any training."""
-    from engines.cli import DEMO_SETS
+    from rung.cli.run import DEMO_SETS
 
     monkeypatch.chdir(ROOT)
     data = ROOT / "examples" / "sql_assistant" / "data"

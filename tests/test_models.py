@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.errors import RungError
-from trainers.models import CHATML_TEMPLATE, builtin_tiny_path, load_model_and_tokenizer, resolve_model
+from rung.core.errors import RungError
+from rung.core.models import CHATML_TEMPLATE, builtin_tiny_path, load_model_and_tokenizer, resolve_model
 
 
 def test_builtin_tiny_is_cached_and_loads(tiny_model_dir):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.errors import RungError
-from advisor.plan import ENGINES, load_plan, validate_plan
+from rung.core.errors import RungError
+from rung.core.plan import ENGINES, load_plan, validate_plan
 
 GOOD = {
     "version": 1,

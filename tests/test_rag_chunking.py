@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.errors import RungError
-from rag.chunking import HEADING_TOKENS, Chunker, ChunkerSettings, embed_text, resolve_settings
-from rag.loaders import Section
+from rung.core.errors import RungError
+from rung.rag.chunking import HEADING_TOKENS, Chunker, ChunkerSettings, embed_text, resolve_settings
+from rung.rag.loaders import Section
 
 
 @pytest.fixture(scope="module")

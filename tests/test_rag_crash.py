@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from rag.ingest import ingest
-from rag.store import RagIndex, read_manifest
+from rung.rag.ingest import ingest
+from rung.rag.store import RagIndex, read_manifest
 
 pytestmark = pytest.mark.slow
 TOPICS = ["refunds", "invoices", "passwords", "webhooks", "exports", "seats", "tokens", "backups"]
@@ -31,7 +31,7 @@ def write_corpus(docs, count: int, start: int = 0):
 
 def run_ingest(docs, index_dir, env_extra=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-c", "from advisor.cli import main; main()", "rag", "index", str(docs),
+    return subprocess.Popen([sys.executable, "-c", "from rung.cli.main import main; main()", "rag", "index", str(docs),
                              "--index", str(index_dir), "--no-progress"], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, env=env)
 

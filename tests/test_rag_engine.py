@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor.errors import RungError
-from rag.ingest import ingest
-from rag.store import RagIndex, read_manifest
+from rung.core.errors import RungError
+from rung.rag.ingest import ingest
+from rung.rag.store import RagIndex, read_manifest
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "support_docs"
 
@@ -52,7 +52,7 @@ def test_query_ranks_the_right_document_with_cosine_scores(rung, example_index):
     assert hits[0]["heading"].startswith("Resetting your password")
     assert 1 >= hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"] > 0
     # the score is the cosine similarity of query and chunk, recomputed here from the model
-    from rag.embed import load_embedder
+    from rung.rag.embed import load_embedder
 
     model = load_embedder(None)
     embedded = f"{hits[0]['heading']}\n{hits[0]['text']}"  # what was embedded: heading trail, then the text
@@ -149,7 +149,7 @@ def test_retriever_composes_in_an_lcel_chain(example_index):
     from langchain_core.prompts import PromptTemplate
     from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
-    from rag.retriever import RungRetriever
+    from rung.rag.retriever import RungRetriever
 
     retriever = RungRetriever(index=RagIndex.load(example_index), k=2)
 
@@ -166,8 +166,8 @@ def test_retriever_composes_in_an_lcel_chain(example_index):
 
 
 def test_rung_run_engine_entries(tmp_path):
-    from engines.protocol import StepContext
-    from rag.engine import eval_step, index_step
+    from rung.core.protocol import StepContext
+    from rung.rag.engine import eval_step, index_step
 
     plan = {"data": {"documents": str(EXAMPLE / "docs"), "queries": str(EXAMPLE / "queries.jsonl")}}
     run_root = tmp_path / "run"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from rag import loaders
+from rung.rag import loaders
 
 
 def make_pdf(text: str | None) -> bytes:

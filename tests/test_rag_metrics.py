@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from advisor.errors import RungError
-from rag.metrics import evaluate, ndcg_at, read_queries
+from rung.core.errors import RungError
+from rung.rag.metrics import evaluate, ndcg_at, read_queries
 
 
 def test_metrics_match_a_hand_computed_case():

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from engines import bigger_model as bm
-from engines.protocol import StepContext
+from rung.engines import bigger_model as bm
+from rung.core.protocol import StepContext
 
 KEYS = {"id", "family", "params_b", "context", "licence", "kind", "layers", "hidden", "kv_heads", "head_dim", "vocab"}
 
@@ -17,7 +17,7 @@ def by_id(model_id: str) -> dict:
 
 
 def test_catalog_entries_are_complete_and_plausible():
-    from advisor.estimator import gpu_names
+    from rung.advisor.estimator import gpu_names
 
     catalog = bm.load_catalog()
     models = catalog["models"]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from advisor.errors import RungError
-from engines import prompting
-from engines.protocol import StepContext
+from rung.core.errors import RungError
+from rung.engines import prompting
+from rung.core.protocol import StepContext
 
 SCHEMA = {"type": "object", "properties": {"sql": {"type": "string"}, "tables": {"type": "array"}},
           "required": ["sql"], "additionalProperties": False}

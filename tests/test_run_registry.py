@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from advisor.plan import DATA_ROLES, ENGINES, METHODS, ROUTES
-from engines import registry
+from rung.core.plan import DATA_ROLES, ENGINES, METHODS, ROUTES
+from rung.engines import registry
 
 
 def test_table_covers_exactly_the_plan_schemas_engines():
@@ -39,7 +39,7 @@ def test_engine_modules_import_no_heavy_library_at_import_time():
     import subprocess
     import sys
 
-    modules = sorted({target.split(":")[0] for target in registry.ENGINES.values()} | {"engines.runner", "engines.cli"})
+    modules = sorted({target.split(":")[0] for target in registry.ENGINES.values()} | {"rung.run.runner", "rung.cli.run"})
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
             + "print(sorted(m for m in ('torch', 'transformers', 'trl', 'langchain_core', 'faiss') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -61,8 +61,8 @@ ANSWERS = {
 
 @pytest.mark.parametrize("case", sorted(ANSWERS))
 def test_every_plan_the_advisor_writes_names_registered_engines(case, tmp_path):
-    from advisor.answers import validate_answers
-    from advisor.planner import build_plan
+    from rung.advisor.answers import validate_answers
+    from rung.advisor.planner import build_plan
 
     answers, problems = validate_answers(ANSWERS[case])
     assert problems == []
@@ -80,8 +80,8 @@ def test_every_plan_the_advisor_writes_names_registered_engines(case, tmp_path):
 
 
 def test_the_cases_reach_every_route_and_method(tmp_path):
-    from advisor.answers import validate_answers
-    from advisor.planner import build_plan
+    from rung.advisor.answers import validate_answers
+    from rung.advisor.planner import build_plan
 
     seen_routes, seen_methods = set(), set()
     for case, raw in ANSWERS.items():

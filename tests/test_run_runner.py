@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engines import registry, runner
-from engines.protocol import StepResult
+from rung.engines import registry
+from rung.run import runner
+from rung.core.protocol import StepResult
 
 
 def write_plan(folder: Path, steps: list[dict], **top) -> Path:
@@ -215,13 +216,13 @@ def test_report_has_steps_metrics_plots_and_the_estimate_next_to_the_measured_co
     assert "GB peak RSS" in report and "no GPU rented" in report
     resolved = yaml.safe_load((tmp_path / "run" / runner.RESOLVED_FILE).read_text())
     assert resolved["steps"][0]["settings"]["num_examples"] == 4
-    from advisor.plan import validate_plan
+    from rung.core.plan import validate_plan
 
     assert validate_plan(resolved) == [], "resolved_plan.yaml is itself a valid plan"
 
 
 def test_a_failing_step_says_which_step_and_how_to_continue(tmp_path, rung, monkeypatch):
-    from advisor.errors import RungError
+    from rung.core.errors import RungError
 
     plan = three_steps(tmp_path)
     recorder = Recorder(fail_on="b", error=RungError("data.eval: row 3 has no output"))
@@ -282,7 +283,7 @@ def test_sigkill_during_a_step_then_resume_for_real(tmp_path, rung):
         "steps": [{"id": "first", "engine": "manual", "description": "a to-do"},
                   {"id": "second", "engine": "prompting", "settings": {"max_new_tokens": 4}}]}))
     state_path = tmp_path / "run" / runner.STATE_FILE
-    process = subprocess.Popen([sys.executable, "-c", "from advisor.cli import main; main()", "run", str(plan),
+    process = subprocess.Popen([sys.executable, "-c", "from rung.cli.main import main; main()", "run", str(plan),
                                 "--out", str(tmp_path / "run")], cwd=root, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -322,9 +323,9 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
     """`rung run --gpus 8 --nodes 2 --node-rank 1 --main-address H` hands the cluster to accelerate's launcher."""
     import yaml
 
-    import engines.runner
-    import trainers.launch
-    from advisor.errors import RungError
+    from rung.run import runner as run_runner
+    from rung.trainers import launch
+    from rung.core.errors import RungError
 
     corpus = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
     plan = tmp_path / "plan.yaml"
@@ -337,8 +338,8 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
         launched.update(kwargs, corpus=[str(p) for p in corpus_paths], out_dir=str(out_dir))
         raise RungError("launch recorded")
 
-    monkeypatch.setattr(engines.runner, "visible_gpus", lambda: 8)
-    monkeypatch.setattr(trainers.launch, "launch_cpt", fake_launch)
+    monkeypatch.setattr(run_runner, "visible_gpus", lambda: 8)
+    monkeypatch.setattr(launch, "launch_cpt", fake_launch)
     result = rung("run", plan, "--gpus", 8, "--nodes", 2, "--node-rank", 1, "--main-address", "10.1.2.3",
                   "--main-port", 29600)
     assert result.exit_code == 2
@@ -353,9 +354,9 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
     (["--nodes", "0"], ["--nodes 0: must be 1 or more"]),
 ])
 def test_bad_cluster_flags_fail_before_any_work(rung, tmp_path, monkeypatch, argv, expected):
-    import engines.runner
+    from rung.run import runner as run_runner
 
-    monkeypatch.setattr(engines.runner, "visible_gpus", lambda: 8)
+    monkeypatch.setattr(run_runner, "visible_gpus", lambda: 8)
     plan = tmp_path / "plan.yaml"
     plan.write_text("version: 1\nname: x\nroute: bigger_model\nsteps:\n- {id: pick, engine: bigger_model}\n")
     result = rung("run", plan, *argv)

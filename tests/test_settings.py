@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.errors import RungError
-from trainers.settings import CPTSettings, DPOSettings, SFTSettings, resolve
+from rung.core.errors import RungError
+from rung.core.settings import CPTSettings, DPOSettings, SFTSettings, resolve
 
 
 def test_precedence_default_then_plan_then_cli():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engines.protocol import StepContext
-from trainers.common import step_settings
-from trainers.settings import CPTSettings, DPOSettings, SFTSettings
+from rung.core.protocol import StepContext
+from rung.trainers.common import step_settings
+from rung.core.settings import CPTSettings, DPOSettings, SFTSettings
 
 
 def ctx(**kwargs) -> StepContext:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainers.cli import _settings
-from trainers.settings import DPOSettings, SFTSettings
+from rung.trainers.cli import _settings
+from rung.core.settings import DPOSettings, SFTSettings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DATA = EXAMPLES / "sql_assistant" / "data" / "train.jsonl"
@@ -72,8 +72,8 @@ def test_bad_data_stops_before_any_model_loads(rung, tmp_path):
 def test_end_of_turn_token_becomes_eos_when_the_template_ends_turns_otherwise(tiny_model_dir):
     """TRL adds EOS only to text rows; for chat rows the template decides. A tokenizer whose EOS is not the
     token that ends assistant turns (a Qwen-base-like setup) gets that token as EOS."""
-    from trainers.common import end_of_turn_token
-    from trainers.models import load_tokenizer
+    from rung.trainers.common import end_of_turn_token
+    from rung.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     token, note = end_of_turn_token(tokenizer)
@@ -87,8 +87,8 @@ def test_end_of_turn_token_becomes_eos_when_the_template_ends_turns_otherwise(ti
 
 
 def test_memory_check_stops_with_what_to_change():
-    from advisor.errors import RungError
-    from trainers.common import Device, memory_check
+    from rung.core.errors import RungError
+    from rung.trainers.common import Device, memory_check
 
     settings = SFTSettings(adapter="full", per_device_train_batch_size=1)
     device = Device("cuda", "NVIDIA L4", free_gb=20.0, total_gb=24.0, count=1, bf16=True)

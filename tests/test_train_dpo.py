@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.protocol import StepContext
+from rung.core.protocol import StepContext
 
 pytestmark = pytest.mark.slow
 
@@ -19,8 +19,8 @@ def test_sft_then_dpo_engines_raise_margin_and_accuracy(tmp_path, capsys):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from trainers import dpo, sft
-    from trainers.models import builtin_tiny_path
+    from rung.trainers import dpo, sft
+    from rung.core.models import builtin_tiny_path
 
     sft_rows = (EXAMPLES / "preferences" / "data" / "train.jsonl").read_text().splitlines()[:8]
     (tmp_path / "sft.jsonl").write_text("\n".join(sft_rows) + "\n")

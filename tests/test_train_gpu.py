@@ -14,8 +14,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def test_qlora_sft_trains_a_4bit_base_and_saves_a_peft_adapter(tmp_path):
     pytest.importorskip("bitsandbytes")
-    from trainers.settings import SFTSettings
-    from trainers.sft import train_sft
+    from rung.core.settings import SFTSettings
+    from rung.trainers.sft import train_sft
 
     rows = (EXAMPLES / "sql_assistant/data/train.jsonl").read_text().splitlines()[:16]
     (tmp_path / "t.jsonl").write_text("\n".join(rows) + "\n")

@@ -25,7 +25,7 @@ def test_sigkill_then_resume_continues_at_the_checkpoint_step(tmp_path, rung, ti
     out = tmp_path / "out"
     args = ["train", "sft", "--data", str(data), "--out", str(out), "--max-steps", str(MAX_STEPS),
             "--save-steps", "5", "--logging-steps", "5", "--eval-fraction", "0", "--batch-size", "2"]
-    process = subprocess.Popen([sys.executable, "-c", "from advisor.cli import main; main()", *args],
+    process = subprocess.Popen([sys.executable, "-c", "from rung.cli.main import main; main()", *args],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
     first = out / "checkpoints" / "checkpoint-5" / "trainer_state.json"
     deadline = time.monotonic() + 120

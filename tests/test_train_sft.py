@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainers.settings import SFTSettings
+from rung.core.settings import SFTSettings
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ N_ROWS = 4
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir):
     """One LoRA SFT run shared by the tests below: 4 SQL rows, 60 steps of 4 (= 60 epochs)."""
-    from trainers.sft import train_sft
+    from rung.trainers.sft import train_sft
 
     root = tmp_path_factory.mktemp("sft")
     rows = (EXAMPLES / "sql_assistant" / "data" / "train.jsonl").read_text().splitlines()[:N_ROWS]
@@ -76,7 +76,7 @@ def test_adapter_weights_change_and_base_weights_do_not(trained, tiny_model_dir)
 
 
 def test_loss_falls_and_the_model_answers_a_training_question_then_stops(trained):
-    from trainers.generate import generate, load_for_inference
+    from rung.trainers.generate import generate, load_for_inference
 
     summary = trained["summary"]
     assert summary["final_loss"] < summary["first_loss"] - 1.0
@@ -101,8 +101,8 @@ def test_merged_model_matches_base_plus_adapter(trained, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from trainers.generate import load_for_inference
-    from trainers.merge import merge_adapter
+    from rung.trainers.generate import load_for_inference
+    from rung.trainers.merge import merge_adapter
 
     merged_dir = merge_adapter(trained["out"], tmp_path / "merged", echo=lambda _: None)
     assert (merged_dir / "model.safetensors").exists() and (merged_dir / "tokenizer.json").exists()

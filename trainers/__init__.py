@@ -1,1 +1,14 @@
-"""rung trainers."""
+"""rung trainers: SFT, DPO and continued pretraining on TRL, PEFT and accelerate."""
+
+from pathlib import Path
+
+from rung.core.models import register_builtin
+
+
+def _tiny_base() -> Path:
+    from rung.trainers.cpt import pretrained_tiny_path  # stage 1: a short pretraining, cached
+
+    return pretrained_tiny_path()
+
+
+register_builtin("tiny-base", _tiny_base)

@@ -17,9 +17,9 @@ from typing import Any
 import click
 import yaml
 
-from advisor.errors import RungError, did_you_mean
-from advisor.lazy import LazyGroup
-from trainers.settings import DPOSettings, SFTSettings, field_names, resolve
+from rung.core.errors import RungError, did_you_mean
+from rung.core.lazy import LazyGroup
+from rung.core.settings import DPOSettings, SFTSettings, field_names, resolve
 
 # ---------------------------------------------------------------------------------------------- data
 
@@ -48,7 +48,7 @@ def data() -> None:
 def check(file: Path, kind: str | None, base_model: str, max_length: int, packing: bool, eval_file: Path | None,
           eval_fraction: float, seed: int, trust_remote_code: bool) -> None:
     """Check a data file: every problem with its line, token statistics, duplicates and the split."""
-    from trainers import data as data_mod
+    from rung.trainers import data as data_mod
 
     report = data_mod.check_file(file, kind)
     shapes = ", ".join(f"{name} {count}" for name, count in report.shapes.items()) or "none usable"
@@ -57,7 +57,7 @@ def check(file: Path, kind: str | None, base_model: str, max_length: int, packin
     problems = report.problems + (eval_report.problems if eval_report else [])
     click.echo(f"Problems: {f'{len(problems)} (listed at the end)' if problems else 'none'}")
     if report.rows:
-        from trainers.models import load_tokenizer
+        from rung.core.models import load_tokenizer
 
         tokenizer = load_tokenizer(base_model, trust_remote_code=trust_remote_code)
         stats = data_mod.token_stats(report.examples, tokenizer, max_length)
@@ -93,7 +93,7 @@ def check(file: Path, kind: str | None, base_model: str, max_length: int, packin
 # ---------------------------------------------------------------------------------------------- train
 
 
-@click.group(cls=LazyGroup, lazy_commands={"cpt": "trainers.cli_cpt:cpt"})
+@click.group(cls=LazyGroup, lazy_commands={"cpt": "rung.trainers.cli_cpt:cpt"})
 def train() -> None:
     """Fine-tune a model: SFT, DPO, or continued pretraining (cpt)."""
 
@@ -122,7 +122,7 @@ def _config_layer(cls: type, path: Path | None, engine: str) -> dict[str, Any]:
     """--config FILE: a mapping of settings, or a plan.yaml (its first `engine` step's settings + base model)."""
     if path is None:
         return {}
-    from advisor.fileio import read_yaml
+    from rung.core.fileio import read_yaml
 
     content = read_yaml(path, what="config")
     if not isinstance(content, dict):
@@ -206,7 +206,7 @@ def sft(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, co
         set_pairs: tuple[str, ...], **flags: Any) -> None:
     """Fine-tune on demonstrations (SFT) with LoRA, QLoRA or full weights."""
     settings = _settings(SFTSettings, "sft", config_file, set_pairs, flags)
-    from trainers.sft import train_sft
+    from rung.trainers.sft import train_sft
 
     train_sft(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
 
@@ -220,7 +220,7 @@ def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, co
         set_pairs: tuple[str, ...], **flags: Any) -> None:
     """Tune toward preferred answers (DPO), from a base model or an SFT output folder."""
     settings = _settings(DPOSettings, "dpo", config_file, set_pairs, flags)
-    from trainers.dpo import train_dpo
+    from rung.trainers.dpo import train_dpo
 
     train_dpo(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
 
@@ -235,7 +235,7 @@ def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, co
 @click.option("--trust-remote-code", is_flag=True, help="Allow the base model's own code to run.")
 def merge(adapter_dir: Path, out_dir: Path, trust_remote_code: bool) -> None:
     """Merge a LoRA adapter into its base model so AutoModelForCausalLM loads it alone."""
-    from trainers.merge import merge_adapter
+    from rung.trainers.merge import merge_adapter
 
     merge_adapter(adapter_dir, out_dir, trust_remote_code=trust_remote_code)
 
@@ -258,8 +258,8 @@ def _generation_options(function):
 def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tokens: int, temperature: float,
              trust_remote_code: bool) -> None:
     """Answer one prompt with a model folder, an adapter folder or builtin:tiny."""
-    from trainers.common import quiet_libraries
-    from trainers.generate import generate as run, load_for_inference
+    from rung.trainers.common import quiet_libraries
+    from rung.trainers.generate import generate as run, load_for_inference
 
     quiet_libraries()
     loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)
@@ -272,8 +272,8 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tok
 @_generation_options
 def chat(model: str, system: str | None, max_new_tokens: int, temperature: float, trust_remote_code: bool) -> None:
     """Chat interactively with a model folder, an adapter folder or builtin:tiny."""
-    from trainers.common import quiet_libraries
-    from trainers.generate import chat_loop, load_for_inference
+    from rung.trainers.common import quiet_libraries
+    from rung.trainers.generate import chat_loop, load_for_inference
 
     quiet_libraries()
     loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)

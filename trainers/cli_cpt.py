@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from advisor.errors import RungError
-from trainers.cli import COMMON_FLAGS, _config_layer, _parse_set
-from trainers.settings import CPTSettings, field_names, resolve
+from rung.core.errors import RungError
+from rung.trainers.cli import COMMON_FLAGS, _config_layer, _parse_set
+from rung.core.settings import CPTSettings, field_names, resolve
 
 _CPT_FLAGS = [flag for flag in COMMON_FLAGS if flag[1] not in ("adapter", "max_length")] + [
     ("--adapter", "adapter", dict(type=click.Choice(["full", "lora", "qlora"]),
@@ -79,7 +79,7 @@ def cpt(corpus: tuple[Path, ...], out_dir: Path, trainable_embeddings: bool | No
                        _parse_set(CPTSettings, set_pairs), where="settings")
     if trainable_embeddings and settings.adapter == "full":
         raise RungError("--trainable-embeddings goes with --adapter lora (full training trains them anyway)")
-    from trainers.cpt import corpus_files
+    from rung.trainers.cpt import corpus_files
 
     corpus_files(corpus)  # every corpus problem now, before any launch
 
@@ -90,7 +90,7 @@ def cpt(corpus: tuple[Path, ...], out_dir: Path, trainable_embeddings: bool | No
             if not torch.cuda.is_available():
                 raise RungError(f"--gpus {gpus}: this machine has no CUDA GPU; add --cpu to run {gpus} CPU "
                                 "processes (gloo) instead")
-        from trainers.launch import launch_cpt
+        from rung.trainers.launch import launch_cpt
 
         launch_cpt(settings, list(corpus), out_dir, gpus=gpus, nodes=nodes, node_rank=node_rank,
                    main_address=main_address, main_port=main_port, strategy=strategy, cpu=cpu, resume=resume,
@@ -102,7 +102,7 @@ def cpt(corpus: tuple[Path, ...], out_dir: Path, trainable_embeddings: bool | No
             return
         result = json.loads(metrics_path.read_text())
     else:
-        from trainers.cpt import train_cpt
+        from rung.trainers.cpt import train_cpt
 
         result = train_cpt(settings, list(corpus), out_dir, resume=resume, general_text=general_text)
     table = result.get("forgetting") or []

@@ -21,9 +21,9 @@ from typing import Any, Callable
 
 import yaml
 
-from advisor.errors import RungError
-from advisor.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_yaml
-from trainers.settings import RUNG_ONLY_FIELDS
+from rung.core.errors import RungError
+from rung.core.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_yaml
+from rung.core.settings import RUNG_ONLY_FIELDS
 
 Echo = Callable[[str], None]
 CHECKPOINTS = "checkpoints"  # DIR/checkpoints/checkpoint-<step>: kept apart from the final outputs
@@ -165,13 +165,13 @@ def memory_check(model_path: str, settings: Any, *, method: str, tokens: int, se
     checkpointing = bool(settings.gradient_checkpointing)
     advice: list[str] = []
     try:
-        from advisor import estimator
+        from rung.advisor import estimator
 
         figure = estimator.estimate(base_model=model_path, tokens=tokens, gpu=None, gpus=max(1, device.count),
                                     method=est_method, adapter=settings.adapter, seq_len=seq_len,
                                     micro_batch=micro_batch, gradient_checkpointing=checkpointing)
         memory_gb = float(figure["memory_gb"])
-        source = "advisor.estimator"
+        source = "rung.advisor.estimator"
         if device.free_gb and memory_gb > device.free_gb:
             shape = estimator.model_shape(model_path)
             advice = list(estimator.suggestions(shape, est_method, settings.adapter, device.free_gb,
@@ -466,7 +466,7 @@ def step_settings(cls: type, step: dict[str, Any], ctx: Any, *, label: str, plan
     """Settings for a training step of `rung run`, in the runner's order: the model is the step's own
     model_name_or_path, else the output of `from_step`, else the plan's base_model (else builtin:tiny); the
     plan's adapter applies unless the step sets one (plan_adapter); then --set (ctx.cli_settings) wins."""
-    from trainers.settings import resolve
+    from rung.core.settings import resolve
 
     plan_settings = dict(step.get("settings") or {})
     if "model_name_or_path" not in plan_settings:

@@ -44,9 +44,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from advisor.errors import RungError
-from advisor.fileio import atomic_write_json, atomic_write_text
-from trainers.settings import CPTSettings, to_dict
+from rung.core.errors import RungError
+from rung.core.fileio import atomic_write_json, atomic_write_text
+from rung.core.settings import CPTSettings, to_dict
 
 CORPUS_SUFFIXES = (".txt", ".md", ".jsonl")
 PIECE_BYTES = 4096            # a .txt/.md file is read in pieces of ~4 KB, cut at blank lines
@@ -373,7 +373,7 @@ def _checkpoint_state(folder: Path) -> dict[str, Any] | None:
 def last_checkpoint(out_dir: Path) -> Path | None:
     """The newest complete checkpoint under out_dir/checkpoints: trainer state and data cursor both written
     (trainer_state.json is the Trainer's last write, so a run killed mid-save falls back one checkpoint)."""
-    from trainers.common import checkpoint_dir
+    from rung.trainers.common import checkpoint_dir
 
     candidates = []
     for folder in checkpoint_dir(Path(out_dir)).glob("checkpoint-*"):
@@ -423,7 +423,7 @@ def training_arguments(settings: CPTSettings, out_dir: Path, *, max_steps: int, 
     """CPTSettings → transformers TrainingArguments (the one builder; rung-only fields stay out)."""
     from transformers import TrainingArguments
 
-    from trainers.common import checkpoint_dir, detect_device, device_args
+    from rung.trainers.common import checkpoint_dir, detect_device, device_args
 
     device = device_args(settings, detect_device())  # CPU: use_cpu=True, bf16=False (fp32)
     checkpointing = settings.gradient_checkpointing
@@ -466,7 +466,7 @@ def training_arguments(settings: CPTSettings, out_dir: Path, *, max_steps: int, 
 
 def _load_model(settings: CPTSettings, on_gpu: bool):
     import torch
-    from trainers.models import load_model_and_tokenizer
+    from rung.core.models import load_model_and_tokenizer
 
     if settings.adapter not in ("full", "lora", "qlora"):
         raise RungError(f'adapter "{settings.adapter}" is not one of full, lora, qlora')
@@ -541,8 +541,8 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
     """
     from accelerate import PartialState
 
-    from trainers import forgetting, throughput
-    from trainers.common import announce_config, quiet_libraries, resolved_config, write_metrics
+    from rung.trainers import forgetting, throughput
+    from rung.trainers.common import announce_config, quiet_libraries, resolved_config, write_metrics
 
     quiet_libraries()
 
@@ -560,8 +560,8 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
 
     memory = None
     if world == 1:  # one process: the estimator's figure against this device, before any weight loads
-        from trainers.common import detect_device, memory_check
-        from trainers.models import resolve_model
+        from rung.trainers.common import detect_device, memory_check
+        from rung.core.models import resolve_model
 
         memory = memory_check(resolve_model(settings.model_name_or_path), settings, method="cpt", tokens=0,
                               seq_len=settings.max_length, device=detect_device(), echo=print)
@@ -691,7 +691,7 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
 def _merge_adapter(settings: CPTSettings, adapter_dir: Path, model_dir: Path) -> None:
     """Fold the LoRA adapter into a fresh fp32 copy of the base so later steps get a plain model folder."""
     from peft import PeftModel
-    from trainers.models import load_model_and_tokenizer
+    from rung.core.models import load_model_and_tokenizer
 
     base, tokenizer = load_model_and_tokenizer(settings.model_name_or_path,
                                                trust_remote_code=settings.trust_remote_code)
@@ -705,7 +705,7 @@ def _merge_adapter(settings: CPTSettings, adapter_dir: Path, model_dir: Path) ->
 
 
 def report_markdown(result: dict[str, Any]) -> str:
-    from trainers.forgetting import table_markdown
+    from rung.trainers.forgetting import table_markdown
 
     tp = result["throughput"]
     lines = [
@@ -731,8 +731,8 @@ def report_markdown(result: dict[str, Any]) -> str:
 
 def run_step(step: dict[str, Any], ctx) -> Any:
     """Engine `cpt`: continue pretraining on the plan's corpus; outputs {"model_dir": ...}."""
-    from engines.protocol import StepResult
-    from trainers import common
+    from rung.core.protocol import StepResult
+    from rung.trainers import common
 
     settings = common.step_settings(CPTSettings, step, ctx, label="CPT", plan_adapter=False, multi_gpu=True)
     corpus = ctx.data_paths("corpus")
@@ -740,7 +740,7 @@ def run_step(step: dict[str, Any], ctx) -> Any:
         raise RungError("the cpt step needs data.corpus in plan.yaml (a folder or .txt/.md/.jsonl files)")
     nodes = int(ctx.nodes or 1)
     if (ctx.gpus and ctx.gpus > 1) or nodes > 1:
-        from trainers import launch
+        from rung.trainers import launch
 
         launch.launch_cpt(settings, corpus, ctx.run_dir, gpus=max(1, ctx.gpus), nodes=nodes,
                           node_rank=int(ctx.node_rank or 0), main_address=ctx.main_address,
@@ -780,8 +780,8 @@ def pretrained_tiny_path() -> Path:
     It writes English-looking text but knows no format: the demo's "stage 1" base model. The topics it
     trains on exclude trainers.forgetting's general-text slice, so that slice stays held out.
     """
-    from trainers import forgetting
-    from trainers.models import TINY_SPEC, _spec_key, builtin_tiny_path, cache_root, cached_build
+    from rung.trainers import forgetting
+    from rung.core.models import TINY_SPEC, _spec_key, builtin_tiny_path, cache_root, cached_build
 
     key = _spec_key({"tiny": TINY_SPEC, "base": TINY_BASE_SPEC, "topics": forgetting.pretraining_topic_names()})
 

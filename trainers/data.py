@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from advisor.errors import RungError
-from advisor.fileio import read_text
+from rung.core.errors import RungError
+from rung.core.fileio import read_text
 
 KINDS = ("sft", "dpo", "text")
 ROLES = ("system", "user", "assistant", "tool")

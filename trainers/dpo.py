@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 import click
 
-from advisor.errors import RungError
-from trainers import common, data
-from trainers.settings import DPOSettings
+from rung.core.errors import RungError
+from rung.trainers import common, data
+from rung.core.settings import DPOSettings
 
 PROBE_PAIRS = 64            # training pairs scored before and after: reward margin and chosen>rejected accuracy
 SAMPLE_PROMPTS = 3
@@ -74,8 +74,8 @@ def _load_policy(settings: DPOSettings, device: common.Device, echo):
     """(model, tokenizer, base spec for the adapter, ref_model, new_adapter, reference description)."""
     import torch
 
-    from trainers.generate import adapter_base, is_adapter_dir
-    from trainers.models import load_model_and_tokenizer, load_tokenizer
+    from rung.trainers.generate import adapter_base, is_adapter_dir
+    from rung.core.models import load_model_and_tokenizer, load_tokenizer
 
     spec = settings.model_name_or_path
     quantization = "4bit" if settings.adapter == "qlora" else None
@@ -127,7 +127,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     data_path = Path(data_path)
 
     # 1. Settings, printed and saved before any work.
-    from trainers.generate import adapter_base, is_adapter_dir
+    from rung.trainers.generate import adapter_base, is_adapter_dir
 
     out_dir.mkdir(parents=True, exist_ok=True)
     starting_adapter = is_adapter_dir(settings.model_name_or_path)
@@ -152,8 +152,8 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     from datasets import Dataset
     from trl import DPOTrainer
 
-    from trainers.generate import answers
-    from trainers.models import resolve_model
+    from rung.trainers.generate import answers
+    from rung.core.models import resolve_model
 
     device = common.detect_device()
     model, tokenizer, _, ref_model, new_adapter, reference = _load_policy(settings, device, echo)
@@ -255,7 +255,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
 def run_step(step: dict, ctx) -> Any:
     """The `dpo` engine: starts from an earlier step's model_dir (sft_then_dpo) or the plan's base model;
     pairs from data.preferences."""
-    from engines.protocol import StepResult
+    from rung.core.protocol import StepResult
 
     settings = common.step_settings(DPOSettings, step, ctx, label="DPO", plan_adapter=True)
     pairs = ctx.data_path("preferences")

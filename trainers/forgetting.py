@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import RungError
+from rung.core.errors import RungError
 
 # every fifth help topic (sorted by name, from the third), skipping the few over 20 KB
 _GENERAL_EVERY, _GENERAL_FROM, _GENERAL_MAX_CHARS = 5, 2, 20_000

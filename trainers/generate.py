@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from advisor.errors import RungError
+from rung.core.errors import RungError
 
 
 def adapter_base(adapter_dir: Path) -> str:
@@ -36,7 +36,7 @@ def is_adapter_dir(spec: str | Path) -> bool:
 
 def load_for_inference(spec: str, *, trust_remote_code: bool = False, is_trainable: bool = False):
     """(model, tokenizer) from a model folder, hub id, builtin:tiny, or a PEFT adapter folder (base + adapter)."""
-    from trainers.models import load_model_and_tokenizer, load_tokenizer
+    from rung.core.models import load_model_and_tokenizer, load_tokenizer
 
     if is_adapter_dir(spec):
         from peft import PeftModel

@@ -28,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from advisor.errors import RungError, did_you_mean
-from advisor.fileio import atomic_write_yaml
+from rung.core.errors import RungError, did_you_mean
+from rung.core.fileio import atomic_write_yaml
 
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")
 CONFIG_FILE = "accelerate_config.yaml"
@@ -68,7 +68,7 @@ def choose_strategy(breakdown: dict[str, float], sharded: dict[str, float], *, g
 def estimate_strategy(base_model: str, adapter: str, *, gpus: int, gpu_memory_gb: float, seq_len: int,
                       micro_batch: int, gradient_checkpointing: bool) -> tuple[str, str]:
     """choose_strategy with the estimator's figures for this model (config.json when it is a local folder)."""
-    from advisor import estimator
+    from rung.advisor import estimator
 
     shape = estimator.model_shape(base_model)
     kwargs = dict(seq_len=seq_len, micro_batch=micro_batch, gradient_checkpointing=gradient_checkpointing)
@@ -171,7 +171,7 @@ def launch_command(config_path: Path, job_path: Path, *, num_processes: int, num
     if num_machines > 1 or main_address:
         cmd += ["--main_process_ip", str(main_address or "127.0.0.1")]
     cmd += ["--main_process_port", str(main_port)]
-    cmd += ["-m", "trainers.cpt", "--job", str(job_path)]
+    cmd += ["-m", "rung.trainers.cpt", "--job", str(job_path)]
     if resume:
         cmd.append("--resume")
     return cmd
@@ -187,7 +187,7 @@ def launch_cpt(settings, corpus: Sequence[Path], out_dir: Path, *, gpus: int, no
                runner: Runner = subprocess_runner, echo: Callable[[str], None] = print,
                gpu_memory_gb: float | None = None) -> dict[str, Any]:
     """Write the job and the accelerate config into out_dir, then run (or with dry_run, print) the launch."""
-    from trainers.cpt import write_job
+    from rung.trainers.cpt import write_job
 
     if gpus < 1 or nodes < 1 or not 0 <= node_rank < nodes:
         raise RungError(f"--gpus {gpus} --nodes {nodes} --node-rank {node_rank}: need gpus >= 1, nodes >= 1 and "

@@ -27,9 +27,9 @@ from typing import Any, Callable
 
 import click
 
-from advisor.errors import RungError
-from trainers import common, data
-from trainers.settings import SFTSettings, to_dict
+from rung.core.errors import RungError
+from rung.trainers import common, data
+from rung.core.settings import SFTSettings, to_dict
 
 SAMPLE_PROMPTS = 3          # held-out prompts answered before and after training (samples.md)
 SAMPLE_NEW_TOKENS = 64
@@ -111,8 +111,8 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from trainers.generate import answers
-    from trainers.models import load_model_and_tokenizer, resolve_model
+    from rung.trainers.generate import answers
+    from rung.core.models import load_model_and_tokenizer, resolve_model
 
     device = common.detect_device()
     model_path = resolve_model(settings.model_name_or_path)
@@ -234,7 +234,7 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
 
 def run_step(step: dict, ctx) -> Any:
     """The `sft` engine: base model from the plan (or an earlier step's model_dir), data.train / data.eval."""
-    from engines.protocol import StepResult
+    from rung.core.protocol import StepResult
 
     settings = common.step_settings(SFTSettings, step, ctx, label="SFT", plan_adapter=True)
     train_path = ctx.data_path("train")

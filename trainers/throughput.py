@@ -19,8 +19,8 @@ from typing import Any
 
 def gpu_peak_tflops(device_name: str) -> tuple[float | None, str]:
     """(peak dense bf16 TFLOPS, table name) for a CUDA device name like "NVIDIA H100 80GB HBM3"; (None, why)."""
-    from advisor.errors import RungError
-    from advisor.estimator import gpu_spec
+    from rung.core.errors import RungError
+    from rung.advisor.estimator import gpu_spec
 
     name = re.sub(r"^(nvidia|amd)\s+", "", device_name.strip(), flags=re.I)
     words = [w for w in re.split(r"[\s\-_]+", name) if w]
@@ -36,9 +36,9 @@ def gpu_peak_tflops(device_name: str) -> tuple[float | None, str]:
 
 def model_flops_per_token(model, adapter: str) -> float:
     """The estimator's training FLOPs per token for this model (parameters counted from the live model)."""
-    from advisor.estimator import ModelShape, flops_per_token
+    from rung.advisor.estimator import ModelShape, flops_per_token
 
-    from advisor.estimator import params_from_config
+    from rung.advisor.estimator import params_from_config
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config

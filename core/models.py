@@ -5,7 +5,9 @@ A model spec is one of:
   locally on the Python standard library's help text (pydoc_data.topics, PSF licence) and a ChatML chat
   template. Seeded and cached under $RUNG_CACHE (default ~/.cache/rung), so it is the same every time.
   It is a toy for offline demos and tests: random weights, no knowledge.
-- `builtin:tiny-base`: builtin:tiny after a short, cached pretraining (trainers.cpt), for the demo.
+- `builtin:tiny-base`: builtin:tiny after a short, cached pretraining, for the demo. Building it is training,
+  which lives in trainers/ (a layer above this one): rung.trainers registers its builder here on import
+  (register_builtin), and the runner and the CLI import rung.trainers.
 - a local folder (config.json + safetensors weights), or
 - a Hugging Face hub id, fetched by transformers as usual (the only case that touches the network).
 
@@ -23,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from advisor.errors import RungError
+from rung.core.errors import RungError
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = {
@@ -155,6 +157,15 @@ def _build_tiny(folder: Path) -> None:
     )
 
 
+# builtin name -> a function that builds it (cached) and returns its folder; filled by register_builtin.
+BUILTIN_BUILDERS: dict[str, Callable[[], Path]] = {}
+
+
+def register_builtin(name: str, builder: Callable[[], Path]) -> None:
+    """Let a higher layer supply a built-in model that needs more than this module has (training)."""
+    BUILTIN_BUILDERS[name] = builder
+
+
 def is_builtin(spec: str) -> bool:
     return str(spec).startswith(BUILTIN_PREFIX)
 
@@ -169,10 +180,11 @@ def resolve_model(spec: str | os.PathLike) -> str:
         name = spec[len(BUILTIN_PREFIX):]
         if name == "tiny":
             return str(builtin_tiny_path())
-        if name == "tiny-base":
-            from trainers.cpt import pretrained_tiny_path  # stage 1: a short pretraining, cached
-
-            return str(pretrained_tiny_path())
+        if name in BUILTIN_BUILDERS:
+            return str(BUILTIN_BUILDERS[name]())
+        if f"{BUILTIN_PREFIX}{name}" in BUILTIN_MODELS:
+            raise RungError(f'built-in model "{spec}" is built by rung.trainers, which is not loaded here: '
+                            f'import rung.trainers first (pip install "rung[train]")')
         raise RungError(f'unknown built-in model "{spec}" (available: {", ".join(BUILTIN_MODELS)})')
     path = Path(spec).expanduser()
     if path.exists():

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from advisor.errors import RungError, did_you_mean
+from rung.core.errors import RungError, did_you_mean
 
 
 @dataclass

@@ -28,7 +28,7 @@ class StepContext:
 
     def data_path(self, role: str) -> Path | None:
         """The plan's data path for a role (train, eval, preferences, corpus, documents, queries, ...)."""
-        from advisor.plan import resolve_data_path
+        from rung.core.plan import resolve_data_path
 
         value = (self.plan.get("data") or {}).get(role)
         if value is None:
@@ -38,7 +38,7 @@ class StepContext:
         return resolve_data_path(self.plan_dir, value)
 
     def data_paths(self, role: str) -> list[Path]:
-        from advisor.plan import resolve_data_path
+        from rung.core.plan import resolve_data_path
 
         value = (self.plan.get("data") or {}).get(role)
         if value is None:

@@ -10,30 +10,31 @@ import sys
 
 import click
 
-from advisor import __version__
-from advisor.errors import RungError
-from advisor.lazy import LazyGroup
+from rung import __version__
+from rung.core.errors import RungError
+from rung.core.lazy import LazyGroup
+import rung.trainers  # noqa: F401  registers builtin:tiny-base (cheap: no torch)
 
 # command name -> "module:attribute". The test suite checks that this table and `rung --help` agree
 # and that every entry imports.
 COMMANDS: dict[str, str] = {
     # the advisor (pure Python)
-    "ask": "advisor.commands:ask",
-    "advise": "advisor.commands:advise",
-    "plan": "advisor.commands:plan",
-    "estimate": "advisor.commands:estimate",
-    "rules": "advisor.commands:rules",
+    "ask": "rung.advisor.commands:ask",
+    "advise": "rung.advisor.commands:advise",
+    "plan": "rung.advisor.commands:plan",
+    "estimate": "rung.advisor.commands:estimate",
+    "rules": "rung.advisor.commands:rules",
     # retrieval
-    "rag": "rag.cli:rag",
+    "rag": "rung.rag.cli:rag",
     # fine-tuning and continued pretraining
-    "data": "trainers.cli:data",
-    "train": "trainers.cli:train",
-    "merge": "trainers.cli:merge",
-    "chat": "trainers.cli:chat",
-    "generate": "trainers.cli:generate",
+    "data": "rung.trainers.cli:data",
+    "train": "rung.trainers.cli:train",
+    "merge": "rung.trainers.cli:merge",
+    "chat": "rung.trainers.cli:chat",
+    "generate": "rung.trainers.cli:generate",
     # executing a plan
-    "run": "engines.cli:run",
-    "demo": "engines.cli:demo",
+    "run": "rung.cli.run:run",
+    "demo": "rung.cli.run:demo",
 }
 
 

@@ -34,12 +34,12 @@ from typing import Any, Callable
 
 import yaml
 
-from advisor.errors import RungError, did_you_mean
-from advisor.fileio import atomic_write_json, atomic_write_text, read_yaml
-from advisor.plan import DATA_ROLES, resolve_data_path, validate_plan
-from advisor.plan import ENGINES as PLAN_ENGINES
-from engines import registry
-from engines.protocol import StepContext, StepResult
+from rung.core.errors import RungError, did_you_mean
+from rung.core.fileio import atomic_write_json, atomic_write_text, read_yaml
+from rung.core.plan import DATA_ROLES, resolve_data_path, validate_plan
+from rung.core.plan import ENGINES as PLAN_ENGINES
+from rung.engines import registry
+from rung.core.protocol import StepContext, StepResult
 
 STATE_FILE = "run_state.json"
 RESOLVED_FILE = "resolved_plan.yaml"
@@ -123,7 +123,7 @@ def _type_problem(name: str, hint: Any, value: Any) -> tuple[Any, str | None]:
 
 def resolve_settings(cls: type, layers: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], list[str]]:
     """Merge (where, values) layers over the dataclass defaults; unknown keys and wrong types are problems."""
-    from trainers.settings import check_keys  # pure Python
+    from rung.core.settings import check_keys  # pure Python
 
     hints = typing.get_type_hints(cls)
     merged = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
@@ -148,7 +148,7 @@ def resolve_settings(cls: type, layers: list[tuple[str, dict[str, Any]]]) -> tup
 
 def builtin_names() -> tuple[str, ...]:
     try:
-        import trainers.models as models
+        import rung.core.models as models
     except ImportError:
         return DEFAULT_BUILTINS
     names = getattr(models, "BUILTIN_MODELS", None)

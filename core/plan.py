@@ -28,8 +28,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import did_you_mean
-from advisor.fileio import read_yaml
+from rung.core.errors import did_you_mean
+from rung.core.fileio import read_yaml
 
 PLAN_VERSION = 1
 ROUTES = ("prompting", "rag", "fine_tuning", "continued_pretraining", "bigger_model")
@@ -118,7 +118,7 @@ def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
 
 def load_plan(path: str | Path) -> dict[str, Any]:
     """Read plan.yaml; returns the dict. Raises RungError listing every structural problem."""
-    from advisor.errors import RungError
+    from rung.core.errors import RungError
 
     plan = read_yaml(path, what="plan")
     problems = validate_plan(plan, where=str(path))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from advisor.errors import RungError
+from rung.core.errors import RungError
 
 
 @click.command("run")
@@ -40,7 +40,7 @@ def run(plan: Path, dry_run: bool, resume: bool, out: Path | None, gpus: int, no
     Every problem in the plan (unknown keys, missing data files, unknown engines or models, a GPU count this
     machine cannot give) is listed before any work starts, one line each, exit 2.
     """
-    from engines.runner import RESOLVED_FILE, execute, prepare, resolved_summary_text
+    from rung.run.runner import RESOLVED_FILE, execute, prepare, resolved_summary_text
 
     prepared = prepare(plan, out=out, gpus=gpus, sets=sets, nodes=nodes, node_rank=node_rank,
                        main_address=main_address, main_port=main_port)
@@ -115,7 +115,7 @@ def demo(out: Path, fresh: bool) -> None:
     that writes text but ignores the format. Stage 2 is the plan: SFT on the SQL examples. The report shows
     the base model's answers before and the fine-tuned model's after.
     """
-    from advisor.cli import cli
+    from rung.cli.main import cli
 
     scenario = _examples_root() / "sql_assistant"
     if not (scenario / "answers.yaml").exists():
@@ -132,7 +132,7 @@ def demo(out: Path, fresh: bool) -> None:
 
     click.echo("\n-- stage 1: a base model. builtin:tiny (random weights) pretrained briefly on Python's help text "
                "(once, then cached) --")
-    from trainers.models import resolve_model
+    from rung.core.models import resolve_model
 
     stage1 = time.perf_counter()
     base_dir = resolve_model("builtin:tiny-base")

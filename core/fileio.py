@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from advisor.errors import RungError
+from rung.core.errors import RungError
 
 
 def read_text(path: str | os.PathLike, *, what: str = "file") -> str:

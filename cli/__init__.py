@@ -1,0 +1,1 @@
+"""The `rung` command line: one click group."""

@@ -1,0 +1,1 @@
+"""`rung run`: prepare a plan, execute its steps, keep their state, write the report."""
