@@ -40,7 +40,9 @@ def run(plan: Path, dry_run: bool, resume: bool, out: Path | None, gpus: int, no
     Every problem in the plan (unknown keys, missing data files, unknown engines or models, a GPU count this
     machine cannot give) is listed before any work starts, one line each, exit 2.
     """
-    from rung.run.runner import RESOLVED_FILE, execute, prepare, resolved_summary_text
+    from rung.run.execute import execute
+    from rung.run.prepare import prepare, resolved_summary_text
+    from rung.run.state import RESOLVED_FILE
 
     prepared = prepare(plan, out=out, gpus=gpus, sets=sets, nodes=nodes, node_rank=node_rank,
                        main_address=main_address, main_port=main_port)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rung.core.errors import RungError
+from rung.core.vocab import BUILTIN_PREFIX
 
-BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = {
     "builtin:tiny": "random-weight toy Llama (~1.3M parameters), for tests and offline plumbing",
     "builtin:tiny-base": "builtin:tiny after a short pretraining on Python's help text: writes English-ish text, "
@@ -166,6 +166,11 @@ def register_builtin(name: str, builder: Callable[[], Path]) -> None:
     BUILTIN_BUILDERS[name] = builder
 
 
+def looks_like_path(spec: str) -> bool:
+    """A spec written as a path (./x, /x, ~/x, a/b/c) is never a hub id: missing means an error, not a download."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec
+
+
 def is_builtin(spec: str) -> bool:
     return str(spec).startswith(BUILTIN_PREFIX)
 
@@ -191,7 +196,7 @@ def resolve_model(spec: str | os.PathLike) -> str:
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise RungError(f"{spec}: not a model folder (no config.json or adapter_config.json)")
         return str(path)
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec:
+    if looks_like_path(spec):
         raise RungError(f"model path {spec} does not exist")
     return spec
 

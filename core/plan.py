@@ -16,7 +16,7 @@ plan.yaml (version 1):
         engine: sft               # one of ENGINES
         description: LoRA SFT on the labelled examples
         from_step: null           # start from another step's output model (e.g. dpo after sft)
-        settings: {...}           # engine settings; sft/dpo/cpt use trainers.settings field names
+        settings: {...}           # engine settings: the dataclasses in core/settings.py
     estimate: {...}               # the estimator's figures for this route
     rules: [{id, because}]
     warnings: [...]
@@ -30,25 +30,11 @@ from typing import Any
 
 from rung.core.errors import did_you_mean
 from rung.core.fileio import read_yaml
+# The vocabulary lives in core/vocab.py; the plan schema re-exports it, because that is where readers look.
+from rung.core.vocab import ADAPTERS, DATA_ROLES, ENGINES, METHODS, ROUTES
 
 PLAN_VERSION = 1
-ROUTES = ("prompting", "rag", "fine_tuning", "continued_pretraining", "bigger_model")
-METHODS = ("sft", "dpo", "sft_then_dpo")
-ADAPTERS = ("lora", "qlora", "full")
-# Engines a step may name. `manual` is a to-do for a person (say, collect 100 labelled examples):
-# `rung run` lists it in the report and moves on.
-ENGINES = ("prompting", "rag_index", "rag_eval", "sft", "dpo", "cpt", "bigger_model", "manual")
-# Data roles -> what they hold.
-DATA_ROLES = {
-    "train": "SFT examples (chat messages or prompt/completion), JSONL or JSON",
-    "eval": "held-out examples in the same shape as train",
-    "preferences": "preference pairs (prompt/chosen/rejected), JSONL or JSON",
-    "corpus": "unlabelled domain text: a folder or files of .txt/.md, or .jsonl with a text field",
-    "documents": "documents to index for retrieval: a folder or files",
-    "queries": "retrieval eval queries: JSONL of {query, relevant} or BEIR qrels TSV",
-    "examples": "input/output examples for few-shot prompting, JSONL",
-    "schema": "a JSON Schema the outputs must satisfy",
-}
+
 TOP_KEYS = ("version", "name", "goal", "route", "method", "adapter", "base_model", "data", "steps",
             "estimate", "rules", "warnings", "flip_when", "answers")
 REQUIRED_TOP_KEYS = ("version", "name", "route", "steps")

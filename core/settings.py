@@ -1,127 +1,208 @@
-"""Training settings: one dataclass per pipeline, using TRL's own field names.
+"""Every engine's settings: one dataclass each, TRL's own field names where TRL has the field.
 
-Pure Python (no torch) so the advisor can write them into plan.yaml and `rung run` can validate them
-before any heavy import. Precedence: dataclass default < plan.yaml `settings` < command-line flag.
-Each dataclass becomes a TRL config through one builder function in its pipeline file
-(trainers/sft.py, dpo.py, cpt.py); rung-only fields are listed in RUNG_ONLY_FIELDS and are not passed on.
+Pure Python (no torch): the advisor writes these into plan.yaml and `rung run` checks them before any heavy
+import. Each field's help lives in its metadata (`setting(..., help=...)`); a field with a `flag` becomes a
+`rung train` option (core/options.py), so no flag or help text is written twice. Resolution, the one path for
+`rung train` and `rung run` alike, is core/resolve.py: default < plan base_model/adapter < step settings <
+--config/flags < --set. Each training dataclass becomes a TRL config through one builder function in its
+pipeline file (trainers/sft.py, dpo.py, cpt/); RUNG_ONLY_FIELDS are not passed on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from rung.core.errors import RungError, did_you_mean
+from rung.core.vocab import ADAPTERS
+
+
+def setting(default: Any = None, help: str = "", *, flag: str | None = None, factory: Any = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its help text and, for `rung train`, its flag ("--name" or "--on/--off")."""
+    metadata = {"help": help, "flag": flag, "choices": choices}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------------------------- training
 
 
 @dataclass
 class CommonSettings:
     # --- model (TRL ModelConfig names) ---
-    model_name_or_path: str = "builtin:tiny"
-    trust_remote_code: bool = False  # off unless the user asks: remote code runs on your machine
+    model_name_or_path: str = setting("builtin:tiny", "Base model: hub id, local folder, builtin:tiny (or, for dpo, "
+                                      "an SFT output folder).", flag="--base-model")
+    trust_remote_code: bool = setting(False, "Allow the model's own code to run (off by default: remote code runs "
+                                      "on your machine).", flag="--trust-remote-code")
     # --- adapter: lora | qlora | full (rung); LoRA fields use TRL ModelConfig names ---
-    adapter: str = "lora"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: Any = "all-linear"  # every linear layer (QLoRA paper: all layers beat attention-only)
-    lora_modules_to_save: list[str] | None = None
+    adapter: str = setting("lora", "lora (default), qlora (4-bit base, CUDA only) or full weights.",
+                           flag="--adapter", choices=ADAPTERS)
+    lora_r: int = setting(16, "LoRA rank.", flag="--lora-r")
+    lora_alpha: int = setting(32, "LoRA alpha (scale = alpha / r).", flag="--lora-alpha")
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA path.")
+    lora_target_modules: Any = setting("all-linear", "Modules LoRA wraps; every linear layer by default (the QLoRA "
+                                       "paper: all layers beat attention-only).")
+    lora_modules_to_save: list[str] | None = setting(None, "Modules trained in full beside LoRA, e.g. "
+                                                     "[embed_tokens, lm_head] for new vocabulary.")
     # --- optimisation (transformers TrainingArguments names) ---
-    num_train_epochs: float = 3.0
-    max_steps: int = -1
-    per_device_train_batch_size: int = 4
-    per_device_eval_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-4  # LoRA rate; full fine-tuning wants ~1e-5
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False
-    bf16: bool | None = None  # None: on when the GPU supports it, off on CPU
-    seed: int = 42
+    num_train_epochs: float = setting(3.0, "Passes over the training data (num_train_epochs).", flag="--epochs")
+    max_steps: int = setting(-1, "Stop after this many optimizer steps (overrides --epochs); -1: epochs decide.",
+                             flag="--max-steps")
+    per_device_train_batch_size: int = setting(4, "Examples per device per step (per_device_train_batch_size).",
+                                               flag="--batch-size")
+    per_device_eval_batch_size: int = setting(4, "Examples per device per eval step.")
+    gradient_accumulation_steps: int = setting(1, "Micro-batches summed per optimizer step.",
+                                               flag="--gradient-accumulation-steps")
+    learning_rate: float = setting(2e-4, "Peak learning rate (LoRA rate; full fine-tuning wants ~1e-5).",
+                                   flag="--learning-rate")
+    lr_scheduler_type: str = setting("cosine", "Learning-rate schedule (transformers names: cosine, linear, ...).")
+    warmup_ratio: float = setting(0.03, "Share of all steps spent warming up the learning rate.")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
+    gradient_checkpointing: bool = setting(False, "Recompute activations to save memory (~30% slower).",
+                                           flag="--gradient-checkpointing/--no-gradient-checkpointing")
+    bf16: bool | None = setting(None, "bf16 mixed precision; unset: on when the GPU supports it, off on CPU.")
+    seed: int = setting(42, "Random seed (data order, LoRA init, eval split).", flag="--seed")
     # --- evaluation, logging, checkpoints ---
-    eval_fraction: float = 0.1  # rung: held-out share of the data when no eval file is given
-    eval_strategy: str = "steps"
-    eval_steps: int = 50
-    logging_steps: int = 10
-    save_strategy: str = "steps"
-    save_steps: int = 50
-    save_total_limit: int | None = 2
+    eval_fraction: float = setting(0.1, "Held-out share when no --eval file is given.", flag="--eval-fraction")
+    eval_strategy: str = setting("steps", "When to evaluate: steps, epoch or no.")
+    eval_steps: int = setting(50, "Evaluate every N steps.", flag="--eval-steps")
+    logging_steps: int = setting(10, "Log the loss every N steps.", flag="--logging-steps")
+    save_strategy: str = setting("steps", "When to write checkpoints: steps, epoch or no.")
+    save_steps: int = setting(50, "Write a checkpoint every N steps (for --resume).", flag="--save-steps")
+    save_total_limit: int | None = setting(2, "Checkpoints kept (older ones are deleted); unset: all.")
 
 
 @dataclass
 class SFTSettings(CommonSettings):
-    max_length: int | None = 1024
-    packing: bool = False
-    assistant_only_loss: bool | None = None  # None: on for messages rows when the template has {% generation %} markers
-    completion_only_loss: bool | None = None
-    eos_token: str | None = None
+    max_length: int | None = setting(1024, "Token limit per example; longer ones are cut (reported).",
+                                     flag="--max-length")
+    packing: bool = setting(False, "Pack several examples per sequence (fewer pad tokens).",
+                            flag="--packing/--no-packing")
+    assistant_only_loss: bool | None = setting(None, "Loss on assistant tokens only (default: on for chat rows when "
+                                               "the template has {% generation %} markers).",
+                                               flag="--assistant-only-loss/--all-tokens-loss")
+    completion_only_loss: bool | None = setting(None, "Loss on the completion only, for prompt/completion rows.")
+    eos_token: str | None = setting(None, "End-of-sequence token; default: the chat template's end-of-turn token.")
 
 
 @dataclass
 class DPOSettings(CommonSettings):
-    learning_rate: float = 5e-5  # LoRA DPO; full-weight DPO wants ~5e-7 (DPO paper: 1e-6)
-    num_train_epochs: float = 1.0
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
-    max_length: int | None = 1024
+    learning_rate: float = setting(5e-5, "Peak learning rate (LoRA DPO; full-weight DPO wants ~5e-7, the DPO "
+                                   "paper 1e-6).", flag="--learning-rate")
+    num_train_epochs: float = setting(1.0, "Passes over the preference pairs (num_train_epochs).", flag="--epochs")
+    beta: float = setting(0.1, "DPO beta: how far the policy may move from the reference.", flag="--beta")
+    loss_type: str = setting("sigmoid", "TRL DPO loss (sigmoid, ipo, ...).", flag="--loss-type")
+    max_length: int | None = setting(1024, "Token limit per prompt + answer; longer ones are cut (reported).",
+                                     flag="--max-length")
 
 
 @dataclass
 class CPTSettings(CommonSettings):
-    adapter: str = "full"
-    learning_rate: float = 1e-4
-    num_train_epochs: float = 1.0
-    max_length: int = 1024  # block size: documents are packed into blocks of this many tokens
-    lora_modules_to_save: list[str] | None = None  # e.g. ["embed_tokens", "lm_head"] for trainable embeddings
-    eos_token: str | None = None
-    general_ppl_warn_ratio: float = 1.2  # rung: warn when general-text perplexity rises past 1.2x its start
-    torch_compile: bool = False
-    gradient_checkpointing: bool | None = None  # None: on with a GPU, off on CPU
-    max_eval_samples: int = 64  # held-out blocks per eval slice (domain and general), as in run_clm.py
+    adapter: str = setting("full", "full weights (default for CPT), lora, or qlora (4-bit base, CUDA only).",
+                           flag="--adapter", choices=("full", "lora", "qlora"))
+    learning_rate: float = setting(1e-4, "Peak learning rate.", flag="--learning-rate")
+    num_train_epochs: float = setting(1.0, "Passes over the corpus (num_train_epochs).", flag="--epochs")
+    max_length: int = setting(1024, "Block size: documents are packed into blocks of this many tokens.",
+                              flag="--max-length")
+    eos_token: str | None = setting(None, "Token between documents; default: the tokenizer's EOS (never a chat "
+                                    "end-of-turn token, which would teach the model to stop early).")
+    general_ppl_warn_ratio: float = setting(1.2, "Warn when general-text perplexity rises past this multiple of "
+                                            "its start.", flag="--general-ppl-warn-ratio")
+    torch_compile: bool = setting(False, "Compile the model with torch.compile (GPU; first steps are slower).",
+                                  flag="--torch-compile")
+    gradient_checkpointing: bool | None = setting(None, "Recompute activations to save memory (~30% slower); "
+                                                  "default: on with a GPU, off on CPU.",
+                                                  flag="--gradient-checkpointing/--no-gradient-checkpointing")
+    max_eval_samples: int = setting(64, "Held-out blocks per eval slice, domain and general (as in run_clm.py).",
+                                    flag="--max-eval-samples")
 
 
+# Fields that are rung's own (model loading, adapters, splits, the forgetting monitor): not TRL config fields.
 RUNG_ONLY_FIELDS = frozenset(
     {"model_name_or_path", "trust_remote_code", "adapter", "lora_r", "lora_alpha", "lora_dropout",
      "lora_target_modules", "lora_modules_to_save", "eval_fraction", "general_ppl_warn_ratio", "eos_token_id",
      "max_eval_samples"}
 )
 
-ADAPTERS = ("lora", "qlora", "full")
+
+# ---------------------------------------------------------------------------------------------- other engines
+
+
+@dataclass
+class PromptingSettings:
+    model_name_or_path: str | None = setting(None, "Model that answers; the plan's base_model unless set; none: "
+                                             "write the prompts only.")
+    trust_remote_code: bool = setting(False, "Allow the model's own code to run.")
+    system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
+    num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).")
+    max_new_tokens: int = setting(128, "Most tokens generated per answer.")
+    max_eval_examples: int = setting(50, "Rows of data.eval scored (generation is the slow part).")
+    batch_size: int = setting(8, "Prompts generated at once.")
+    target: float = setting(0.9, "Adherence you need; below it, climbing to fine-tuning is justified.")
+    zero_shot_baseline: bool = setting(True, "Also score the system prompt alone, to show what the examples add.")
+
+
+@dataclass
+class BiggerModelSettings:
+    gpu: str | None = setting(None, "A GPU from advisor/gpus.yaml (sets memory, bandwidth and a list price).")
+    gpu_memory_gb: float | None = setting(None, "Memory per GPU; default: the answers' gpu_memory_gb.")
+    gpus: int | None = setting(None, "GPUs; default: the answers' gpu_count, else 1.")
+    context_tokens: int = setting(4096, "Tokens per sequence the KV cache must hold.")
+    batch: int = setting(8, "Sequences served at once (KV cache and throughput scale with it).")
+    lora_seq_len: int = setting(2048, "Sequence length for the LoRA / QLoRA training estimate.")
+    usd_per_gpu_hour: float | None = setting(None, "Your rate; default: the named GPU's list price.")
+    kind: str = setting("chat", "chat | base | any.")
+    licence: str = setting("any", "any | permissive (apache-2.0, mit).")
+    min_context: int = setting(0, "Smallest context length a candidate must have.")
+    families: list[str] = setting(help="Model families to consider, e.g. [Qwen2.5, Llama 3]; empty: all.",
+                                  factory=list)
+    candidates: list[str] = setting(help="Local models to evaluate side by side on data.eval.", factory=list)
+    include_base_model: bool = setting(True, "Also evaluate the plan's base_model (the model you have today).")
+    max_new_tokens: int = setting(64, "Most tokens generated per answer.")
+    max_eval_examples: int = setting(50, "Rows of data.eval scored.")
+    batch_size: int = setting(8, "Prompts generated at once.")
+    trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
+
+
+@dataclass
+class ManualSettings:
+    task: str | None = setting(None, "What to do; the step's description when unset.")
+    done_when: str | None = setting(None, "How to know it is done.")
+    owner: str | None = setting(None, "Who does it.")
+
+
+@dataclass
+class RagIndexSettings:
+    chunk_tokens: int = setting(0, "Tokens per chunk; 0: 128, or the embedding model's limit if smaller.")
+    overlap: int = setting(16, "Tokens shared by neighbouring chunks.")
+    model: str | None = setting(None, "Embedding model (hub id or folder); default: the packaged all-MiniLM-L6-v2.")
+    index_type: str = setting("auto", "auto | flat | hnsw (auto: exact search up to 50k chunks, HNSW above).")
+    batch_size: int = setting(32, "Chunks embedded at once.")
+
+
+@dataclass
+class RagEvalSettings:
+    """rag_eval has no settings today: the depth (10) and the metrics are fixed so runs compare."""
+
+
+# engine name -> its settings dataclass (engines/registry.py checks it covers every engine).
+SETTINGS_BY_ENGINE: dict[str, type] = {
+    "sft": SFTSettings, "dpo": DPOSettings, "cpt": CPTSettings, "prompting": PromptingSettings,
+    "bigger_model": BiggerModelSettings, "manual": ManualSettings, "rag_index": RagIndexSettings,
+    "rag_eval": RagEvalSettings,
+}
 
 
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def check_keys(cls: type, values: Mapping[str, Any], where: str) -> list[str]:
-    """Problems for keys that `cls` does not have, each with a did-you-mean."""
-    known = field_names(cls)
-    return [f'{where}: unknown setting "{key}"{did_you_mean(key, known)}' for key in values if key not in known]
-
-
-def resolve(cls: type, *layers: Mapping[str, Any] | None, where: str = "settings"):
-    """Build `cls` from layers applied in order (plan.yaml, then CLI flags). Unknown keys fail, all at once."""
-    merged: dict[str, Any] = {}
-    problems: list[str] = []
-    for layer in layers:
-        if not layer:
-            continue
-        problems += check_keys(cls, layer, where)
-        merged.update({k: v for k, v in layer.items() if v is not None or k in ("bf16", "save_total_limit")})
-    if problems:
-        raise RungError(problems)
-    settings = cls(**{k: v for k, v in merged.items() if k in field_names(cls)})
-    if settings.adapter not in ADAPTERS:
-        raise RungError(f'{where}: adapter "{settings.adapter}" is not one of {", ".join(ADAPTERS)}'
-                        f"{did_you_mean(str(settings.adapter), ADAPTERS)}")
-    return settings
+def defaults(cls: type) -> dict[str, Any]:
+    return dataclasses.asdict(cls())
 
 
 def to_dict(settings: Any) -> dict[str, Any]:
     return dataclasses.asdict(settings)
-
-
-SETTINGS_BY_ENGINE = {"sft": SFTSettings, "dpo": DPOSettings, "cpt": CPTSettings}

@@ -21,7 +21,6 @@ models, or cached hub ids) and data.eval, eval_outputs.jsonl and samples.md side
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from rung.advisor import estimator
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.protocol import StepContext, StepResult
+from rung.core.resolve import step_settings
+from rung.core.settings import BiggerModelSettings
 
 CATALOG_PATH = estimator.CATALOG_FILE  # advisor/catalog.yaml: the estimator reads the same shapes
 KV_BYTES = 2                  # BF16 K/V cache
@@ -36,27 +37,6 @@ INT4_BYTES_PER_PARAM = 0.5625  # 4-bit weights + one 16-bit scale per group of 6
 DECODE_EFFICIENCY = 0.6       # share of peak bandwidth a serving stack reaches while decoding
 KINDS = ("chat", "base", "any")
 LICENCE_FILTERS = ("any", "permissive")
-
-
-@dataclass
-class BiggerModelSettings:
-    gpu: str | None = None               # a GPU from advisor/gpus.yaml (sets memory, bandwidth and a list price)
-    gpu_memory_gb: float | None = None   # memory per GPU; default: the answers' gpu_memory_gb
-    gpus: int | None = None              # default: the answers' gpu_count, else 1
-    context_tokens: int = 4096           # tokens per sequence the KV cache must hold
-    batch: int = 8                       # sequences served at once (KV cache and throughput scale with it)
-    lora_seq_len: int = 2048             # sequence length for the LoRA / QLoRA training estimate
-    usd_per_gpu_hour: float | None = None  # your rate; default: the named GPU's list price
-    kind: str = "chat"                   # chat | base | any
-    licence: str = "any"                 # any | permissive (apache-2.0, mit)
-    min_context: int = 0
-    families: list[str] = field(default_factory=list)  # e.g. [Qwen2.5, Llama 3]; empty: all
-    candidates: list[str] = field(default_factory=list)  # local models to evaluate side by side on data.eval
-    include_base_model: bool = True      # also evaluate the plan's base_model (the model you have today)
-    max_new_tokens: int = 64
-    max_eval_examples: int = 50
-    batch_size: int = 8
-    trust_remote_code: bool = False
 
 
 def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Any]:
@@ -210,7 +190,6 @@ def _is_local(spec: str) -> bool:
 
 
 def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
-    from rung.engines.prompting import step_settings
 
     settings = step_settings(BiggerModelSettings, step, ctx)
     if settings.kind not in KINDS:

@@ -6,26 +6,20 @@ done, and the run moves on. A later step that needs its output fails on the miss
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from rung.core.protocol import StepContext, StepResult
-
-
-@dataclass
-class ManualSettings:
-    task: str | None = None        # what to do; the step's description when unset
-    done_when: str | None = None   # how to know it is done
-    owner: str | None = None       # who does it
+from rung.core.resolve import step_settings
+from rung.core.settings import ManualSettings
 
 
 def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
-    settings = step.get("settings") or {}
-    task = settings.get("task") or step.get("description") or step.get("id")
+    settings = step_settings(ManualSettings, step, ctx)
+    task = settings.task or step.get("description") or step.get("id")
     lines = [f"- [ ] **To do:** {task}"]
-    if settings.get("done_when"):
-        lines.append(f"  - done when: {settings['done_when']}")
-    if settings.get("owner"):
-        lines.append(f"  - owner: {settings['owner']}")
+    if settings.done_when:
+        lines.append(f"  - done when: {settings.done_when}")
+    if settings.owner:
+        lines.append(f"  - owner: {settings.owner}")
     lines.append("  - rung does not do this step; it stays open in this report.")
     return StepResult(outputs={}, metrics={"status": "open"}, summary="\n".join(lines))

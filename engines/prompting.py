@@ -20,26 +20,14 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text, read_text
 from rung.core.protocol import StepContext, StepResult
-
-
-@dataclass
-class PromptingSettings:
-    model_name_or_path: str | None = None  # the plan's base_model unless set; none: write the prompts only
-    trust_remote_code: bool = False
-    system_prompt: str | None = None       # your own instructions; rung writes them from the plan otherwise
-    num_examples: int = 4                  # few-shot examples taken from data.examples (in file order)
-    max_new_tokens: int = 128
-    max_eval_examples: int = 50            # rows of data.eval scored (generation is the slow part)
-    batch_size: int = 8
-    target: float = 0.9                    # adherence you need; below it, climbing to fine-tuning is justified
-    zero_shot_baseline: bool = True        # also score the system prompt alone, to show what the examples add
+from rung.core.resolve import step_settings
+from rung.core.settings import PromptingSettings
 
 
 # ---------------------------------------------------------------- data ------------------------------------
@@ -288,20 +276,6 @@ def samples_markdown(rows: list[dict[str, str]], columns: dict[str, list[str]], 
 
 
 # ---------------------------------------------------------------- the engine ------------------------------
-
-def step_settings(cls: type, step: dict[str, Any], ctx: StepContext):
-    """The step's settings (already resolved by `rung run`) with the --set layer on top, as `cls`."""
-    import dataclasses
-
-    from rung.core.settings import check_keys
-
-    values = {**(step.get("settings") or {}), **(ctx.cli_settings or {})}
-    problems = check_keys(cls, values, f"steps.{step.get('id')}.settings")
-    if problems:
-        raise RungError(problems)
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
-
 
 def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     settings = step_settings(PromptingSettings, step, ctx)

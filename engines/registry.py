@@ -1,8 +1,8 @@
 """The one table `rung run` uses: engine name (a plan step's `engine`) -> "module:function".
 
-Every engine follows engines/protocol.py: `fn(step: dict, ctx: StepContext) -> StepResult`. Modules are
+Every engine follows core/protocol.py: `fn(step: dict, ctx: StepContext) -> StepResult`. Modules are
 imported only when a step runs, so `rung run --dry-run` and plan validation stay cheap.
-tests/test_run_registry.py checks that this table covers advisor.plan.ENGINES exactly, that every entry
+tests/engines/test_run_registry.py checks that this table covers core/vocab.py ENGINES exactly, that every entry
 imports, and that every step the planner writes for every route and method names an engine here.
 """
 
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib
 from typing import Any, Callable
+
+from rung.core import vocab
+from rung.core.settings import SETTINGS_BY_ENGINE
 
 ENGINES: dict[str, str] = {
     "prompting": "rung.engines.prompting:run_step",        # system + few-shot prompt, adherence on an eval set
@@ -22,20 +25,7 @@ ENGINES: dict[str, str] = {
     "manual": "rung.engines.manual:run_step",              # a to-do for a person; the report lists it as open
 }
 
-# engine -> "module:Dataclass" (or "module:DICT" of key -> default) of its settings. `rung run` checks a step's settings keys against it (and
-# resolves defaults < plan.yaml < --set) before any step runs. Engines without an entry check their own.
-SETTINGS: dict[str, str] = {
-    "sft": "rung.core.settings:SFTSettings",
-    "dpo": "rung.core.settings:DPOSettings",
-    "cpt": "rung.core.settings:CPTSettings",
-    "prompting": "rung.engines.prompting:PromptingSettings",
-    "bigger_model": "rung.engines.bigger_model:BiggerModelSettings",
-    "manual": "rung.engines.manual:ManualSettings",
-    "rag_index": "rung.rag.engine:INDEX_SETTINGS",
-    "rag_eval": "rung.rag.engine:EVAL_SETTINGS",
-}
-
-# engine -> data roles (advisor.plan.DATA_ROLES) the plan must give it. Every role a plan names must exist.
+# engine -> data roles (core/vocab.py DATA_ROLES) the plan must give it. Every role a plan names must exist.
 REQUIRED_DATA: dict[str, tuple[str, ...]] = {
     "prompting": ("examples",),
     "rag_index": ("documents",),
@@ -47,12 +37,10 @@ REQUIRED_DATA: dict[str, tuple[str, ...]] = {
     "manual": (),
 }
 
-# Engines whose settings name a model (`model_name_or_path`); the runner fills it from the plan's
-# base_model when a step does not set it, and checks that it exists before any work.
-MODEL_ENGINES = ("prompting", "sft", "dpo", "cpt")
-# Engines that take the plan's top-level `adapter` (lora | qlora | full) unless their settings say otherwise;
-# cpt keeps its own default (full).
-PLAN_ADAPTER_ENGINES = ("sft", "dpo")
+# Which engines take the plan's base_model and adapter: core/vocab.py (MODEL_ENGINES, PLAN_ADAPTER_ENGINES).
+# Each engine's settings dataclass: core/settings.py (SETTINGS_BY_ENGINE).
+MODEL_ENGINES = vocab.MODEL_ENGINES
+PLAN_ADAPTER_ENGINES = vocab.PLAN_ADAPTER_ENGINES
 
 # route -> the engines its steps may use (what advisor/planner.py emits). `manual` steps are the to-dos the
 # planner adds when data is missing (collect examples, write eval queries, generate pairs, collect instructions).
@@ -75,7 +63,6 @@ def engine_function(name: str) -> Callable:
     return _import(ENGINES[name])
 
 
-def settings_class(name: str) -> Any:
-    """The settings dataclass (or {key: default} dict) an engine's settings are checked against, or None."""
-    target = SETTINGS.get(name)
-    return _import(target) if target else None
+def settings_class(name: str) -> type:
+    """The settings dataclass an engine's settings are checked against."""
+    return SETTINGS_BY_ENGINE[name]

@@ -1,4 +1,4 @@
-"""`rung run` entries for the rag route: `rag_index` and `rag_eval` steps (engines/protocol.py).
+"""`rung run` entries for the rag route: `rag_index` and `rag_eval` steps (core/protocol.py).
 
     steps:
       - id: index
@@ -13,24 +13,12 @@ The index lives in the step's run folder (run_dir/index), so a re-run or a resum
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rung.core.errors import RungError, did_you_mean
-
-if TYPE_CHECKING:  # annotations only: importing engines at module level is not needed at run time
-    from rung.core.protocol import StepResult
-
-INDEX_SETTINGS = {"chunk_tokens": 0, "overlap": 16, "model": None, "index_type": "auto", "batch_size": 32}
-EVAL_SETTINGS: dict[str, Any] = {}
-
-
-def _settings(step: dict, ctx, allowed: dict[str, Any]) -> dict[str, Any]:
-    merged = {**allowed, **(step.get("settings") or {}), **(ctx.cli_settings or {})}
-    unknown = [k for k in (step.get("settings") or {}) if k not in allowed]
-    if unknown:
-        raise RungError([f'step {step.get("id")}: unknown setting "{k}"{did_you_mean(k, allowed)} '
-                         f'(settings: {", ".join(allowed) or "none"})' for k in unknown])
-    return {k: merged[k] for k in allowed}
+from rung.core.errors import RungError
+from rung.core.protocol import StepContext, StepResult
+from rung.core.resolve import step_settings
+from rung.core.settings import RagEvalSettings, RagIndexSettings
 
 
 def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, depth: int = 10) -> dict[str, Any]:
@@ -48,11 +36,10 @@ def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, de
     return result
 
 
-def index_step(step: dict, ctx) -> StepResult:
-    from rung.core.protocol import StepResult
+def index_step(step: dict, ctx: StepContext) -> StepResult:
     from rung.rag.ingest import ingest
 
-    settings = _settings(step, ctx, INDEX_SETTINGS)
+    settings = step_settings(RagIndexSettings, step, ctx)
     sources = ctx.data_paths("documents")
     if not sources:
         raise RungError(f'step {step.get("id")}: rag_index needs data.documents (a folder or files) in the plan')
@@ -60,9 +47,9 @@ def index_step(step: dict, ctx) -> StepResult:
     if missing:
         raise RungError([f"data.documents: {p}: no such file or folder" for p in missing])
     index_dir = ctx.run_dir / "index"
-    summary = ingest([str(p) for p in sources], index_dir, model=settings["model"],
-                     chunk_tokens=int(settings["chunk_tokens"]), overlap=int(settings["overlap"]),
-                     index_type=settings["index_type"], batch_size=int(settings["batch_size"]), progress=False)
+    summary = ingest([str(p) for p in sources], index_dir, model=settings.model, chunk_tokens=settings.chunk_tokens,
+                     overlap=settings.overlap, index_type=settings.index_type, batch_size=settings.batch_size,
+                     progress=False)
     metrics = {"files": summary.files_indexed, "files_skipped": sum(summary.skipped.values()),
                "chunks": summary.chunks, "chunks_added": summary.added, "chunks_kept": summary.kept,
                "chunks_removed": summary.removed, "chunks_embedded": summary.embedded,
@@ -72,12 +59,11 @@ def index_step(step: dict, ctx) -> StepResult:
                               f"({summary.index_type}).\n\n`{summary.line()}`")
 
 
-def eval_step(step: dict, ctx) -> StepResult:
-    from rung.core.protocol import StepResult
+def eval_step(step: dict, ctx: StepContext) -> StepResult:
     from rung.rag.metrics import read_queries
     from rung.rag.store import RagIndex
 
-    _settings(step, ctx, EVAL_SETTINGS)
+    step_settings(RagEvalSettings, step, ctx)
     index_dir = None
     for output in reversed(list(ctx.outputs.values())):
         if isinstance(output, dict) and output.get("index_dir"):

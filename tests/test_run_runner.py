@@ -1,6 +1,6 @@
 """`rung run`: every problem before any work, resolved settings, state + --resume, report.md.
 
-Engines here are small local functions passed to engines.runner.execute (or patched into the registry for
+Engines here are small local functions passed to run/execute.py's execute (or patched into the registry for
 CLI tests), so these tests check the runner itself in well under a second each; the real engines run in
 tests/test_run_prompting.py, tests/test_run_bigger_model.py and tests/test_examples.py.
 """
@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from rung.engines import registry
-from rung.run import runner
+from rung.run import execute as run_execute
+from rung.run import prepare as run_prepare
+from rung.run import state as run_state
 from rung.core.protocol import StepResult
 
 
@@ -71,7 +73,7 @@ def test_a_model_folder_without_config_is_named(tmp_path, rung):
     assert "weights is not a model folder (no config.json or adapter_config.json)" in result.output
 
 
-@pytest.mark.skipif(runner.visible_gpus() > 0, reason="checks the no-GPU message")
+@pytest.mark.skipif(run_prepare.visible_gpus() > 0, reason="checks the no-GPU message")
 def test_gpus_without_a_gpu_is_one_clear_line(tmp_path, rung):
     plan = write_plan(tmp_path, [{"id": "p", "engine": "prompting"}])
     result = rung("run", plan, "--gpus", "2", "--out", tmp_path / "run")
@@ -96,7 +98,7 @@ def test_settings_resolve_default_then_plan_then_cli(tmp_path):
                                  {"id": "d", "engine": "dpo", "from_step": "s"}],
                       route="fine_tuning", adapter="full",
                       data={"train": "data/examples.jsonl", "preferences": "data/examples.jsonl"})
-    prep = runner.prepare(plan, sets=["s.max_steps=9", "d.beta=0.2"])
+    prep = run_prepare.prepare(plan, sets=["s.max_steps=9", "d.beta=0.2"])
     sft, dpo = prep.steps
     assert sft["settings"]["max_steps"] == 9                  # --set beats plan.yaml
     assert sft["settings"]["learning_rate"] == pytest.approx(1e-4)  # YAML 1.1 reads 1e-4 as text: coerced
@@ -113,7 +115,7 @@ def test_relative_model_paths_are_read_from_the_plan_folder(tmp_path, tiny_model
 
     shutil.copytree(tiny_model_dir, tmp_path / "models" / "mine")
     plan = write_plan(tmp_path, [{"id": "p", "engine": "prompting"}], base_model="models/mine")
-    prep = runner.prepare(plan)
+    prep = run_prepare.prepare(plan)
     assert prep.plan["base_model"] == str((tmp_path / "models" / "mine").resolve())
 
 
@@ -160,48 +162,48 @@ def three_steps(tmp_path) -> Path:
 
 
 def test_interrupted_run_resumes_at_the_first_unfinished_step(tmp_path):
-    prep = runner.prepare(three_steps(tmp_path), out=tmp_path / "run")
+    prep = run_prepare.prepare(three_steps(tmp_path), out=tmp_path / "run")
     first = Recorder(fail_on="b", error=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        runner.execute(prep, echo=lambda _: None, engine_lookup=first.lookup)
-    state = json.loads((tmp_path / "run" / runner.STATE_FILE).read_text())
+        run_execute.execute(prep, echo=lambda _: None, engine_lookup=first.lookup)
+    state = json.loads((tmp_path / "run" / run_state.STATE_FILE).read_text())
     assert [state["steps"][s]["status"] for s in ("a", "b")] == ["done", "failed"]
     assert "c" not in state["steps"]
     assert "Stopped at `b`" in (tmp_path / "run" / "report.md").read_text()
 
     second = Recorder()
-    runner.execute(prep, resume=True, echo=lambda _: None, engine_lookup=second.lookup)
+    run_execute.execute(prep, resume=True, echo=lambda _: None, engine_lookup=second.lookup)
     assert [(step, resume) for step, resume, _ in second.calls] == [("b", True), ("c", False)]
     assert second.calls[0][2]["a"]["file"].endswith("a/out.txt"), "finished steps' outputs reach later steps"
-    state = json.loads((tmp_path / "run" / runner.STATE_FILE).read_text())
+    state = json.loads((tmp_path / "run" / run_state.STATE_FILE).read_text())
     assert all(state["steps"][s]["status"] == "done" for s in "abc")
     assert state["steps"]["b"]["attempts"] == 2
 
 
 def test_a_killed_run_leaves_a_running_step_that_resume_restarts(tmp_path):
     """SIGKILL gives no chance to write 'failed': the state says 'running', and --resume continues it."""
-    prep = runner.prepare(three_steps(tmp_path), out=tmp_path / "run")
-    runner.execute(prep, echo=lambda _: None, engine_lookup=Recorder().lookup)
-    state_path = tmp_path / "run" / runner.STATE_FILE
+    prep = run_prepare.prepare(three_steps(tmp_path), out=tmp_path / "run")
+    run_execute.execute(prep, echo=lambda _: None, engine_lookup=Recorder().lookup)
+    state_path = tmp_path / "run" / run_state.STATE_FILE
     state = json.loads(state_path.read_text())
     state["steps"]["c"] = {"engine": "prompting", "status": "running", "attempts": 1}
     state_path.write_text(json.dumps(state))
     again = Recorder()
-    runner.execute(prep, resume=True, echo=lambda _: None, engine_lookup=again.lookup)
+    run_execute.execute(prep, resume=True, echo=lambda _: None, engine_lookup=again.lookup)
     assert [(step, resume) for step, resume, _ in again.calls] == [("c", True)]
 
 
 def test_without_resume_every_step_runs_again(tmp_path):
-    prep = runner.prepare(three_steps(tmp_path), out=tmp_path / "run")
-    runner.execute(prep, echo=lambda _: None, engine_lookup=Recorder().lookup)
+    prep = run_prepare.prepare(three_steps(tmp_path), out=tmp_path / "run")
+    run_execute.execute(prep, echo=lambda _: None, engine_lookup=Recorder().lookup)
     again = Recorder()
-    runner.execute(prep, echo=lambda _: None, engine_lookup=again.lookup)
+    run_execute.execute(prep, echo=lambda _: None, engine_lookup=again.lookup)
     assert [step for step, _, _ in again.calls] == ["a", "b", "c"]
 
 
 def test_report_has_steps_metrics_plots_and_the_estimate_next_to_the_measured_cost(tmp_path):
-    prep = runner.prepare(three_steps(tmp_path), out=tmp_path / "run")
-    report = runner.execute(prep, echo=lambda _: None, engine_lookup=Recorder().lookup).read_text()
+    prep = run_prepare.prepare(three_steps(tmp_path), out=tmp_path / "run")
+    report = run_execute.execute(prep, echo=lambda _: None, engine_lookup=Recorder().lookup).read_text()
     assert report.startswith("# Run report: t")
     for step in "abc":
         assert "## " in report and f". {step}\n" in report
@@ -214,7 +216,7 @@ def test_report_has_steps_metrics_plots_and_the_estimate_next_to_the_measured_co
     assert "| b | - | " in report
     assert "| **total** | 30 min 0 s GPU time, $0.36, 2.00 GB/GPU (30 min 0 s wall) |" in report
     assert "GB peak RSS" in report and "no GPU rented" in report
-    resolved = yaml.safe_load((tmp_path / "run" / runner.RESOLVED_FILE).read_text())
+    resolved = yaml.safe_load((tmp_path / "run" / run_state.RESOLVED_FILE).read_text())
     assert resolved["steps"][0]["settings"]["num_examples"] == 4
     from rung.core.plan import validate_plan
 
@@ -246,11 +248,11 @@ def test_manual_steps_stay_open_and_the_run_moves_on(tmp_path, rung):
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Open to-dos" in report and "- [ ] **To do:** Label 100 replies" in report
     assert "done when: data/train.jsonl has 100 rows" in report
-    state = json.loads((tmp_path / "run" / runner.STATE_FILE).read_text())
+    state = json.loads((tmp_path / "run" / run_state.STATE_FILE).read_text())
     assert state["steps"]["collect"]["status"] == "open"
 
 
-@pytest.mark.skipif(runner.visible_gpus() > 0, reason="checks the no-GPU message")
+@pytest.mark.skipif(run_prepare.visible_gpus() > 0, reason="checks the no-GPU message")
 def test_qlora_without_a_gpu_and_an_uncached_hub_model_offline(tmp_path, rung, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     plan = write_plan(tmp_path, [{"id": "sft", "engine": "sft", "settings": {"adapter": "qlora"}}],
@@ -282,7 +284,7 @@ def test_sigkill_during_a_step_then_resume_for_real(tmp_path, rung):
         "data": {"examples": "data/examples.jsonl", "eval": "data/eval.jsonl"},
         "steps": [{"id": "first", "engine": "manual", "description": "a to-do"},
                   {"id": "second", "engine": "prompting", "settings": {"max_new_tokens": 4}}]}))
-    state_path = tmp_path / "run" / runner.STATE_FILE
+    state_path = tmp_path / "run" / run_state.STATE_FILE
     process = subprocess.Popen([sys.executable, "-c", "from rung.cli.main import main; main()", "run", str(plan),
                                 "--out", str(tmp_path / "run")], cwd=root, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -323,7 +325,6 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
     """`rung run --gpus 8 --nodes 2 --node-rank 1 --main-address H` hands the cluster to accelerate's launcher."""
     import yaml
 
-    from rung.run import runner as run_runner
     from rung.trainers import launch
     from rung.core.errors import RungError
 
@@ -338,7 +339,7 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
         launched.update(kwargs, corpus=[str(p) for p in corpus_paths], out_dir=str(out_dir))
         raise RungError("launch recorded")
 
-    monkeypatch.setattr(run_runner, "visible_gpus", lambda: 8)
+    monkeypatch.setattr(run_prepare, "visible_gpus", lambda: 8)
     monkeypatch.setattr(launch, "launch_cpt", fake_launch)
     result = rung("run", plan, "--gpus", 8, "--nodes", 2, "--node-rank", 1, "--main-address", "10.1.2.3",
                   "--main-port", 29600)
@@ -354,9 +355,8 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
     (["--nodes", "0"], ["--nodes 0: must be 1 or more"]),
 ])
 def test_bad_cluster_flags_fail_before_any_work(rung, tmp_path, monkeypatch, argv, expected):
-    from rung.run import runner as run_runner
 
-    monkeypatch.setattr(run_runner, "visible_gpus", lambda: 8)
+    monkeypatch.setattr(run_prepare, "visible_gpus", lambda: 8)
     plan = tmp_path / "plan.yaml"
     plan.write_text("version: 1\nname: x\nroute: bigger_model\nsteps:\n- {id: pick, engine: bigger_model}\n")
     result = rung("run", plan, *argv)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from rung.core.errors import RungError
-from rung.core.settings import CPTSettings, DPOSettings, SFTSettings, resolve
+from rung.core.resolve import resolve
+from rung.core.settings import CPTSettings, DPOSettings, SFTSettings
 
 
 def test_precedence_default_then_plan_then_cli():
-    settings = resolve(SFTSettings, {"learning_rate": 1e-4, "max_length": 256}, {"learning_rate": 3e-4})
+    settings = resolve(SFTSettings, [("plan.yaml", {"learning_rate": 1e-4, "max_length": 256}),
+                                      ("option", {"learning_rate": 3e-4})])
     assert settings.learning_rate == 3e-4  # CLI wins
     assert settings.max_length == 256  # plan beats default
     assert settings.lora_r == SFTSettings().lora_r  # default stays
@@ -17,7 +19,7 @@ def test_precedence_default_then_plan_then_cli():
 
 def test_unknown_keys_fail_all_at_once_with_did_you_mean():
     with pytest.raises(RungError) as info:
-        resolve(SFTSettings, {"learnig_rate": 1, "max_seq_length": 2}, where="plan.yaml: steps[0].settings")
+        resolve(SFTSettings, [("plan.yaml: steps[0].settings", {"learnig_rate": 1, "max_seq_length": 2})])
     message = info.value.message
     assert 'unknown setting "learnig_rate" (did you mean "learning_rate"?)' in message
     assert 'unknown setting "max_seq_length" (did you mean "max_length"?)' in message
@@ -26,7 +28,7 @@ def test_unknown_keys_fail_all_at_once_with_did_you_mean():
 
 def test_bad_adapter_is_named():
     with pytest.raises(RungError, match='adapter "qlroa"'):
-        resolve(DPOSettings, {"adapter": "qlroa"})
+        resolve(DPOSettings, [("plan.yaml", {"adapter": "qlroa"})])
 
 
 def test_pipelines_have_their_own_defaults():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rung.trainers.cli import _settings
+from rung.trainers.cli import resolve_training
 from rung.core.settings import DPOSettings, SFTSettings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -17,7 +17,7 @@ DATA = EXAMPLES / "sql_assistant" / "data" / "train.jsonl"
 def test_precedence_default_then_config_then_flags_then_set(tmp_path):
     config = tmp_path / "settings.yaml"
     config.write_text(yaml.safe_dump({"learning_rate": 1e-3, "lora_r": 8, "packing": True, "max_steps": 7}))
-    settings = _settings(SFTSettings, "sft", config, ("max_steps=9", "lr_scheduler_type=linear",
+    settings = resolve_training(SFTSettings, "sft", config, ("max_steps=9", "lr_scheduler_type=linear",
                                                      "warmup_ratio=1e-2"),
                          {"learning_rate": 3e-4, "lora_r": None, "packing": None})
     assert settings.learning_rate == 3e-4          # flag beats config
@@ -35,8 +35,8 @@ def test_config_may_be_a_plan_yaml(tmp_path):
                       {"id": "dpo", "engine": "dpo", "from_step": "sft", "settings": {"beta": 0.2}}]}
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(plan))
-    assert _settings(SFTSettings, "sft", path, (), {}).num_train_epochs == 2
-    dpo = _settings(DPOSettings, "dpo", path, (), {})
+    assert resolve_training(SFTSettings, "sft", path, (), {}).num_train_epochs == 2
+    dpo = resolve_training(DPOSettings, "dpo", path, (), {})
     assert dpo.beta == 0.2 and dpo.model_name_or_path == "builtin:tiny"
 
 

@@ -4,22 +4,22 @@ Only click, yaml and pure-Python rung modules are imported here (`rung --help` i
 transformers, trl and peft load inside the command bodies.
 
 Settings precedence (TRL's TrlParser order): dataclass default < --config FILE (a settings mapping or a
-plan.yaml) < flags < --set key=value.
+plan.yaml) < flags < --set key=value, through core/resolve.py like `rung run`. The training flags and their
+help come from the settings dataclasses' field metadata (core/settings.py, core/options.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
-from rung.core.errors import RungError, did_you_mean
+from rung.core.errors import RungError
 from rung.core.lazy import LazyGroup
-from rung.core.settings import DPOSettings, SFTSettings, field_names, resolve
+from rung.core.options import flag_layer, settings_options
+from rung.core.resolve import Layer, parse_value, plan_layers, resolve
+from rung.core.settings import DPOSettings, SFTSettings
 
 # ---------------------------------------------------------------------------------------------- data
 
@@ -98,87 +98,53 @@ def train() -> None:
     """Fine-tune a model: SFT, DPO, or continued pretraining (cpt)."""
 
 
-def _parse_set(cls: type, pairs: tuple[str, ...]) -> dict[str, Any]:
-    """--set key=value (repeatable) -> {key: typed value}. Unknown keys fail later, with did-you-mean."""
-    hints = typing.get_type_hints(cls)
+def set_layer(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """--set key=value (repeatable) -> {key: value read as YAML}. Keys and types are checked by the resolve."""
     values: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise RungError(f'--set "{pair}": expected key=value')
         key, raw = pair.split("=", 1)
-        key = key.strip().replace("-", "_")
-        value = yaml.safe_load(raw) if raw.strip() else None
-        hint = str(hints.get(key, ""))
-        if isinstance(value, str) and "float" in hint:
-            try:
-                value = float(value)  # YAML 1.1 reads 2e-4 as a string
-            except ValueError:
-                raise RungError(f'--set {key}={raw}: expected a number') from None
-        values[key] = value
+        values[key.strip().replace("-", "_")] = parse_value(raw)
     return values
 
 
-def _config_layer(cls: type, path: Path | None, engine: str) -> dict[str, Any]:
-    """--config FILE: a mapping of settings, or a plan.yaml (its first `engine` step's settings + base model)."""
+def config_layers(path: Path | None, engine: str) -> list[Layer]:
+    """--config FILE: a mapping of settings, or a plan.yaml (its first `engine` step: plan layers + settings)."""
     if path is None:
-        return {}
+        return []
     from rung.core.fileio import read_yaml
 
     content = read_yaml(path, what="config")
     if not isinstance(content, dict):
         raise RungError(f"{path}: expected a mapping of settings")
     if "steps" in content:
-        step = next((s for s in content["steps"] if isinstance(s, dict) and s.get("engine") == engine), None)
+        steps = content["steps"] if isinstance(content["steps"], list) else []
+        step = next((s for s in steps if isinstance(s, dict) and s.get("engine") == engine), None)
         if step is None:
             raise RungError(f"{path}: the plan has no {engine} step")
-        layer = dict(step.get("settings") or {})
-        if content.get("base_model") and not step.get("from_step"):
-            layer.setdefault("model_name_or_path", content["base_model"])
-        if content.get("adapter"):
-            layer.setdefault("adapter", content["adapter"])
-        return layer
-    return dict(content.get("settings", content))
+        settings = step.get("settings") if isinstance(step.get("settings"), dict) else {}
+        return plan_layers(engine, content, step, str(path)) + [(f"{path}: steps.{step.get('id')}.settings", settings)]
+    return [(str(path), dict(content.get("settings", content)))]
 
 
-COMMON_FLAGS = [
-    # (option, settings field, click kwargs)
-    ("--base-model", "model_name_or_path", dict(help="Base model: hub id, local folder, builtin:tiny (or, for dpo, "
-                                                     "an SFT output folder).")),
-    ("--adapter", "adapter", dict(type=click.Choice(["lora", "qlora", "full"]),
-                                  help="lora (default), qlora (4-bit base, CUDA only) or full weights.")),
-    ("--epochs", "num_train_epochs", dict(type=float, help="Passes over the training data (num_train_epochs).")),
-    ("--max-steps", "max_steps", dict(type=int, help="Stop after this many optimizer steps (overrides --epochs).")),
-    ("--learning-rate", "learning_rate", dict(type=float, help="Peak learning rate.")),
-    ("--batch-size", "per_device_train_batch_size", dict(type=int, help="Examples per device per step "
-                                                                         "(per_device_train_batch_size).")),
-    ("--gradient-accumulation-steps", "gradient_accumulation_steps",
-     dict(type=int, help="Micro-batches summed per optimizer step.")),
-    ("--max-length", "max_length", dict(type=int, help="Token limit per example; longer ones are cut (reported).")),
-    ("--lora-r", "lora_r", dict(type=int, help="LoRA rank.")),
-    ("--lora-alpha", "lora_alpha", dict(type=int, help="LoRA alpha (scale = alpha / r).")),
-    ("--eval-fraction", "eval_fraction", dict(type=float, help="Held-out share when no --eval file is given.")),
-    ("--eval-steps", "eval_steps", dict(type=int, help="Evaluate every N steps.")),
-    ("--save-steps", "save_steps", dict(type=int, help="Write a checkpoint every N steps (for --resume).")),
-    ("--logging-steps", "logging_steps", dict(type=int, help="Log the loss every N steps.")),
-    ("--seed", "seed", dict(type=int, help="Random seed (data order, LoRA init, eval split).")),
-]
+def resolve_training(cls: type, engine: str, config_file: Path | None, set_pairs: tuple[str, ...],
+                     flags: dict[str, Any]):
+    """default < --config < flags < --set: the same resolve `rung run` uses (core/resolve.py)."""
+    return resolve(cls, config_layers(config_file, engine) + [("option", flag_layer(cls, flags)),
+                                                              ("--set", set_layer(set_pairs))])
 
 
-def _training_options(extra: list[tuple[str, str, dict]]):
+def _training_options(cls: type):
     def decorate(function):
         function = click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
-                                help="Any settings field (TRL names), e.g. --set lr_scheduler_type=linear; "
+                                help=f"Any {cls.__name__} field (TRL names), e.g. --set lr_scheduler_type=linear; "
                                      "repeatable; wins over every other source.")(function)
         function = click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
                                 help="YAML of settings, or a plan.yaml (its step's settings); flags win.")(function)
         function = click.option("--resume", is_flag=True,
                                 help="Continue from the last checkpoint in --out at the step it reached.")(function)
-        function = click.option("--trust-remote-code", is_flag=True, default=None,
-                                help="Allow the model's own code to run (off by default).")(function)
-        function = click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
-                                help="Recompute activations to save memory (~30% slower).")(function)
-        for option, name, kwargs in reversed(COMMON_FLAGS + extra):
-            function = click.option(option, name, default=None, **kwargs)(function)
+        function = settings_options(cls)(function)
         function = click.option("--eval", "eval_file", type=click.Path(path_type=Path), default=None,
                                 help="Eval file (same shape as --data); default: hold out --eval-fraction.")(function)
         function = click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
@@ -189,37 +155,23 @@ def _training_options(extra: list[tuple[str, str, dict]]):
     return decorate
 
 
-def _settings(cls: type, engine: str, config_file: Path | None, set_pairs: tuple[str, ...],
-              flags: dict[str, Any]):
-    flag_layer = {k: v for k, v in flags.items() if v is not None and k in field_names(cls)}
-    return resolve(cls, _config_layer(cls, config_file, engine), flag_layer, _parse_set(cls, set_pairs),
-                   where="settings")
-
-
 @train.command("sft")
-@_training_options([
-    ("--packing/--no-packing", "packing", dict(help="Pack several examples per sequence (fewer pad tokens).")),
-    ("--assistant-only-loss/--all-tokens-loss", "assistant_only_loss",
-     dict(help="Loss on assistant tokens only (default: on when the chat template allows it).")),
-])
+@_training_options(SFTSettings)
 def sft(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, config_file: Path | None,
         set_pairs: tuple[str, ...], **flags: Any) -> None:
     """Fine-tune on demonstrations (SFT) with LoRA, QLoRA or full weights."""
-    settings = _settings(SFTSettings, "sft", config_file, set_pairs, flags)
+    settings = resolve_training(SFTSettings, "sft", config_file, set_pairs, flags)
     from rung.trainers.sft import train_sft
 
     train_sft(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
 
 
 @train.command("dpo")
-@_training_options([
-    ("--beta", "beta", dict(type=float, help="DPO beta: how far the policy may move from the reference.")),
-    ("--loss-type", "loss_type", dict(help="TRL DPO loss (sigmoid, ipo, ...).")),
-])
+@_training_options(DPOSettings)
 def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, config_file: Path | None,
         set_pairs: tuple[str, ...], **flags: Any) -> None:
     """Tune toward preferred answers (DPO), from a base model or an SFT output folder."""
-    settings = _settings(DPOSettings, "dpo", config_file, set_pairs, flags)
+    settings = resolve_training(DPOSettings, "dpo", config_file, set_pairs, flags)
     from rung.trainers.dpo import train_dpo
 
     train_dpo(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
@@ -281,4 +233,4 @@ def chat(model: str, system: str | None, max_new_tokens: int, temperature: float
               read=lambda text: input(text), echo=click.echo)
 
 
-__all__ = ["data", "train", "merge", "chat", "generate", "did_you_mean", "dataclasses"]
+__all__ = ["data", "train", "merge", "chat", "generate"]

@@ -13,39 +13,18 @@ from typing import Any
 import click
 
 from rung.core.errors import RungError
-from rung.trainers.cli import COMMON_FLAGS, _config_layer, _parse_set
-from rung.core.settings import CPTSettings, field_names, resolve
-
-_CPT_FLAGS = [flag for flag in COMMON_FLAGS if flag[1] not in ("adapter", "max_length")] + [
-    ("--adapter", "adapter", dict(type=click.Choice(["full", "lora", "qlora"]),
-                                  help="full weights (default for CPT), lora, or qlora (4-bit base, CUDA only).")),
-    ("--max-length", "max_length", dict(type=int, help="Block size: documents are packed into blocks of this many "
-                                                       "tokens (default 1024).")),
-    ("--general-ppl-warn-ratio", "general_ppl_warn_ratio",
-     dict(type=float, help="Warn when general-text perplexity rises past this multiple of its start (1.2).")),
-    ("--max-eval-samples", "max_eval_samples", dict(type=int, help="Blocks per eval slice, domain and general (64).")),
-]
-
-
-def _options(function):
-    for option, name, kwargs in reversed(_CPT_FLAGS):
-        function = click.option(option, name, default=None, **kwargs)(function)
-    return function
-
+from rung.core.options import settings_options
+from rung.core.settings import CPTSettings
+from rung.trainers.cli import resolve_training
 
 @click.command("cpt")
 @click.option("--corpus", "corpus", multiple=True, type=click.Path(path_type=Path), required=True,
               help="Domain text: a folder or .txt/.md/.jsonl files (a \"text\" field per line); repeatable.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="Run folder: model/, checkpoints/, metrics.json, report.md, loss.png, accelerate_config.yaml.")
-@_options
+@settings_options(CPTSettings)
 @click.option("--trainable-embeddings", is_flag=True, default=None,
               help="With LoRA, also train the embeddings and LM head (lora_modules_to_save) for new vocabulary.")
-@click.option("--torch-compile", "torch_compile", is_flag=True, default=None,
-              help="Compile the model with torch.compile (GPU; first steps are slower).")
-@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
-              help="Recompute activations to save memory (~30% slower); default: on with a GPU, off on CPU.")
-@click.option("--trust-remote-code", is_flag=True, default=None, help="Allow the model's own code to run (off by default).")
 @click.option("--general-text", type=click.Path(path_type=Path), default=None,
               help="A .txt file of general text for the forgetting monitor (default: held-out Python help topics).")
 @click.option("--gpus", type=int, default=1, show_default=True,
@@ -72,11 +51,9 @@ def cpt(corpus: tuple[Path, ...], out_dir: Path, trainable_embeddings: bool | No
         cpu: bool, dry_run: bool, resume: bool, config_file: Path | None, set_pairs: tuple[str, ...],
         **flags: Any) -> None:
     """Continue pretraining a base model on a domain corpus, watching general-text perplexity for forgetting."""
-    layer = {k: v for k, v in flags.items() if v is not None and k in field_names(CPTSettings)}
     if trainable_embeddings:
-        layer["lora_modules_to_save"] = ["embed_tokens", "lm_head"]
-    settings = resolve(CPTSettings, _config_layer(CPTSettings, config_file, "cpt"), layer,
-                       _parse_set(CPTSettings, set_pairs), where="settings")
+        flags["lora_modules_to_save"] = ["embed_tokens", "lm_head"]
+    settings = resolve_training(CPTSettings, "cpt", config_file, set_pairs, flags)
     if trainable_embeddings and settings.adapter == "full":
         raise RungError("--trainable-embeddings goes with --adapter lora (full training trains them anyway)")
     from rung.trainers.cpt import corpus_files

@@ -461,26 +461,13 @@ def fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def step_settings(cls: type, step: dict[str, Any], ctx: Any, *, label: str, plan_adapter: bool,
-                  multi_gpu: bool = False):
-    """Settings for a training step of `rung run`, in the runner's order: the model is the step's own
-    model_name_or_path, else the output of `from_step`, else the plan's base_model (else builtin:tiny); the
-    plan's adapter applies unless the step sets one (plan_adapter); then --set (ctx.cli_settings) wins."""
-    from rung.core.settings import resolve
-
-    plan_settings = dict(step.get("settings") or {})
-    if "model_name_or_path" not in plan_settings:
-        source = step.get("from_step")
-        plan_settings["model_name_or_path"] = (ctx.outputs[source]["model_dir"] if source
-                                               else ctx.plan.get("base_model") or "builtin:tiny")
-    if plan_adapter and ctx.plan.get("adapter") and "adapter" not in plan_settings:
-        plan_settings["adapter"] = ctx.plan["adapter"]
-    if not multi_gpu and (ctx.gpus or 0) > 1:
+def warn_one_process(step: dict[str, Any], ctx: Any, label: str) -> None:
+    """SFT and DPO run in this one process: say so when `rung run --gpus N` asked for more."""
+    if (ctx.gpus or 0) > 1:
         import click
 
         click.echo(f"Warning: step {step['id']}: {label} runs in this one process (one GPU); --gpus {ctx.gpus} "
                    "applies to cpt steps only.", err=True)
-    return resolve(cls, plan_settings, ctx.cli_settings, where=f"steps.{step['id']}.settings")
 
 
 def final_eval(trainer, has_eval: bool) -> dict[str, Any]:

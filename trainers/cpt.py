@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from rung.core.errors import RungError
+from rung.core.resolve import step_settings
 from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.settings import CPTSettings, to_dict
 
@@ -734,7 +735,7 @@ def run_step(step: dict[str, Any], ctx) -> Any:
     from rung.core.protocol import StepResult
     from rung.trainers import common
 
-    settings = common.step_settings(CPTSettings, step, ctx, label="CPT", plan_adapter=False, multi_gpu=True)
+    settings = step_settings(CPTSettings, step, ctx)
     corpus = ctx.data_paths("corpus")
     if not corpus:
         raise RungError("the cpt step needs data.corpus in plan.yaml (a folder or .txt/.md/.jsonl files)")

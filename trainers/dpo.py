@@ -29,6 +29,7 @@ from typing import Any, Callable
 import click
 
 from rung.core.errors import RungError
+from rung.core.resolve import step_settings
 from rung.trainers import common, data
 from rung.core.settings import DPOSettings
 
@@ -257,7 +258,8 @@ def run_step(step: dict, ctx) -> Any:
     pairs from data.preferences."""
     from rung.core.protocol import StepResult
 
-    settings = common.step_settings(DPOSettings, step, ctx, label="DPO", plan_adapter=True)
+    settings = step_settings(DPOSettings, step, ctx)
+    common.warn_one_process(step, ctx, "DPO")
     pairs = ctx.data_path("preferences")
     if pairs is None:
         raise RungError(f"step {step['id']}: the plan has no data.preferences (prompt/chosen/rejected pairs)")

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import click
 
 from rung.core.errors import RungError
+from rung.core.resolve import step_settings
 from rung.trainers import common, data
 from rung.core.settings import SFTSettings, to_dict
 
@@ -236,7 +237,8 @@ def run_step(step: dict, ctx) -> Any:
     """The `sft` engine: base model from the plan (or an earlier step's model_dir), data.train / data.eval."""
     from rung.core.protocol import StepResult
 
-    settings = common.step_settings(SFTSettings, step, ctx, label="SFT", plan_adapter=True)
+    settings = step_settings(SFTSettings, step, ctx)
+    common.warn_one_process(step, ctx, "SFT")
     train_path = ctx.data_path("train")
     if train_path is None:
         raise RungError(f"step {step['id']}: the plan has no data.train (SFT examples)")

@@ -1,0 +1,54 @@
+"""Command-line options generated from a settings dataclass: one definition for flag, type and help.
+
+A field whose metadata names a `flag` (core/settings.py) becomes a click option with the field's help text;
+"--on/--off" flags become boolean switches. Every option defaults to None, so only what the user typed
+becomes a layer of the settings resolve (core/resolve.py); the rest stays with the plan or the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Callable
+
+import click
+
+
+def _click_type(hint: Any, choices: tuple[str, ...] | None) -> Any:
+    if choices:
+        return click.Choice(list(choices))
+    options = [h for h in typing.get_args(hint) if h is not type(None)] or [hint]
+    base = typing.get_origin(options[0]) or options[0]
+    return {int: int, float: float, str: str}.get(base, str)
+
+
+def flag_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("flag")]
+
+
+def settings_options(cls: type, *, skip: tuple[str, ...] = ()) -> Callable:
+    """A decorator adding one click option per flagged field of `cls` (the parameter is the field's name)."""
+    hints = typing.get_type_hints(cls)
+
+    def decorate(function: Callable) -> Callable:
+        for field in reversed(flag_fields(cls)):
+            if field.name in skip:
+                continue
+            flag, help_text = field.metadata["flag"], field.metadata.get("help", "")
+            if "/" in flag:
+                function = click.option(flag, field.name, default=None, help=help_text)(function)
+            elif typing.get_origin(hints[field.name]) is None and hints[field.name] is bool:
+                function = click.option(flag, field.name, is_flag=True, default=None, help=help_text)(function)
+            else:
+                function = click.option(flag, field.name, type=_click_type(hints[field.name],
+                                                                           field.metadata.get("choices")),
+                                        default=None, help=help_text)(function)
+        return function
+
+    return decorate
+
+
+def flag_layer(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The flags the user gave (not None), as a settings layer."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if v is not None and k in names}

@@ -1,0 +1,269 @@
+"""`rung run`, step 1: check a whole plan before any work; every problem at once (RungError, exit 2), no writes.
+
+Checked, one line per problem: the plan's structure and unknown keys (core/plan.py), every data path the plan
+names and the roles each engine needs, engine names and that their modules are installed, each step's settings
+against its dataclass (unknown keys, wrong types), `--set` overrides, model specs (builtin names, local
+folders, hub ids not cached while offline), and `--gpus N` against the GPUs torch can see. Settings resolve
+through core/resolve.py: dataclass default < plan.yaml `base_model` / `adapter` < step `settings` < `--set`.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rung.core.errors import RungError, did_you_mean
+from rung.core.fileio import read_yaml
+from rung.core.models import BUILTIN_MODELS, looks_like_path
+from rung.core.plan import resolve_data_path, validate_plan
+from rung.core.resolve import merge, parse_value, plan_layers
+from rung.core.vocab import DATA_ROLES
+from rung.core.vocab import ENGINES as PLAN_ENGINES
+from rung.engines import registry
+from rung.run.state import now
+
+SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass
+class Prepared:
+    plan_path: Path
+    plan_dir: Path
+    run_root: Path
+    plan: dict[str, Any]                      # the resolved plan (what resolved_plan.yaml holds)
+    cli_settings: dict[str, dict[str, Any]]   # step id -> --set overrides
+    gpus: int = 0
+    sets: list[str] = field(default_factory=list)
+    cluster: dict[str, Any] = field(default_factory=dict)  # nodes, node_rank, main_address, main_port
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return self.plan["steps"]
+
+
+# ---------------------------------------------------------------- checking ---------------------------
+
+def parse_sets(values: typing.Iterable[str], step_ids: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """`step.key=value` strings -> {step: {key: value}}; values are read as YAML (1e-4, true, [a, b])."""
+    overrides: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for raw in values:
+        target, sep, text = raw.partition("=")
+        step_id, dot, key = target.strip().partition(".")
+        if not sep or not dot or not step_id or not key:
+            problems.append(f'--set {raw}: expected STEP.KEY=VALUE, for example --set sft.max_steps=20')
+            continue
+        if step_id not in step_ids:
+            problems.append(f'--set {raw}: no step "{step_id}" in the plan{did_you_mean(step_id, step_ids)}'
+                            f' (steps: {", ".join(step_ids)})')
+            continue
+        overrides.setdefault(step_id, {})[key.strip()] = parse_value(text)
+    return overrides, problems
+
+
+def builtin_names() -> tuple[str, ...]:
+    return tuple(name.split(":", 1)[1] for name in BUILTIN_MODELS)
+
+
+def check_model(spec: Any, plan_dir: Path, where: str) -> tuple[Any, str | None]:
+    """A model spec -> (spec with a relative folder made absolute, problem or None). Builds nothing.
+
+    Relative model paths are read from the plan's folder, like data paths.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        return spec, f"{where}: expected a model (hub id, local folder or builtin:tiny), got {spec!r}"
+    if spec.startswith("builtin:"):
+        names = builtin_names()
+        name = spec.split(":", 1)[1]
+        if name not in names:
+            return spec, (f'{where}: unknown built-in model "{spec}"{did_you_mean(name, names)} '
+                          f'(built-ins: {", ".join("builtin:" + n for n in names)})')
+        return spec, None
+    path = Path(spec).expanduser()
+    candidate = path if path.is_absolute() else plan_dir / path
+    path_like = looks_like_path(spec)
+    if candidate.exists() or (path_like and path.exists()):
+        folder = candidate if candidate.exists() else path
+        if not folder.is_dir() or not ((folder / "config.json").exists() or (folder / "adapter_config.json").exists()):
+            return spec, f"{where}: {folder} is not a model folder (no config.json or adapter_config.json)"
+        return str(folder.resolve()), None
+    if path_like:
+        return spec, f"{where}: model path {candidate} does not exist"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(spec, "config.json")
+        except Exception:  # an id huggingface_hub rejects
+            cached = None
+        if not isinstance(cached, str):
+            return spec, (f'{where}: hub model "{spec}" is not in the local cache and HF_HUB_OFFLINE=1: '
+                          f"download it first (huggingface-cli download {spec}) or name a local folder")
+    return spec, None
+
+
+def visible_gpus() -> int:
+    """CUDA devices torch can see (0 without torch or without CUDA)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_gpus(gpus: int) -> list[str]:
+    if gpus < 0:
+        return [f"--gpus {gpus}: must be 0 (this process, CPU or one GPU) or a positive count"]
+    if gpus == 0:
+        return []
+    have = visible_gpus()
+    if have == 0:
+        return [f"--gpus {gpus}: no CUDA GPU is visible here (torch.cuda.is_available() is False); "
+                "drop --gpus to run on the CPU"]
+    if have < gpus:
+        return [f"--gpus {gpus}: only {have} CUDA GPU{'s' if have != 1 else ''} visible "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"]
+    return []
+
+
+def check_cluster(gpus: int, nodes: int, node_rank: int, main_address: str | None) -> list[str]:
+    """Multi-node flags: every node runs the same `rung run` with its own --node-rank."""
+    problems = []
+    if nodes < 1:
+        problems.append(f"--nodes {nodes}: must be 1 or more")
+    elif nodes > 1:
+        if gpus < 1:
+            problems.append(f"--nodes {nodes}: give --gpus (GPUs per node) too")
+        if not main_address:
+            problems.append(f"--nodes {nodes}: give --main-address (the rank-0 machine's address)")
+    if not 0 <= node_rank < max(nodes, 1):
+        problems.append(f"--node-rank {node_rank}: must be between 0 and {max(nodes, 1) - 1} for --nodes {nodes}")
+    return problems
+
+
+def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int = 0,
+            sets: typing.Sequence[str] = (), nodes: int = 1, node_rank: int = 0,
+            main_address: str | None = None, main_port: int | None = None) -> Prepared:
+    """Read and check the plan; resolve every step's settings. Raises RungError with every problem."""
+    plan_path = Path(plan_path)
+    raw = read_yaml(plan_path, what="plan")
+    where = str(plan_path)
+    problems = validate_plan(raw, where=where)
+    if not isinstance(raw, dict):
+        raise RungError(problems)
+    plan_dir = plan_path.resolve().parent
+    plan = copy.deepcopy(raw)
+    steps = [s for s in (plan.get("steps") if isinstance(plan.get("steps"), list) else []) if isinstance(s, dict)]
+    step_ids = [s["id"] for s in steps if isinstance(s.get("id"), str)]
+
+    overrides, set_problems = parse_sets(sets, step_ids)
+    problems += set_problems
+
+    # data: every named path exists; each engine gets the roles it needs
+    data = plan.get("data") if isinstance(plan.get("data"), dict) else {}
+    for role, value in data.items():
+        if role not in DATA_ROLES or not isinstance(value, (str, list)):
+            continue  # validate_plan named it
+        values = value if isinstance(value, list) else [value]
+        resolved = []
+        for item in values:
+            path = resolve_data_path(plan_dir, str(item))
+            if not path.exists():
+                problems.append(f"{where}: data.{role}: {path} does not exist")
+            resolved.append(str(path.resolve()))
+        data[role] = resolved if isinstance(value, list) else resolved[0]
+
+    base_model = plan.get("base_model")
+    if base_model is not None:
+        plan["base_model"], problem = check_model(base_model, plan_dir, f"{where}: base_model")
+        if problem:
+            problems.append(problem)
+
+    for index, step in enumerate(steps):
+        engine, step_id = step.get("engine"), step.get("id", f"#{index}")
+        at = f"{where}: steps[{index}] ({step_id})"
+        if engine not in registry.ENGINES:
+            if engine in PLAN_ENGINES:
+                problems.append(f'{at}: engine "{engine}" has no entry in engines/registry.py')
+            continue  # an unknown name was reported by validate_plan
+        module = registry.ENGINES[engine].split(":")[0]
+        try:
+            installed = importlib.util.find_spec(module) is not None
+        except ImportError:
+            installed = False
+        if not installed:
+            problems.append(f'{at}: engine "{engine}" needs module {module}, which is not installed '
+                            f'(pip install -e ".[all]")')
+        for role in registry.REQUIRED_DATA.get(engine, ()):
+            if role not in data:
+                problems.append(f"{at}: engine {engine} needs data.{role} ({DATA_ROLES[role]})")
+        cls = registry.settings_class(engine)
+        plan_layer = step.get("settings") if isinstance(step.get("settings"), dict) else {}
+        cli_layer = overrides.get(step_id, {})
+        # the layers the engines apply (core/resolve.py); a from_step model comes from that step at run time
+        chained = step.get("from_step") is not None and engine in registry.MODEL_ENGINES
+        layers = plan_layers(engine, plan, step, where) + [(f"{at}.settings", plan_layer), (f"--set {step_id}", cli_layer)]
+        settings, setting_problems = merge(cls, layers)
+        problems += setting_problems
+        if chained and "model_name_or_path" not in plan_layer and "model_name_or_path" not in cli_layer:
+            settings.pop("model_name_or_path", None)  # the engine takes steps[from_step]'s model_dir
+        value = settings.get("model_name_or_path")
+        if value is not None and value != plan.get("base_model"):
+            settings["model_name_or_path"], problem = check_model(value, plan_dir, f"{at}.settings.model_name_or_path")
+            if problem:
+                problems.append(problem)
+        for i, candidate in enumerate(settings.get("candidates") or []):
+            settings["candidates"][i], problem = check_model(candidate, plan_dir, f"{at}.settings.candidates[{i}]")
+            if problem:
+                problems.append(problem)
+        if settings.get("adapter") == "qlora" and visible_gpus() == 0:
+            problems.append(f"{at}: adapter qlora needs a CUDA GPU (4-bit bitsandbytes); none is visible: "
+                            f"use --set {step_id}.adapter=lora on CPU")
+        if cli_layer:  # engines re-apply --set on top: hand them the checked values (1e-3 -> 0.001, abs paths)
+            overrides[step_id] = {k: settings[k] for k in cli_layer if k in settings}
+        step["settings"] = settings
+
+    run_root = Path(out).expanduser().resolve() if out else plan_dir
+    data_paths = [Path(v) for value in data.values() for v in (value if isinstance(value, list) else [value])]
+    for index, step_id in enumerate(step_ids):
+        if not SAFE_ID.fullmatch(step_id) or step_id in (".", ".."):
+            problems.append(f'{where}: steps[{index}]: id "{step_id}" must be a plain folder name '
+                            "(letters, digits, _ . -): each step writes to <run root>/<id>")
+        elif any(p == run_root / step_id or (run_root / step_id) in p.parents for p in data_paths):
+            problems.append(f'{where}: steps[{index}]: id "{step_id}" is a data folder in the run root; '
+                            f"rename the step or pass --out DIR")
+    problems += check_gpus(gpus)
+    problems += check_cluster(gpus, nodes, node_rank, main_address)
+    if problems:
+        raise RungError(problems)
+    return Prepared(plan_path=plan_path.resolve(), plan_dir=plan_dir, run_root=run_root, plan=plan,
+                    cli_settings=overrides, gpus=gpus, sets=list(sets),
+                    cluster={"nodes": nodes, "node_rank": node_rank, "main_address": main_address,
+                             "main_port": main_port})
+
+
+PRINTED_KEYS = ("name", "route", "method", "adapter", "base_model", "data", "steps")
+
+
+def resolved_summary_text(prep: Prepared) -> str:
+    """What `rung run` prints before any work: the parts of resolved_plan.yaml that decide what runs."""
+    shown = {k: prep.plan[k] for k in PRINTED_KEYS if prep.plan.get(k) is not None}
+    return yaml.safe_dump(shown, sort_keys=False, allow_unicode=True, width=100)
+
+
+def resolved_plan_text(prep: Prepared) -> str:
+    header = (f"# Resolved by `rung run` from {prep.plan_path} on {now()}\n"
+              f"# settings: dataclass default < plan.yaml base_model < step settings < --set"
+              f"{' (' + ' '.join(prep.sets) + ')' if prep.sets else ''}; data paths made absolute.\n"
+              f"# This file is itself a runnable plan.\n")
+    return header + yaml.safe_dump(prep.plan, sort_keys=False, allow_unicode=True, width=100)
+
+
