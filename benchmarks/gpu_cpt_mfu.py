@@ -3,7 +3,7 @@
 Install-free: needs only torch and transformers (no download, no datasets/accelerate/peft). The model is the
 Llama-3.2-1B shape with a 32k vocabulary (hidden 2048, 16 layers, 32 heads / 8 KV heads, MLP 8192,
 tied embeddings: 1.04B parameters), trained on random tokens at sequence length 2048 — MFU does not depend on
-what the tokens say. The step is the one rung's CPT engine runs on a GPU (trainers/cpt.py through the
+what the tokens say. The step is the one rung's CPT engine runs on a GPU (trainers/cpt/ through the
 transformers Trainer): fp32 master weights, bf16 autocast, SDPA attention (flash kernel on Hopper),
 fused AdamW, gradient clipping at 1.0, causal-LM loss over every position. Options add torch.compile and
 gradient checkpointing (rung's GPU default, ~+33% compute that MFU does not count).

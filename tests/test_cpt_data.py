@@ -110,10 +110,10 @@ def _interleaved(files, order, held, width):
 
 
 def test_packing_held_out_split_and_exact_resume(tmp_path, tokenizer, monkeypatch):
-    import rung.trainers.cpt as cpt
+    import rung.trainers.cpt.corpus as cpt_corpus
     from rung.trainers.cpt import BlockStream, corpus_files, held_out_blocks, plan_corpus, read_pieces, separator_id
 
-    monkeypatch.setattr(cpt, "INTERLEAVE", 2)  # 3 files, 2 side by side: a finished file hands its slot on
+    monkeypatch.setattr(cpt_corpus, "INTERLEAVE", 2)  # 3 files, 2 side by side: a finished file hands its slot on
     settings = CPTSettings(max_length=32, eval_fraction=0.1, max_eval_samples=8)
     files = corpus_files([_corpus(tmp_path)])
     sep = separator_id(tokenizer)
@@ -129,7 +129,7 @@ def test_packing_held_out_split_and_exact_resume(tmp_path, tokenizer, monkeypatc
         expected += tokenizer(text, add_special_tokens=False)["input_ids"] + ([sep] if doc_end else [])
     assert len(expected) == plan["train_tokens"]
     n = plan["train_blocks"]
-    generator = stream.generate(cpt.start_cursor())
+    generator = stream.generate(cpt_corpus.start_cursor())
     blocks = [next(generator) for _ in range(n)]
     assert [b["block"] for b in blocks] == list(range(n))
     assert sum((b["input_ids"] for b in blocks), []) == expected[:n * 32]

@@ -33,7 +33,7 @@ def test_cpt_on_one_gpu_uses_bf16_and_reports_mfu(tmp_path, tiny_model_dir):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_cpt_on_two_gpus_through_accelerate(tmp_path, tiny_model_dir):
-    from rung.trainers.launch import launch_cpt
+    from rung.trainers.cpt.launch import launch_cpt
     from rung.core.settings import CPTSettings
 
     settings = CPTSettings(model_name_or_path=str(tiny_model_dir), max_length=256, per_device_train_batch_size=8,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rung.core.errors import RungError
-from rung.trainers.launch import accelerate_config, choose_strategy, launch_command, write_config
+from rung.trainers.cpt.launch import accelerate_config, choose_strategy, launch_command, write_config
 from rung.core.settings import CPTSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
@@ -109,7 +109,7 @@ def test_strategy_follows_the_memory_figure():
 
 
 def test_estimator_picks_sharding_for_a_70b_model():
-    from rung.trainers.launch import estimate_strategy
+    from rung.trainers.cpt.launch import estimate_strategy
 
     strategy, why = estimate_strategy("meta-llama/Llama-3.1-70B", "full", gpus=8, gpu_memory_gb=80, seq_len=2048,
                                       micro_batch=1, gradient_checkpointing=True)
@@ -125,7 +125,7 @@ def test_estimator_picks_sharding_for_a_70b_model():
 
 
 def test_runner_is_injected_and_failure_is_one_line(tmp_path):
-    from rung.trainers.launch import launch_cpt
+    from rung.trainers.cpt.launch import launch_cpt
 
     calls = []
 

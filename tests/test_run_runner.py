@@ -325,7 +325,7 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
     """`rung run --gpus 8 --nodes 2 --node-rank 1 --main-address H` hands the cluster to accelerate's launcher."""
     import yaml
 
-    from rung.trainers import launch
+    from rung.trainers.cpt import launch
     from rung.core.errors import RungError
 
     corpus = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"

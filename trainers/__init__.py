@@ -6,7 +6,7 @@ from rung.core.models import register_builtin
 
 
 def _tiny_base() -> Path:
-    from rung.trainers.cpt import pretrained_tiny_path  # stage 1: a short pretraining, cached
+    from rung.trainers.cpt.base_model import pretrained_tiny_path  # stage 1: a short pretraining, cached
 
     return pretrained_tiny_path()
 

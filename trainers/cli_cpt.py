@@ -67,7 +67,7 @@ def cpt(corpus: tuple[Path, ...], out_dir: Path, trainable_embeddings: bool | No
             if not torch.cuda.is_available():
                 raise RungError(f"--gpus {gpus}: this machine has no CUDA GPU; add --cpu to run {gpus} CPU "
                                 "processes (gloo) instead")
-        from rung.trainers.launch import launch_cpt
+        from rung.trainers.cpt.launch import launch_cpt
 
         launch_cpt(settings, list(corpus), out_dir, gpus=gpus, nodes=nodes, node_rank=node_rank,
                    main_address=main_address, main_port=main_port, strategy=strategy, cpu=cpu, resume=resume,

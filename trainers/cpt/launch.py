@@ -5,9 +5,9 @@ into the run folder, and runs
 
     accelerate launch --config_file RUN/accelerate_config.yaml --num_processes 16 --num_machines 2 \\
         --machine_rank 0 --main_process_ip 10.0.0.1 --main_process_port 29500 \\
-        -m trainers.cpt --job RUN/cpt_job.json
+        -m rung.trainers.cpt --job RUN/cpt_job.json
 
-on each node (changing only --machine_rank). Every process then runs trainers.cpt.train_cpt; the Trainer
+on each node (changing only --machine_rank). Every process then runs train_cpt (cpt/loop.py); the Trainer
 reads the distributed setup accelerate prepared. The config and the job file stay in the run folder so the
 same run can be started again by hand.
 
@@ -187,7 +187,7 @@ def launch_cpt(settings, corpus: Sequence[Path], out_dir: Path, *, gpus: int, no
                runner: Runner = subprocess_runner, echo: Callable[[str], None] = print,
                gpu_memory_gb: float | None = None) -> dict[str, Any]:
     """Write the job and the accelerate config into out_dir, then run (or with dry_run, print) the launch."""
-    from rung.trainers.cpt import write_job
+    from rung.trainers.cpt.worker import write_job
 
     if gpus < 1 or nodes < 1 or not 0 <= node_rank < nodes:
         raise RungError(f"--gpus {gpus} --nodes {nodes} --node-rank {node_rank}: need gpus >= 1, nodes >= 1 and "

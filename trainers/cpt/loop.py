@@ -1,0 +1,391 @@
+"""The CPT training loop: transformers' Trainer over the block stream, checkpoints that carry the data cursor,
+the forgetting monitor and throughput, then the model, metrics.json, loss.png and report.md."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rung.core.errors import RungError
+from rung.core.fileio import atomic_write_json, atomic_write_text
+from rung.core.settings import CPTSettings
+from rung.trainers.cpt.corpus import (MODEL_SUBDIR, BlockCollator, BlockStream, corpus_files, held_out_blocks,
+                                      load_or_plan, separator_id, start_cursor)
+
+# ─────────────────────────────────────────── checkpoints ───────────────────────────────────────────
+
+
+def checkpoint_state(folder: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    cursor = (state.get("stateful_callbacks") or {}).get("DataCursorCallback")
+    if not isinstance(cursor, dict) or not (cursor.get("attributes") or {}).get("cursor"):
+        return None
+    return state
+
+
+def last_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint under out_dir/checkpoints: trainer state and data cursor both written
+    (trainer_state.json is the Trainer's last write, so a run killed mid-save falls back one checkpoint)."""
+    from rung.trainers.common import checkpoint_dir
+
+    candidates = []
+    for folder in checkpoint_dir(Path(out_dir)).glob("checkpoint-*"):
+        suffix = folder.name.split("-", 1)[1]
+        if suffix.isdigit() and checkpoint_state(folder) is not None:
+            candidates.append((int(suffix), folder))
+    return max(candidates)[1] if candidates else None
+
+
+def _callbacks(stream: BlockStream, global_batch: int):
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
+
+    class DataCursorCallback(TrainerCallback, ExportableState):
+        """Stores, in every checkpoint's trainer_state.json, where the next unread block starts."""
+
+        trainer_state = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.trainer_state = state
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.trainer_state = state
+            consumed = state.global_step * global_batch
+            for key in [k for k in stream.cursors if k < consumed]:
+                del stream.cursors[key]  # positions behind every future checkpoint: keep memory flat
+
+        def state(self) -> dict[str, Any]:
+            # optimizer step s has consumed s × global_batch blocks: the next one is block s × global_batch
+            consumed = self.trainer_state.global_step * global_batch if self.trainer_state else 0
+            return {"args": {}, "attributes": {"cursor": stream.cursors.get(consumed), "global_batch": global_batch}}
+
+    return DataCursorCallback()
+
+
+# ─────────────────────────────────────────── the run ───────────────────────────────────────────
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def training_arguments(settings: CPTSettings, out_dir: Path, *, max_steps: int, on_gpu: bool,
+                       fsdp_activation_checkpointing: bool = False):
+    """CPTSettings → transformers TrainingArguments (the one builder; rung-only fields stay out)."""
+    from transformers import TrainingArguments
+
+    from rung.trainers.common import checkpoint_dir, detect_device, device_args
+
+    device = device_args(settings, detect_device())  # CPU: use_cpu=True, bf16=False (fp32)
+    checkpointing = settings.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = on_gpu  # ~30% more compute for activations that no longer grow with depth
+    if fsdp_activation_checkpointing:
+        checkpointing = False  # FSDP does it itself; both at once is an error in the Trainer
+    eval_on = settings.eval_strategy != "no"
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir(out_dir)),
+        max_steps=max_steps,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        per_device_eval_batch_size=settings.per_device_eval_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler_type,
+        warmup_steps=settings.warmup_ratio,  # transformers 5: a float < 1 is a fraction of max_steps
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
+        gradient_checkpointing=bool(checkpointing),
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        **device,
+        torch_compile=bool(settings.torch_compile),
+        seed=settings.seed,
+        eval_strategy=settings.eval_strategy,
+        eval_steps=settings.eval_steps if eval_on else None,
+        logging_steps=settings.logging_steps,
+        logging_first_step=True,
+        save_strategy=settings.save_strategy,
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        remove_unused_columns=False,  # the collator drops the block index itself
+        ignore_data_skip=True,        # the data cursor positions the stream; never skip by re-reading
+        dataloader_num_workers=0,     # the stream's cursors live in this process
+        report_to="none",
+        ddp_find_unused_parameters=False,
+        disable_tqdm=True,
+    )
+
+
+def _load_model(settings: CPTSettings, on_gpu: bool):
+    import torch
+    from rung.core.models import load_model_and_tokenizer
+
+    if settings.adapter not in ("full", "lora", "qlora"):
+        raise RungError(f'adapter "{settings.adapter}" is not one of full, lora, qlora')
+    bf16_gpu = on_gpu and settings.bf16 is not False and torch.cuda.is_bf16_supported()
+    # full: fp32 master weights, bf16 autocast (mixed precision). LoRA: the frozen base can sit in bf16.
+    dtype = torch.bfloat16 if (bf16_gpu and settings.adapter in ("lora", "qlora")) else torch.float32
+    model, tokenizer = load_model_and_tokenizer(
+        settings.model_name_or_path, trust_remote_code=settings.trust_remote_code, dtype=dtype,
+        quantization="4bit" if settings.adapter == "qlora" else None)
+    if on_gpu:
+        attn = "sdpa"
+        try:
+            from transformers.utils import is_flash_attn_2_available
+
+            if bf16_gpu and is_flash_attn_2_available():
+                attn = "flash_attention_2"
+        except ImportError:
+            pass
+        if hasattr(model, "set_attn_implementation"):
+            try:
+                model.set_attn_implementation(attn)
+            except (ValueError, ImportError):
+                model.set_attn_implementation("sdpa")
+    if settings.adapter in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model
+
+        if settings.adapter == "qlora":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        tied = bool(getattr(model.config, "tie_word_embeddings", False)) and bool(settings.lora_modules_to_save)
+        config = LoraConfig(
+            r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+            target_modules=settings.lora_target_modules, modules_to_save=settings.lora_modules_to_save,
+            ensure_weight_tying=tied,  # trainable embeddings on a tied model stay one matrix (PEFT #2777)
+            task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+    return model, tokenizer
+
+
+def _write_loss_png(log_history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(r["step"], r["loss"]) for r in log_history if "loss" in r]
+    domain = [(r["step"], r["eval_domain_loss"]) for r in log_history if "eval_domain_loss" in r]
+    general = [(r["step"], r["eval_general_loss"]) for r in log_history if "eval_general_loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for series, label in ((train, "train loss"), (domain, "held-out domain"), (general, "general text")):
+        if series:
+            ax.plot(*zip(*series), label=label, marker="." if len(series) < 30 else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title("continued pretraining")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+              resume: bool = False, general_text: str | os.PathLike | None = None,
+              callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Continue pretraining settings.model_name_or_path on `corpus`; writes out_dir/model and returns metrics.
+
+    Works as one process or as each process of an `accelerate launch` (see trainers/cpt/launch.py).
+    `callbacks`: extra transformers TrainerCallbacks (the benchmark times steps with one).
+    """
+    from accelerate import PartialState
+
+    from rung.trainers import forgetting, throughput
+    from rung.trainers.common import announce_config, quiet_libraries, resolved_config, write_metrics
+
+    quiet_libraries()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    on_gpu = _on_gpu()
+    state = PartialState(cpu=not on_gpu)
+    world = state.num_processes
+    files = corpus_files(corpus)
+
+    checkpoint = last_checkpoint(out_dir)
+    if checkpoint is not None and not resume:
+        raise RungError(f"{out_dir} already holds {checkpoint.name}: pass --resume to continue that run, "
+                        "or choose another --out folder")
+
+    memory = None
+    if world == 1:  # one process: the estimator's figure against this device, before any weight loads
+        from rung.trainers.common import detect_device, memory_check
+        from rung.core.models import resolve_model
+
+        memory = memory_check(resolve_model(settings.model_name_or_path), settings, method="cpt", tokens=0,
+                              seq_len=settings.max_length, device=detect_device(), echo=print)
+    model, tokenizer = _load_model(settings, on_gpu)
+    sep = separator_id(tokenizer, settings.eos_token)
+    with state.main_process_first():  # rank 0 plans the corpus once; the others read its data_plan.json
+        plan = load_or_plan(files, tokenizer, settings, sep, out_dir, must_match=checkpoint is not None)
+    if plan["train_blocks"] == 0:
+        raise RungError(f"the corpus has {plan['train_tokens']} training tokens, less than one block of "
+                        f"max_length={settings.max_length}: lower --max-length or add text")
+
+    # global batch = per-device batch × processes × accumulation: 4 × 8 GPUs × 4 = 128 blocks per step
+    global_batch = settings.per_device_train_batch_size * world * settings.gradient_accumulation_steps
+    if settings.max_steps > 0:
+        max_steps = settings.max_steps
+    else:  # e.g. 1 epoch × 1,200,000 blocks / 128 = 9,375 steps
+        max_steps = max(1, math.ceil(settings.num_train_epochs * plan["train_blocks"] / global_batch))
+
+    cursor = start_cursor()
+    if checkpoint is not None:
+        saved = checkpoint_state(checkpoint)["stateful_callbacks"]["DataCursorCallback"]["attributes"]
+        if saved["global_batch"] != global_batch:
+            raise RungError(f"{checkpoint}: it was trained with a global batch of {saved['global_batch']} blocks, "
+                            f"this run has {global_batch}; resume with the same batch size × processes × "
+                            "accumulation steps")
+        cursor = saved["cursor"]
+
+    from datasets import Dataset, IterableDataset
+
+    stream = BlockStream(plan, tokenizer, settings.seed)
+    train_dataset = IterableDataset.from_generator(stream.generate, gen_kwargs={"start": cursor})
+    domain = held_out_blocks(plan, tokenizer, settings.max_eval_samples)
+    general = forgetting.general_blocks(tokenizer, plan["block_size"], settings.max_eval_samples, sep,
+                                        general_text)
+    eval_dataset = {"general": Dataset.from_dict({"input_ids": general})}
+    if domain:  # eval_fraction=0 holds nothing out
+        eval_dataset = {"domain": Dataset.from_dict({"input_ids": domain}), **eval_dataset}
+
+    fsdp_ckpt = os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() == "true"
+    args = training_arguments(settings, out_dir, max_steps=max_steps, on_gpu=on_gpu,
+                              fsdp_activation_checkpointing=fsdp_ckpt)
+    tokens_per_step = global_batch * plan["block_size"]
+    meter = throughput.ThroughputCallback(tokens_per_step=tokens_per_step, model=model,
+                                          adapter=settings.adapter, world_size=world)
+    monitor = forgetting.ForgettingMonitor(warn_ratio=settings.general_ppl_warn_ratio)
+    collator = BlockCollator()
+
+    from transformers import Trainer
+
+    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      data_collator=collator, processing_class=tokenizer,
+                      callbacks=[_callbacks(stream, global_batch), monitor, meter, *callbacks])
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # the meter and the monitor print one line per log instead
+    trainer.remove_callback(ProgressCallback)
+    if state.is_main_process:
+        announce_config(resolved_config(
+            settings, engine="cpt", corpus=[str(c) for c in corpus], corpus_files=len(files),
+            general_text=str(general_text) if general_text else "builtin: held-out Python help topics",
+            separator=tokenizer.convert_ids_to_tokens(sep), max_steps=max_steps, global_batch_blocks=global_batch,
+            processes=world, resume_from=str(checkpoint) if checkpoint else None), out_dir, print)
+        print(f"rung cpt: {plan['train_tokens']:,} training tokens in {plan['train_blocks']:,} blocks of "
+              f"{plan['block_size']}, {len(domain)} held-out domain blocks, {len(general)} general blocks; "
+              f"{max_steps} steps × {global_batch} blocks ({world} process{'es' if world > 1 else ''})"
+              + (f"; resuming from {checkpoint.name} at block {cursor['block']}" if checkpoint else ""),
+              flush=True)
+    monitor.trainer = trainer  # runs the "before" evaluation at the start of training (see forgetting.py)
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_seconds = time.perf_counter() - started
+    evaluated = forgetting.forgetting_table(trainer.state.log_history)
+    if not evaluated or evaluated[-1]["step"] != trainer.state.global_step:
+        trainer.evaluate()  # "after" (unless the last step's evaluation already ran)
+
+    model_dir = out_dir / MODEL_SUBDIR
+    if settings.adapter == "full":
+        trainer.save_model(str(model_dir))  # gathers FSDP / ZeRO-3 shards; safetensors
+    else:
+        trainer.save_model(str(out_dir / "adapter"))
+    state.wait_for_everyone()
+    for folder in (model_dir, out_dir / "adapter"):  # the Trainer's pickled arguments: not part of a model
+        (folder / "training_args.bin").unlink(missing_ok=True)
+
+    history = trainer.state.log_history
+    table = forgetting.forgetting_table(history)
+    warnings = forgetting.warnings_for(table, settings.general_ppl_warn_ratio)
+    losses = [r["loss"] for r in history if "loss" in r]
+    result: dict[str, Any] = {
+        "model_dir": str(model_dir),
+        "global_step": trainer.state.global_step,
+        "max_steps": max_steps,
+        "global_batch_blocks": global_batch,
+        "block_size": plan["block_size"],
+        "processes": world,
+        "resumed_from": checkpoint.name if checkpoint else None,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "train_loss": output.training_loss,
+        "train_tokens_in_corpus": plan["train_tokens"],
+        "tokens_trained": (trainer.state.global_step - (int(checkpoint.name.split("-")[1]) if checkpoint else 0))
+        * tokens_per_step,
+        "train_seconds": round(train_seconds, 2),
+        "throughput": meter.summary(),
+        "forgetting": table,
+        "warnings": warnings,
+        "data": {"first_block_read": stream.first_block, "blocks_read": stream.blocks_read,
+                 "start_cursor": cursor, "blocks_collated": len(collator.seen)},
+        "memory": memory,
+    }
+    if state.is_main_process:
+        if settings.adapter != "full":
+            _merge_adapter(settings, out_dir / "adapter", model_dir)
+        write_metrics(out_dir, history, result)
+        atomic_write_text(out_dir / "report.md", report_markdown(result))
+        _write_loss_png(history, out_dir / "loss.png")
+        for line in warnings:
+            print(f"WARNING: {line}", file=sys.stderr, flush=True)
+    atomic_write_json(out_dir / "ranks" / f"rank{state.process_index}.json",
+                      {"rank": state.process_index, "global_step": trainer.state.global_step,
+                       "blocks_collated": len(collator.seen)})
+    result["blocks_seen"] = list(collator.seen)
+    state.wait_for_everyone()
+    return result
+
+
+def _merge_adapter(settings: CPTSettings, adapter_dir: Path, model_dir: Path) -> None:
+    """Fold the LoRA adapter into a fresh fp32 copy of the base so later steps get a plain model folder."""
+    from peft import PeftModel
+    from rung.core.models import load_model_and_tokenizer
+
+    base, tokenizer = load_model_and_tokenizer(settings.model_name_or_path,
+                                               trust_remote_code=settings.trust_remote_code)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    staging = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=".model-"))
+    merged.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    os.replace(staging, model_dir)
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    from rung.trainers.forgetting import table_markdown
+
+    tp = result["throughput"]
+    lines = [
+        "## Continued pretraining",
+        "",
+        f"- {result['global_step']} optimizer steps × {result['global_batch_blocks']} blocks of "
+        f"{result['block_size']} tokens on {result['processes']} process(es)"
+        + (f", resumed from {result['resumed_from']}" if result["resumed_from"] else ""),
+        f"- train loss {result['first_loss']:.3f} → {result['last_loss']:.3f}" if result["first_loss"] else "",
+        f"- throughput {tp.get('tokens_per_second', 0):,.0f} tokens/s; MFU "
+        + (f"{tp['mfu']:.1%}" if tp.get("mfu") is not None else f"n/a ({tp.get('mfu_note', 'CPU')})"),
+        "",
+        "### Forgetting monitor (perplexity; lower is better)",
+        "",
+        table_markdown(result["forgetting"]),
+    ]
+    lines += [""] + [f"> **Warning:** {w}" for w in result["warnings"]]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
