@@ -166,6 +166,24 @@ def register_builtin(name: str, builder: Callable[[], Path]) -> None:
     BUILTIN_BUILDERS[name] = builder
 
 
+QLORA_NEEDS = "adapter qlora needs a CUDA GPU (bitsandbytes 4-bit)"
+
+
+def qlora_problem(cuda_available: bool | None = None) -> str | None:
+    """Why QLoRA cannot run here (no CUDA GPU, no bitsandbytes), or None. The one QLoRA check."""
+    import importlib.util
+
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    if not cuda_available:
+        return f"{QLORA_NEEDS}; this machine has none"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return f"{QLORA_NEEDS}: pip install bitsandbytes"
+    return None
+
+
 def looks_like_path(spec: str) -> bool:
     """A spec written as a path (./x, /x, ~/x, a/b/c) is never a hub id: missing means an error, not a download."""
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep + os.sep in spec
@@ -247,13 +265,11 @@ def load_model_and_tokenizer(
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if quantization == "4bit":
-        if not torch.cuda.is_available():
-            raise RungError("QLoRA (4-bit) needs a CUDA GPU and bitsandbytes; on CPU use --adapter lora")
-        try:
-            from transformers import BitsAndBytesConfig
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            raise RungError("QLoRA needs bitsandbytes: pip install bitsandbytes") from None
+        problem = qlora_problem()
+        if problem:
+            raise RungError(f"{problem}: use adapter lora on CPU" if "none" in problem else problem)
+        from transformers import BitsAndBytesConfig
+
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,

@@ -1,7 +1,8 @@
 """Command-line options generated from a settings dataclass: one definition for flag, type and help.
 
-A field whose metadata names a `flag` (core/settings.py) becomes a click option with the field's help text;
-"--on/--off" flags become boolean switches. Every option defaults to None, so only what the user typed
+A field whose metadata names a `flag` (core/settings.py) becomes a click option with the field's help text,
+under that name and under TRL's own (`--batch-size` and `--per-device-train-batch-size`); "--on/--off" flags
+become boolean switches. Every option defaults to None, so only what the user typed
 becomes a layer of the settings resolve (core/resolve.py); the rest stays with the plan or the default.
 """
 
@@ -35,12 +36,16 @@ def settings_options(cls: type, *, skip: tuple[str, ...] = ()) -> Callable:
             if field.name in skip:
                 continue
             flag, help_text = field.metadata["flag"], field.metadata.get("help", "")
+            names = [flag]
+            trl_name = "--" + field.name.replace("_", "-")  # TRL's own flag name works too
+            if "/" not in flag and trl_name != flag:
+                names.append(trl_name)
             if "/" in flag:
                 function = click.option(flag, field.name, default=None, help=help_text)(function)
             elif typing.get_origin(hints[field.name]) is None and hints[field.name] is bool:
-                function = click.option(flag, field.name, is_flag=True, default=None, help=help_text)(function)
+                function = click.option(*names, field.name, is_flag=True, default=None, help=help_text)(function)
             else:
-                function = click.option(flag, field.name, type=_click_type(hints[field.name],
+                function = click.option(*names, field.name, type=_click_type(hints[field.name],
                                                                            field.metadata.get("choices")),
                                         default=None, help=help_text)(function)
         return function

@@ -22,7 +22,7 @@ import yaml
 
 from rung.core.errors import RungError, did_you_mean
 from rung.core.fileio import read_yaml
-from rung.core.models import BUILTIN_MODELS, looks_like_path
+from rung.core.models import BUILTIN_MODELS, looks_like_path, qlora_problem
 from rung.core.plan import resolve_data_path, validate_plan
 from rung.core.resolve import merge, parse_value, plan_layers
 from rung.core.vocab import DATA_ROLES
@@ -225,8 +225,7 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
             if problem:
                 problems.append(problem)
         if settings.get("adapter") == "qlora" and visible_gpus() == 0:
-            problems.append(f"{at}: adapter qlora needs a CUDA GPU (4-bit bitsandbytes); none is visible: "
-                            f"use --set {step_id}.adapter=lora on CPU")
+            problems.append(f"{at}: {qlora_problem(cuda_available=False)}: use --set {step_id}.adapter=lora on CPU")
         if cli_layer:  # engines re-apply --set on top: hand them the checked values (1e-3 -> 0.001, abs paths)
             overrides[step_id] = {k: settings[k] for k in cli_layer if k in settings}
         step["settings"] = settings

@@ -88,7 +88,7 @@ def test_end_of_turn_token_becomes_eos_when_the_template_ends_turns_otherwise(ti
 
 def test_memory_check_stops_with_what_to_change():
     from rung.core.errors import RungError
-    from rung.trainers.common import Device, memory_check
+    from rung.trainers.device import Device, memory_check
 
     settings = SFTSettings(adapter="full", per_device_train_batch_size=1)
     device = Device("cuda", "NVIDIA L4", free_gb=20.0, total_gb=24.0, count=1, bf16=True)

@@ -31,6 +31,7 @@ import click
 from rung.core.errors import RungError
 from rung.core.resolve import step_settings
 from rung.trainers import common, data
+from rung.trainers import device as device_mod
 from rung.core.settings import DPOSettings
 
 PROBE_PAIRS = 64            # training pairs scored before and after: reward margin and chosen>rejected accuracy
@@ -41,7 +42,7 @@ SAMPLE_NEW_TOKENS = 64
 # ---------------------------------------------------------------------------------------------- builder
 
 
-def build_dpo_config(settings: DPOSettings, output_dir: Path, device: common.Device, *, has_eval: bool,
+def build_dpo_config(settings: DPOSettings, output_dir: Path, device: device_mod.Device, *, has_eval: bool,
                      new_adapter: bool):
     """DPOSettings -> (DPOConfig, LoraConfig or None). LoraConfig only when a fresh adapter is created."""
     from peft import LoraConfig
@@ -54,7 +55,7 @@ def build_dpo_config(settings: DPOSettings, output_dir: Path, device: common.Dev
         disable_tqdm=True,
         save_only_model=False,
         logging_first_step=True,
-        **common.device_args(settings, device),
+        **device_mod.device_args(settings, device),
     )
     if not has_eval:
         values["eval_strategy"] = "no"
@@ -71,7 +72,7 @@ def build_dpo_config(settings: DPOSettings, output_dir: Path, device: common.Dev
 # ---------------------------------------------------------------------------------------------- pipeline
 
 
-def _load_policy(settings: DPOSettings, device: common.Device, echo):
+def _load_policy(settings: DPOSettings, device: device_mod.Device, echo):
     """(model, tokenizer, base spec for the adapter, ref_model, new_adapter, reference description)."""
     import torch
 
@@ -141,7 +142,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
                                     adapter_base_model=adapter_base_model)
     checkpoint, start_step = common.resume_point(out_dir, resume, echo)
     common.announce_config(config, out_dir, echo)
-    common.check_qlora(settings)
+    device_mod.check_qlora(settings)
 
     # 2. Pairs: every problem with its line, before any model loads.
     train_pairs, eval_pairs, split = data.load_train_eval(data_path, eval_path, "dpo", settings.eval_fraction,
@@ -156,12 +157,12 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     from rung.trainers.generate import answers
     from rung.core.models import resolve_model
 
-    device = common.detect_device()
+    device = device_mod.detect_device()
     model, tokenizer, _, ref_model, new_adapter, reference = _load_policy(settings, device, echo)
-    common.place_on_device(model, device)
+    device_mod.place_on_device(model, device)
     if ref_model is not None:
-        common.place_on_device(ref_model, device)
-    common.warn_learning_rate(settings, echo, lora_floor=1e-5, suggested="5e-7")
+        device_mod.place_on_device(ref_model, device)
+    device_mod.warn_learning_rate(settings, echo, lora_floor=1e-5, suggested="5e-7")
     echo(f"Reference model: {reference}")
     conversational = isinstance(train_pairs[0]["prompt"], list)
     if conversational:
@@ -183,7 +184,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
         echo("Warning: " + note)
     base_path = resolve_model(adapter_base(Path(settings.model_name_or_path)) if starting_adapter
                               else settings.model_name_or_path)
-    memory = common.memory_check(base_path, settings, method="dpo", tokens=2 * stats["total_tokens"],
+    memory = device_mod.memory_check(base_path, settings, method="dpo", tokens=2 * stats["total_tokens"],
                                  seq_len=min(settings.max_length or stats["max"], stats["max"]), device=device,
                                  echo=echo)
 

@@ -30,6 +30,7 @@ import click
 from rung.core.errors import RungError
 from rung.core.resolve import step_settings
 from rung.trainers import common, data
+from rung.trainers import device as device_mod
 from rung.core.settings import SFTSettings, to_dict
 
 SAMPLE_PROMPTS = 3          # held-out prompts answered before and after training (samples.md)
@@ -39,7 +40,7 @@ SAMPLE_NEW_TOKENS = 64
 # ---------------------------------------------------------------------------------------------- builder
 
 
-def build_sft_config(settings: SFTSettings, output_dir: Path, device: common.Device, *, has_eval: bool,
+def build_sft_config(settings: SFTSettings, output_dir: Path, device: device_mod.Device, *, has_eval: bool,
                      assistant_only_loss: bool, eos_token: str | None):
     """SFTSettings -> (SFTConfig, LoraConfig or None). Field names are TRL's, so this is mostly a copy."""
     from peft import LoraConfig
@@ -55,7 +56,7 @@ def build_sft_config(settings: SFTSettings, output_dir: Path, device: common.Dev
         save_only_model=False,            # optimizer + scheduler + RNG state: --resume continues exactly
         logging_first_step=True,
         dataset_num_proc=None,
-        **common.device_args(settings, device),
+        **device_mod.device_args(settings, device),
     )
     if not has_eval:
         values["eval_strategy"] = "no"
@@ -99,7 +100,7 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
                                     else settings.model_name_or_path)
     checkpoint, start_step = common.resume_point(out_dir, resume, echo)
     common.announce_config(config, out_dir, echo)
-    common.check_qlora(settings)                                   # CPU + qlora: one clear line, nothing loaded
+    device_mod.check_qlora(settings)                                   # CPU + qlora: one clear line, nothing loaded
 
     # 2. Data: every problem with its line, before any model loads.
     train_rows, eval_rows, split = data.load_train_eval(data_path, eval_path, "sft", settings.eval_fraction,
@@ -115,15 +116,15 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     from rung.trainers.generate import answers
     from rung.core.models import load_model_and_tokenizer, resolve_model
 
-    device = common.detect_device()
+    device = device_mod.detect_device()
     model_path = resolve_model(settings.model_name_or_path)
     model, tokenizer = load_model_and_tokenizer(
         settings.model_name_or_path, trust_remote_code=settings.trust_remote_code,
         quantization="4bit" if settings.adapter == "qlora" else None,
         dtype=(torch.bfloat16 if device.kind == "cuda" and device.bf16 and settings.bf16 is not False else None),
     )
-    common.place_on_device(model, device)
-    common.warn_learning_rate(settings, echo)
+    device_mod.place_on_device(model, device)
+    device_mod.warn_learning_rate(settings, echo)
     conversational = "messages" in train_rows[0] or isinstance(train_rows[0].get("prompt"), list)
     eos_token = settings.eos_token
     if conversational and eos_token is None:
@@ -159,7 +160,7 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
 
     # 5. Memory: the estimator's figure for this run against the device's free memory.
     seq_len = min(settings.max_length or stats["max"], stats["max"]) if not settings.packing else (settings.max_length or stats["max"])
-    memory = common.memory_check(model_path, settings, method="sft", tokens=stats["total_tokens"],
+    memory = device_mod.memory_check(model_path, settings, method="sft", tokens=stats["total_tokens"],
                                  seq_len=seq_len, device=device, echo=echo)
 
     # 6. Held-out prompts answered before training (samples.md).

@@ -86,7 +86,8 @@ def training_arguments(settings: CPTSettings, out_dir: Path, *, max_steps: int, 
     """CPTSettings → transformers TrainingArguments (the one builder; rung-only fields stay out)."""
     from transformers import TrainingArguments
 
-    from rung.trainers.common import checkpoint_dir, detect_device, device_args
+    from rung.trainers.common import checkpoint_dir
+    from rung.trainers.device import detect_device, device_args
 
     device = device_args(settings, detect_device())  # CPU: use_cpu=True, bf16=False (fp32)
     checkpointing = settings.gradient_checkpointing
@@ -223,7 +224,7 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
 
     memory = None
     if world == 1:  # one process: the estimator's figure against this device, before any weight loads
-        from rung.trainers.common import detect_device, memory_check
+        from rung.trainers.device import detect_device, memory_check
         from rung.core.models import resolve_model
 
         memory = memory_check(resolve_model(settings.model_name_or_path), settings, method="cpt", tokens=0,
