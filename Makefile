@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # an unpinned torch would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: venv test test-fast demo bench clean
+.PHONY: venv test test-fast demo bench docs clean
 
 venv: $(STAMP)
 
@@ -28,7 +28,7 @@ test-fast: venv
 
 # The whole journey offline on the CPU: plan the SQL-assistant example, pretrain builtin:tiny briefly (stage 1,
 # cached), fine-tune it (stage 2), print the report path. ~5-8 minutes on 2 cores after the install.
-# One torch thread: on two shared cores it is as fast and never stalls (shared/ENVIRONMENT.md).
+# One torch thread: on two shared cores it is as fast and never stalls (docs/development.md, "Measured on 2 cores").
 demo: venv
 	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	$(BIN)/rung demo
@@ -40,6 +40,11 @@ bench: venv
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_rag.py
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_sft.py --repeats 3
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_cpt.py --steps 40 --repeats 3
+
+# docs/cli.md and docs/rules.md from the click commands and advisor/rules.yaml (tests/cli/test_docs.py
+# fails when the committed pages are stale).
+docs: venv
+	$(BIN)/python -m rung.cli.docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,6 +1,6 @@
 """Rewrite every example's plan.yaml and PLAN.md with the `rung plan` command in its answers.yaml header.
 
-Run after a change to the advisor's rules or planner (tests/test_examples.py fails with "plan.yaml is stale"):
+Run after a change to the advisor's rules or planner (tests/cli/test_examples.py fails with "plan.yaml is stale"):
 
     .venv/bin/python examples/replan.py          # from the repository root
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 # Offline before anything imports huggingface_hub; one thread because two cores shared with other
-# load slow torch 4-40x (ENVIRONMENT.md).
+# load slow torch 4-40x (docs/development.md, "Measured on 2 cores").
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -42,7 +42,7 @@ def detect_device() -> Device:
 
 def device_args(settings: Any, device: Device) -> dict[str, Any]:
     """TrainingArguments that depend on the device. TRL defaults bf16=True, which fails on CPU, and
-    use_cpu=True alone trains ~5x slower (ENVIRONMENT.md): on CPU pass both use_cpu=True and bf16=False."""
+    use_cpu=True alone trains ~5x slower (docs/development.md, "Measured on 2 cores"): on CPU pass both use_cpu=True and bf16=False."""
     if device.kind == "cpu":
         if settings.bf16:
             raise RungError("bf16 needs a GPU that supports it; on CPU leave bf16 unset (or --set bf16=false)")

@@ -2,7 +2,7 @@
 
     train_dpo(settings, data, out)         the pipeline; `rung train dpo` and the `dpo` engine both call it
     build_dpo_config(settings, ...)        DPOSettings -> (DPOConfig, LoraConfig | None), the only translation
-    run_step(step, ctx)                    the `dpo` engine for `rung run` (engines/protocol.py)
+    run_step(step, ctx)                    the `dpo` engine for `rung run` (core/protocol.py)
 
 Where the policy starts and what the reference model is (DPO's loss compares the policy's log-probabilities
 of chosen vs rejected with the reference's; beta scales how far the policy may move from it):

@@ -6,7 +6,7 @@ not climb much (the model forgetting what it knew). Both slices are evaluated by
 perplexity = exp(mean next-token negative log-likelihood over every predicted token of the slice). With
 fixed-length blocks every sample predicts the same number of tokens (block − 1), so the Trainer's per-sample
 mean of the loss is the per-token mean. Distributed runs (DDP / FSDP / ZeRO) are handled by the Trainer's
-own gathering. tests/test_cpt_forgetting.py checks the figures against a hand-written loop.
+own gathering. tests/trainers/test_cpt_train.py checks the figures against a hand-written loop.
 
 The general slice that ships with rung: 15 help topics of the Python standard library (pydoc_data.topics,
 PSF licence, ~45 KB of English prose about programming), chosen by a fixed rule and never used to train

@@ -2,7 +2,7 @@
 
     train_sft(settings, data, out)         the pipeline; `rung train sft` and the `sft` engine both call it
     build_sft_config(settings, ...)        SFTSettings -> (SFTConfig, LoraConfig | None), the only translation
-    run_step(step, ctx)                    the `sft` engine for `rung run` (engines/protocol.py)
+    run_step(step, ctx)                    the `sft` engine for `rung run` (core/protocol.py)
 
 What ends up in OUT:
     adapter_model.safetensors + adapter_config.json (LoRA/QLoRA, PEFT format) or model.safetensors (full)

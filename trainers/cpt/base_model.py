@@ -41,7 +41,7 @@ def pretrained_tiny_path() -> Path:
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a 128-wide model gains nothing from a second thread, and loses 4-40x
-        try:                      # when that core is busy (ENVIRONMENT.md)
+        try:                      # when that core is busy (docs/development.md, "Measured on 2 cores")
             result = train_cpt(settings, [corpus], staging / "run")
         finally:
             torch.set_num_threads(threads)

@@ -1,7 +1,7 @@
 """CPT data: corpus files -> pieces -> held-out split -> tokens packed into fixed blocks, streamed.
 
 A .txt/.md file is read in pieces of ~PIECE_BYTES cut at blank lines, a .jsonl file a row at a time. The
-stream's cursor (epoch, file, byte offset, token offset) is what makes --resume exact (cpt/loop.py saves it).
+stream's cursor (epoch, file, byte offset, token offset) is what makes --resume exact (trainers/cpt/loop.py saves it).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ into the run folder, and runs
         --machine_rank 0 --main_process_ip 10.0.0.1 --main_process_port 29500 \\
         -m rung.trainers.cpt --job RUN/cpt_job.json
 
-on each node (changing only --machine_rank). Every process then runs train_cpt (cpt/loop.py); the Trainer
+on each node (changing only --machine_rank). Every process then runs train_cpt (trainers/cpt/loop.py); the Trainer
 reads the distributed setup accelerate prepared. The config and the job file stay in the run folder so the
 same run can be started again by hand.
 

@@ -1,4 +1,4 @@
-"""The plan schema (advisor/plan.py): structural validation reports every problem at once."""
+"""The plan schema (core/plan.py): structural validation reports every problem at once."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from rung.core.errors import RungError
 from rung.rag.ingest import ingest
 from rung.rag.store import RagIndex, read_manifest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "support_docs"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_docs"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from rung.core.protocol import StepContext
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_sft_then_dpo_engines_raise_margin_and_accuracy(tmp_path, capsys):

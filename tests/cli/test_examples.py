@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("replan", ROOT / "examples" / "replan.py")
 replan = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(replan)

@@ -1,5 +1,5 @@
 """CPT on a CUDA GPU: bf16 autocast, SDPA, gradient checkpointing, MFU reported. Skipped without a GPU
-(CI runs `-m "not gpu"`); run on a device with `pytest tests/test_cpt_gpu.py -m gpu`."""
+(CI runs `-m "not gpu"`); run on a device with `pytest tests/trainers/test_cpt_gpu.py -m gpu`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "domain_corpus" / "corpus"
 
 
 def test_cpt_on_one_gpu_uses_bf16_and_reports_mfu(tmp_path, tiny_model_dir):

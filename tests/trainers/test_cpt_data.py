@@ -10,7 +10,7 @@ import pytest
 from rung.core.errors import RungError
 from rung.core.settings import CPTSettings
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "domain_corpus" / "corpus"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 pexpect = pytest.importorskip("pexpect")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNG = str(Path(sys.executable).with_name("rung"))
 
 

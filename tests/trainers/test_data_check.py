@@ -10,7 +10,7 @@ import pytest
 
 from rung.trainers import data
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "SELECT 1;"}]}
 

@@ -10,7 +10,7 @@ import yaml
 from rung.trainers.cli import resolve_training
 from rung.core.settings import DPOSettings, SFTSettings
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DATA = EXAMPLES / "sql_assistant" / "data" / "train.jsonl"
 
 

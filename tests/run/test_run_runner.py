@@ -2,7 +2,7 @@
 
 Engines here are small local functions passed to run/execute.py's execute (or patched into the registry for
 CLI tests), so these tests check the runner itself in well under a second each; the real engines run in
-tests/test_run_prompting.py, tests/test_run_bigger_model.py and tests/test_examples.py.
+tests/engines/test_run_prompting.py, tests/engines/test_run_bigger_model.py and tests/cli/test_examples.py.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def test_sigkill_during_a_step_then_resume_for_real(tmp_path, rung):
     import sys
     import time
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     (tmp_path / "data").mkdir()
     rows = "".join(json.dumps({"input": f"note {i}", "output": f"Thanks for note {i}!"}) + "\n" for i in range(4))
     (tmp_path / "data" / "examples.jsonl").write_text(rows)
@@ -328,7 +328,7 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
     from rung.trainers.cpt import launch
     from rung.core.errors import RungError
 
-    corpus = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
+    corpus = Path(__file__).resolve().parents[2] / "examples" / "domain_corpus" / "corpus"
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump({
         "version": 1, "name": "cpt-cluster", "route": "continued_pretraining", "base_model": "builtin:tiny",

@@ -12,7 +12,7 @@ from rung.core.errors import RungError
 from rung.trainers.cpt.launch import accelerate_config, choose_strategy, launch_command, write_config
 from rung.core.settings import CPTSettings
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "domain_corpus" / "corpus"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "domain_corpus" / "corpus"
 
 
 def test_launch_command_is_exact_for_two_nodes(tmp_path):

@@ -13,7 +13,7 @@ from rung.core.settings import SFTSettings
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 N_ROWS = 4
 
 

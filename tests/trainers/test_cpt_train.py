@@ -19,7 +19,7 @@ from rung.core.settings import CPTSettings
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "domain_corpus" / "corpus"
 
 # 12 steps × 4 blocks × 64 tokens; evaluate and checkpoint every 6 steps

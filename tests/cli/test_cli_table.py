@@ -1,4 +1,4 @@
-"""The command table in advisor/cli.py and the CLI agree; every command and subcommand has working --help."""
+"""The command table in cli/main.py and the CLI agree; every command and subcommand has working --help."""
 
 from __future__ import annotations
 
