@@ -125,6 +125,8 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     )
     device_mod.place_on_device(model, device)
     device_mod.warn_learning_rate(settings, echo)
+    # what the base really is, measured on the loaded model (bitsandbytes swaps Linear for Linear4bit)
+    base_4bit_linears = sum(1 for module in model.modules() if type(module).__name__ == "Linear4bit")
     conversational = "messages" in train_rows[0] or isinstance(train_rows[0].get("prompt"), list)
     eos_token = settings.eos_token
     if conversational and eos_token is None:
@@ -219,7 +221,7 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
         "assistant_only_loss": assistant_only, "eos_token": eos_token or tokenizer.eos_token,
         "token_stats": {k: v for k, v in stats.items() if k not in ("over_max_length", "prompt_fills_max_length")}
         | {"over_max_length": len(stats["over_max_length"])},
-        "memory": memory,
+        "memory": memory, "base_4bit_linears": base_4bit_linears,
         "timings_s": timings,
     })
     last = summary.get("final_loss")
