@@ -74,7 +74,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("RUNG_CACHE", Path.home() / ".cache" / "rung")).expanduser()
 
 
-def _spec_key(spec: dict[str, Any]) -> str:
+def spec_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -102,7 +102,7 @@ def cached_build(target: Path, build: Callable[[Path], Path | None], prefix: str
 
 def builtin_tiny_path() -> Path:
     """The cached built-in tiny model's folder, built on first use (~4 s on 2 cores)."""
-    return cached_build(cache_root() / f"builtin-tiny-{_spec_key(TINY_SPEC)}", _build_tiny, "tiny")
+    return cached_build(cache_root() / f"builtin-tiny-{spec_key(TINY_SPEC)}", _build_tiny, "tiny")
 
 
 def _tokenizer_corpus() -> list[str]:

@@ -232,7 +232,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         examples_path = ctx.data_path("examples")
         shots = prompting.read_rows(examples_path)[:4] if examples_path else []
         schema = prompting.load_schema(ctx.data_path("schema"))
-        json_goal = prompting._wants_json(ctx.plan, rows_eval, schema)
+        json_goal = prompting.wants_json(ctx.plan, rows_eval, schema)
         system = prompting.build_system_prompt(ctx.plan, shots or rows_eval, schema)
         prompt = prompting.build_prompt(system, shots)
         results: dict[str, dict[str, Any]] = {}

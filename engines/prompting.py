@@ -102,7 +102,7 @@ def load_schema(path: Path | None) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- prompts ---------------------------------
 
-def _wants_json(plan: dict[str, Any], rows: list[dict[str, str]], schema: Any) -> bool:
+def wants_json(plan: dict[str, Any], rows: list[dict[str, str]], schema: Any) -> bool:
     if schema is not None or str(plan.get("goal", "")).lower() in ("schema", "json", "structured_output"):
         return True
     return bool(rows) and all(_parse_json(r["output"]) is not None for r in rows)
@@ -124,7 +124,7 @@ def build_system_prompt(plan: dict[str, Any], rows: list[dict[str, str]], schema
     if schema is not None:
         lines.append("Reply with one JSON value only, no prose and no code fences, valid against this JSON Schema:")
         lines.append(json.dumps(schema, ensure_ascii=False))
-    elif _wants_json(plan, rows, schema):
+    elif wants_json(plan, rows, schema):
         lines.append("Reply with one JSON value only, no prose and no code fences.")
     return "\n".join(lines)
 
@@ -286,7 +286,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     schema = load_schema(ctx.data_path("schema"))
     eval_path = ctx.data_path("eval")
     eval_rows = read_rows(eval_path, "eval examples")[: settings.max_eval_examples] if eval_path else []
-    json_goal = _wants_json(ctx.plan, examples, schema)
+    json_goal = wants_json(ctx.plan, examples, schema)
 
     shots = examples[: max(0, settings.num_examples)]
     system = settings.system_prompt or build_system_prompt(ctx.plan, examples, schema)

@@ -77,8 +77,8 @@ def check(file: Path, kind: str | None, base_model: str, max_length: int, packin
         else:
             click.echo("Duplicates: none")
         if eval_report is not None:
-            train_keys = {data_mod._fingerprint(e) for e in report.examples}
-            leaked = [r.line for r in eval_report.rows if data_mod._fingerprint(r.example) in train_keys]
+            train_keys = {data_mod.example_fingerprint(e) for e in report.examples}
+            leaked = [r.line for r in eval_report.rows if data_mod.example_fingerprint(r.example) in train_keys]
             click.echo(f"Split: {len(report.rows)} train / {len(eval_report.rows)} eval rows from {eval_file}"
                        + (f"; {len(leaked)} eval rows also appear in train (lines {leaked[:10]})" if leaked else ""))
         elif report.kind != "text":

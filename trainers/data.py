@@ -273,7 +273,7 @@ def guess_kind(objects: list[tuple[int, Any]]) -> str:
     return "sft"
 
 
-def _fingerprint(example: dict) -> str:
+def example_fingerprint(example: dict) -> str:
     return hashlib.sha256(json.dumps(example, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -302,7 +302,7 @@ def check_file(path: str | Path, kind: str | None = None) -> DataReport:
             continue
         report.rows.append(Row(line, example, shape))
         report.shapes[shape] = report.shapes.get(shape, 0) + 1
-        key = _fingerprint(example)
+        key = example_fingerprint(example)
         if key in seen:
             report.duplicates.append((line, seen[key]))
         else:

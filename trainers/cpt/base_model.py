@@ -27,9 +27,9 @@ def pretrained_tiny_path() -> Path:
     trains on exclude trainers.forgetting's general-text slice, so that slice stays held out.
     """
     from rung.trainers import forgetting
-    from rung.core.models import TINY_SPEC, _spec_key, builtin_tiny_path, cache_root, cached_build
+    from rung.core.models import TINY_SPEC, spec_key, builtin_tiny_path, cache_root, cached_build
 
-    key = _spec_key({"tiny": TINY_SPEC, "base": TINY_BASE_SPEC, "topics": forgetting.pretraining_topic_names()})
+    key = spec_key({"tiny": TINY_SPEC, "base": TINY_BASE_SPEC, "topics": forgetting.pretraining_topic_names()})
 
     def build(staging: Path) -> Path:
         corpus = staging / "corpus"
