@@ -8,108 +8,10 @@ from __future__ import annotations
 
 import click
 
+from rung.advisor.render import hours, money, recommendation_title, render_advice, wrap
 from rung.core.errors import RungError
 
 METHOD_CHOICES = ("full", "lora", "qlora", "dpo", "cpt")
-
-
-def _wrap(text: str, indent: int, width: int = 100, first: str | None = None) -> str:
-    """Greedy word wrap (textwrap costs start-up time `rung advise` does not have)."""
-    lines, line = [], first if first is not None else " " * indent
-    empty = len(line)
-    for word in text.split():
-        if len(line) > empty and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = " " * indent + word
-        else:
-            line += ("" if len(line) == empty else " ") + word
-    lines.append(line)
-    return "\n".join(lines)
-
-
-def _hours(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value < 1:
-        return f"{value * 60:.0f} min" if value * 60 >= 1 else f"{value * 3600:.0f} s"
-    if value < 1000:
-        return f"{value:,.1f} h"
-    return f"{value:,.0f} h"
-
-
-def _money(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"${value:,.2f}" if value < 100 else f"${value:,.0f}"
-
-
-def recommendation_title(result: dict) -> str:
-    extra = [f"method {result['method']}" if result.get("method") else "",
-             f"adapter {result['adapter']}" if result.get("adapter") else ""]
-    extra = ", ".join(e for e in extra if e)
-    return result["route"] + (f" ({extra})" if extra else "")
-
-
-def estimate_lines(estimate: dict) -> list[str]:
-    """The estimate table as text lines (advise, ask, PLAN.md share it)."""
-    from rung.advisor.estimator import human_count
-
-    if estimate.get("gpu") is None:
-        return [f"  {estimate.get('note', 'no training')}"]
-    rows = [
-        ("training tokens", human_count(estimate["training_tokens"])),
-        ("compute", f"{estimate['flops']:.2e} FLOPs"),
-        ("GPU-hours", f"{estimate['gpu_hours']:,.2f} at {estimate['mfu']:.0%} MFU"
-                      f" ({_hours(estimate['wall_hours'])} on {estimate['gpus']} GPU{'s' if estimate['gpus'] > 1 else ''})"),
-        ("cost", f"{_money(estimate['cost_usd'])} at ${estimate['usd_per_gpu_hour']:.2f}/GPU-hour"),
-        ("memory per GPU", f"{estimate['memory_gb']:.1f} GB of {estimate['gpu_memory_gb']:g} GB: "
-                           f"{'fits' if estimate['fits'] else 'does NOT fit'} (micro-batch {estimate['micro_batch']}"
-                           f"{', gradient checkpointing' if estimate['gradient_checkpointing'] else ''})"),
-    ]
-    lines = [f"  {name:<16} {value}" for name, value in rows]
-    breakdown = estimate.get("memory_breakdown") or {}
-    lines.append("  " + " " * 17 + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items() if v))
-    for suggestion in estimate.get("suggestions") or []:
-        lines.append(f"  {'would fit with':<16} {suggestion}")
-    return lines
-
-
-def render_advice(result: dict, answers_path: str | None = None) -> str:
-    """Human-readable recommendation: route, why, warnings, flip when, estimate."""
-    est = result["estimate"]
-    model = result.get("model") or {}
-    lines = [f"Recommendation: {recommendation_title(result)}", ""]
-    stepped = result.get("stepped_down_from")
-    if stepped:
-        lines += [f"  (stepped down from {stepped['route']}: estimated {_money(stepped['cost_usd'])} "
-                  f"> budget {_money(stepped['budget_usd'])})", ""]
-    lines.append("Why:")
-    for rule in result["rules"]:
-        lines.append(f"  - {rule['id']}:")
-        lines.append(_wrap(rule["because"], 6))
-    if result["warnings"]:
-        lines += ["", "Warnings:"]
-        lines += [_wrap(w, 4, first="  ! ") for w in result["warnings"]]
-    if result["flip_when"]:
-        lines += ["", "Flip when:"]
-        lines += [_wrap(f, 4, first="  - ") for f in result["flip_when"]]
-    if est.get("gpu") is None:
-        lines += ["", "Estimate:"] + estimate_lines(est)
-        if answers_path:
-            lines += ["", f"Next: rung plan --answers {answers_path} --out plan/"]
-        return "\n".join(lines)
-    size = f"{model.get('params_b', 0):g}B" if model.get("params_b", 0) >= 0.01 else f"{model.get('params_b', 0) * 1000:.1f}M"
-    source = {"config.json": "read from config.json", "name": "from the model's name", "given": "as given",
-              "default": "default size"}.get(model.get("source"), "")
-    if model.get("like") and "/" in model["like"]:
-        source = f"{model['like']} in rung's model catalog"
-    head = f"Estimate ({size} parameters, {source}"
-    head += f"; shape like {model['like']}" if model.get("like") and "/" not in model["like"] else ""
-    head += f"; priced as {est.get('priced_as')})" if est.get("priced_as") else ")"
-    lines += ["", head + ":"] + estimate_lines(est)
-    if answers_path:
-        lines += ["", f"Next: rung plan --answers {answers_path} --out plan/"]
-    return "\n".join(lines)
 
 
 @click.command()
@@ -159,7 +61,7 @@ def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[st
     plan_path, md_path, plan_data = write_plan(answers, out_dir, base_model=base_model, data=list(data))
     click.echo(f"Recommendation: {recommendation_title(plan_data)}")
     for warning in plan_data.get("warnings") or []:
-        click.echo(_wrap("! " + warning, 2))
+        click.echo(wrap("! " + warning, 2))
     click.echo(f"Wrote {plan_path}")
     click.echo(f"Wrote {md_path}")
     click.echo(f"Next: read {md_path}, then: rung run {plan_path}")
@@ -227,8 +129,8 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
         ("FLOPs/token", f"{result['flops_per_token']:.3g}"),
         ("compute", f"{result['flops']:.3e} FLOPs"),
         ("GPU-hours", f"{result['gpu_hours']:,.1f} on {result['gpu']} at {result['mfu']:.0%} MFU"),
-        ("wall-clock", f"{_hours(result['wall_hours'])} on {gpus} GPU{'s' if gpus > 1 else ''}"),
-        ("cost", f"{_money(result['cost_usd'])} at ${result['usd_per_gpu_hour']:.2f}/GPU-hour"),
+        ("wall-clock", f"{hours(result['wall_hours'])} on {gpus} GPU{'s' if gpus > 1 else ''}"),
+        ("cost", f"{money(result['cost_usd'])} at ${result['usd_per_gpu_hour']:.2f}/GPU-hour"),
         ("memory/GPU", f"{result['memory_gb']:.1f} GB of {result['gpu_memory_gb']:g} GB: "
                        f"{'fits' if result['fits'] else 'does NOT fit'} (seq {seq_len}, micro-batch {micro_batch}"
                        f"{', checkpointing' if gradient_checkpointing else ''})"),
@@ -243,23 +145,30 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the rules as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the thresholds and the rules as JSON.")
 def rules(as_json: bool) -> None:
-    """List every rule: id, condition, recommendation and reason, in the order they are tried."""
-    from rung.advisor.rules import STAGES, describe_recommend, describe_when, load_rules
+    """List the thresholds and every rule: id, condition, recommendation and reason, in the order they are tried."""
+    from rung.advisor.rulebook import RULES_ENV, RULES_FILE, STAGES, load_rulebook
+    from rung.advisor.rules import describe_recommend, describe_when, fill_thresholds
 
-    loaded = load_rules()
+    book = load_rulebook()
     if as_json:
         import json
 
-        click.echo(json.dumps(loaded, indent=2))
+        click.echo(json.dumps({"thresholds": book.thresholds, "rules": book.rules}, indent=2))
         return
+    if book.path != str(RULES_FILE):
+        click.echo(f"Rules from {book.path} ({RULES_ENV}).")
     click.echo("Stages run in order: route, adapter and budget take the first matching rule; note takes every match.")
     click.echo("{braces} are filled in from your answers (rung advise shows the filled-in reasons).")
+    click.echo("\n== thresholds ==  (a `when` test names one as $name, a reason as {name})")
+    width = max(len(name) for name in book.thresholds)
+    for name, value in book.thresholds.items():
+        click.echo(f"${name:<{width}}  {value:,}" + (f" ({book.show(name)})" if book.show(name) != f"{value:,}" else ""))
     for stage in STAGES:
         click.echo(f"\n== {stage} ==")
-        for rule in (r for r in loaded if r["stage"] == stage):
+        for rule in (r for r in book.rules if r["stage"] == stage):
             click.echo(f"{rule['id']}")
-            click.echo(f"  when:      {describe_when(rule['when'])}")
+            click.echo(f"  when:      {describe_when(rule['when'], book.thresholds)}")
             click.echo(f"  recommend: {describe_recommend(rule.get('recommend') or {})}")
-            click.echo(_wrap(rule["because"], 13, first="  because:   "))
+            click.echo(wrap(fill_thresholds(rule["because"], book.thresholds), 13, first="  because:   "))

@@ -1,6 +1,10 @@
 """`rung ask`: the questionnaire. One question at a time, choices with one-line help, defaults shown, bad input
 re-asked with the reason. Works in a terminal and with piped stdin (when the input ends early, the remaining
 questions take their defaults). Ends with the recommendation and saves the answers file.
+
+Each question's `when` sees the answers so far: the earlier questions' answers, or their defaults where they were
+skipped; later questions are not known yet. GPUs, budget and the base model are asked only when the route rules
+can still pick a training route for those answers (rules.could_pick), so the rule book's thresholds decide it.
 """
 
 from __future__ import annotations
@@ -16,19 +20,22 @@ from rung.core.errors import RungError
 BEHAVIOUR_GOALS = ("style", "schema", "domain_task")
 
 
-def _may_train(a: dict[str, Any]) -> bool:
-    """Could the answer end on a training route? Only then do GPUs, budget and the base model matter."""
-    if a["goal"] in ("facts", "new_capability") or a.get("prompting_result") == "fails":
-        return False
-    if a["goal"] in BEHAVIOUR_GOALS and a.get("prompting_result") in ("untried", "good_enough"):
-        return False
-    return True
+def may_train(a: dict[str, Any]) -> bool:
+    """Could the answers so far end on a training route? Only then do GPUs, budget and the base model matter.
+
+    Asked of the route rules themselves, with the rule book's thresholds: facts not in `a` are not known yet.
+    """
+    from rung.advisor.rulebook import load_rulebook
+    from rung.advisor.rules import answer_facts, could_pick
+    from rung.core.vocab import TRAINING_ROUTES
+
+    return could_pick(load_rulebook(), answer_facts(a), TRAINING_ROUTES)
 
 
 def _size_unknown(a: dict[str, Any]) -> bool:
     from rung.advisor.estimator import model_shape
 
-    if not _may_train(a):
+    if not may_train(a):
         return False
     return model_shape(a.get("base_model")).source == "default"
 
@@ -50,12 +57,12 @@ QUESTIONS: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = [
      or (a["goal"] in BEHAVIOUR_GOALS and a.get("prompting_result") == "inconsistent")),
     ("prompt_tokens", "How long is the prompt you send today, in tokens?", lambda a: a["goal"] == "shorten_prompt"),
     ("requests_per_day", "How many requests a day send it?", lambda a: a["goal"] == "shorten_prompt"),
-    ("gpu_memory_gb", "How much memory does each of your GPUs have, in GB? (0 = no GPU)", _may_train),
-    ("gpu_count", "How many GPUs can you use?", lambda a: _may_train(a) and a.get("gpu_memory_gb", 0) > 0),
-    ("budget_usd", "Budget cap in dollars for the recommended route? (empty = no cap)", _may_train),
-    ("base_model", "Base model to adapt (hub id or local path; empty = decide later)?", _may_train),
+    ("gpu_memory_gb", "How much memory does each of your GPUs have, in GB? (0 = no GPU)", may_train),
+    ("gpu_count", "How many GPUs can you use?", lambda a: may_train(a) and a.get("gpu_memory_gb", 0) > 0),
+    ("budget_usd", "Budget cap in dollars for the recommended route? (empty = no cap)", may_train),
+    ("base_model", "Base model to adapt (hub id or local path; empty = decide later)?", may_train),
     ("base_model_params_b", "Its size in billions of parameters?", _size_unknown),
-    ("keep_general_skills", "Should the model keep its general skills (worried about forgetting)?", _may_train),
+    ("keep_general_skills", "Should the model keep its general skills (worried about forgetting)?", may_train),
 ]
 CHOICES = {"goal": GOALS, "prompting_result": PROMPTING_RESULTS, "knowledge_changes": KNOWLEDGE_CHANGES}
 DEFAULT_SHOWN = {"base_model_params_b": "7", "gpu_count": "1", "budget_usd": "none", "base_model": "none"}
@@ -127,30 +134,27 @@ def _ask(key: str, question: str, counter: str) -> Any:
 
 def run_questionnaire(out: str) -> dict[str, Any]:
     """Ask, advise, save. Returns the answers saved."""
-    from rung.advisor.commands import render_advice
+    from rung.advisor.render import render_advice
     from rung.core.fileio import atomic_write_yaml
     from rung.advisor.rules import advise
 
     click.echo("rung ask: a few questions to pick the rung of the LLM ladder that solves your problem.")
     click.echo("Press Enter to take the [default]. Ctrl-C stops without saving.")
     collected: dict[str, Any] = {}
+    so_far: dict[str, Any] = {}  # every earlier question's answer, or its default when it was skipped
     input_ended = False
     for index, (key, question, when) in enumerate(QUESTIONS):
-        view = {k: v for k, v in ((k, SCHEMA[k][2]) for k in SCHEMA) if v is not None}
-        view.update(collected)
-        if index and not when(view):
-            continue
-        if input_ended:
-            continue
-        try:
-            collected[key] = _ask(key, question, str(len(collected) + 1))
-        except click.Abort:
-            if sys.stdin.isatty():
-                raise
-            if key == "goal":
-                raise RungError("the input ended before the goal was given; nothing saved") from None
-            input_ended = True
-            click.echo("\n(input ended: the remaining questions take their defaults)")
+        if (not index or when(so_far)) and not input_ended:
+            try:
+                collected[key] = _ask(key, question, str(len(collected) + 1))
+            except click.Abort:
+                if sys.stdin.isatty():
+                    raise
+                if key == "goal":
+                    raise RungError("the input ended before the goal was given; nothing saved") from None
+                input_ended = True
+                click.echo("\n(input ended: the remaining questions take their defaults)")
+        so_far[key] = collected.get(key, SCHEMA[key][2])
     answers, problems = validate_answers(dict(collected), where="your answers")
     if problems:  # cannot happen: every value went through the same checks
         raise RungError(problems)

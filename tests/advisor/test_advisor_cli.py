@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from rung import __version__
-from rung.advisor.rules import load_rules
+from rung.advisor.rulebook import load_rulebook, load_rules
 
 ADVISOR_COMMANDS = ("ask", "advise", "plan", "estimate", "rules")
 HEAVY = ("torch", "transformers", "faiss", "langchain", "langchain_core", "trl", "peft", "datasets",
@@ -61,9 +61,13 @@ def test_rules_lists_every_rule(rung):
     for rule in load_rules():
         assert f"\n{rule['id']}\n" in result.stdout
     assert result.stdout.count("  when:") == result.stdout.count("  because:") == len(load_rules())
-    assert "goal = domain_language and domain_corpus_tokens >= 50,000,000" in result.stdout
+    assert "goal = domain_language and domain_corpus_tokens >= 50,000,000 ($min_cpt_tokens)" in result.stdout
+    book = load_rulebook()
+    for name in book.thresholds:
+        assert f"\n${name} " in result.stdout
     data = json.loads(rung("rules", "--json").stdout)
-    assert [r["id"] for r in data] == [r["id"] for r in load_rules()]
+    assert data["thresholds"] == book.thresholds
+    assert [r["id"] for r in data["rules"]] == [r["id"] for r in load_rules()]
 
 
 def test_advisor_never_imports_heavy_libraries(tmp_path):

@@ -10,7 +10,8 @@ import yaml
 from rung.advisor.answers import GOALS, PROMPTING_RESULTS, validate_answers
 from rung.core.errors import RungError
 from rung.core.plan import ROUTES
-from rung.advisor.rules import RULES_FILE, advise, describe_when, load_rules, validate_rules
+from rung.advisor.rulebook import RULES_FILE, load_rulebook, load_rules, validate_rulebook, validate_rules
+from rung.advisor.rules import advise, describe_when
 from advisor_cases import CASES, ISSUE_EXAMPLES
 
 
@@ -107,9 +108,9 @@ def test_result_has_the_json_contract_keys():
 
 
 def test_shipped_rules_validate_and_are_ordered():
-    rules = load_rules()
-    assert not validate_rules(rules)
-    stages = [r["stage"] for r in rules]
+    book = load_rulebook(RULES_FILE)
+    assert not validate_rulebook({"thresholds": book.thresholds, "rules": book.rules})
+    stages = [r["stage"] for r in book.rules]
     assert stages == sorted(stages, key=["route", "adapter", "budget", "note"].index)
 
 
@@ -122,15 +123,17 @@ def test_validation_reports_every_problem(tmp_path):
          "because": "uses {nope} and {labeled_examples.__class__}"},
         {"id": "d", "stage": "note", "when": {"has_gpu": "yes"}, "because": "ok", "extra": 1},
     ]
-    problems = validate_rules(broken, where="r.yaml")
+    problems = validate_rules(broken, {"min_labeled_examples": 100}, where="r.yaml")
     text = "\n".join(problems)
     for expected in ['"factz" is not a value of goal', 'did you mean "facts"', 'duplicate id "a"',
                      'unknown fact "gaol"', '"ragg" is not one of', 'stage "sometimes"', 'unknown operator "between"',
-                     "because: expected a sentence", "gte compares numbers", "unknown fact {nope}",
-                     "only plain {fact} names", "has_gpu is true/false", 'unknown key "extra"']:
+                     "because: expected a sentence", "gte compares numbers", "unknown fact or threshold {nope}",
+                     "only plain {fact} or {threshold} names", "has_gpu is true/false", 'unknown key "extra"']:
         assert expected in text, expected
     path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(broken))
+    thresholds = {"min_labeled_examples": 100, "min_preference_pairs": 200, "min_cpt_tokens": 50_000_000,
+                  "min_prompt_tokens_per_day": 10_000_000}
+    path.write_text(yaml.safe_dump({"thresholds": thresholds, "rules": broken}))
     with pytest.raises(RungError) as error:
         load_rules(path)
     assert len(error.value.message.splitlines()) == len(problems) >= 12
@@ -138,7 +141,7 @@ def test_validation_reports_every_problem(tmp_path):
 
 def test_malformed_rules_file_names_line(tmp_path):
     path = tmp_path / "rules.yaml"
-    path.write_text("- id: a\n  when: {goal: [facts\n")
+    path.write_text("rules:\n- id: a\n  when: {goal: [facts\n")
     with pytest.raises(RungError, match=r"rules.yaml:\d+:\d+: malformed YAML"):
         load_rules(path)
 
@@ -146,4 +149,6 @@ def test_malformed_rules_file_names_line(tmp_path):
 def test_describe_when_reads_like_a_condition():
     assert describe_when({"goal": "facts", "domain_corpus_tokens": {"gte": 50_000_000}}) == \
         "goal = facts and domain_corpus_tokens >= 50,000,000"
+    assert describe_when({"labeled_examples": {"lt": "$min_labeled_examples"}}, {"min_labeled_examples": 100}) == \
+        "labeled_examples < 100 ($min_labeled_examples)"
     assert RULES_FILE.exists()

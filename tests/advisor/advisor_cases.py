@@ -1,7 +1,7 @@
 """The advisor's case table: answers -> expected route, method, adapter and a rule that must fire.
 
-Shared by tests/test_advisor_rules.py (one test per rule id, every rule covered, every route reachable) and
-tests/test_advisor_planner.py (every case's plan loads through advisor.plan.load_plan).
+Shared by tests/advisor/test_advisor_rules.py (one test per rule id, every rule covered, every route reachable) and
+tests/advisor/test_advisor_planner.py (every case's plan loads through core.plan.load_plan).
 """
 
 GPU80 = {"gpu_memory_gb": 80, "gpu_count": 1}
