@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from rung.core.errors import RungError, did_you_mean
+from rung.core.vocab import ADAPTERS
 
 BYTES_PER_GB = 1e9
 DEFAULT_MFU = 0.40
@@ -55,12 +56,11 @@ OVERHEAD_GB = 1.5
 ACTIVATION_BYTES_PER_SBH = 34   # Korthikanti et al. 2022, per layer, 16-bit, no attention-score term
 CHECKPOINT_BYTES_PER_SBH = 2    # one 16-bit layer input per layer is kept
 QLORA_BYTES_PER_PARAM = (4 + 0.127) / 8  # NF4 + double-quantized constants (QLoRA paper)
-LORA_R = 16                     # trainers.settings default
+LORA_R = 16                     # core/settings.py lora_r default (a test checks they agree)
 # LoRA on every linear layer ("all-linear"): r x (in + out) per matrix. Attention q,k,v,o ~ 4 x 2h; a gated MLP
 # with intermediate ~2.7h has three matrices ~ 3 x 3.7h. ~18 h r per layer (Llama-2-7B, r=16: 40M; this: 38M).
 LORA_PARAMS_PER_HR_LAYER = 18
-METHODS = ("full", "lora", "qlora", "dpo", "cpt")
-ADAPTERS = ("lora", "qlora", "full")
+METHODS = ("full", "lora", "qlora", "dpo", "cpt")  # what the estimator sizes: an adapter, or a training stage
 
 
 class ModelShape(NamedTuple):

@@ -138,3 +138,11 @@ def test_estimate_command_text_and_errors(rung):
     assert bad.exit_code == 2 and 'unknown GPU "a1000"' in bad.stderr
     bad = rung("estimate", "--params-b", "7", "--tokens", "lots", "--gpu", "h100")
     assert bad.exit_code == 2 and "is not a number" in bad.stderr
+
+
+def test_the_estimators_lora_rank_is_the_settings_default():
+    """The memory figures assume the rank rung trains with; change one, the other must follow."""
+    from rung.advisor.estimate_math import LORA_R
+    from rung.core.settings import SFTSettings
+
+    assert LORA_R == SFTSettings().lora_r
