@@ -58,7 +58,7 @@ def estimate_lines(estimate: dict) -> list[str]:
         ("cost", f"{money(estimate['cost_usd'])} at ${estimate['usd_per_gpu_hour']:.2f}/GPU-hour"),
         ("memory per GPU", f"{estimate['memory_gb']:.1f} GB of {estimate['gpu_memory_gb']:g} GB: "
                            f"{'fits' if estimate['fits'] else 'does NOT fit'} (micro-batch {estimate['micro_batch']}"
-                           f"{', gradient checkpointing' if estimate['gradient_checkpointing'] else ''})"),
+                           f"{', gradient checkpointing' if estimate['gradient_checkpointing'] else ', no gradient checkpointing'})"),
     ]
     lines = [f"  {name:<16} {value}" for name, value in rows]
     breakdown = estimate.get("memory_breakdown") or {}

@@ -94,3 +94,14 @@ def test_advisor_never_imports_heavy_libraries(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout and "AT_IMPORT []" in proc.stdout
+
+
+def test_memory_figures_in_the_reason_and_the_estimate_each_say_their_setup(rung, tmp_path):
+    """A 7B LoRA on 24 GB: the adapter reason (leanest setup) and the estimate (fastest setup that fits) give
+    different figures, so each must name the setup it was computed for."""
+    answers = tmp_path / "a.yaml"
+    answers.write_text("goal: schema\nprompting_result: inconsistent\nlabeled_examples: 2000\ngpu_memory_gb: 24\n"
+                       "gpu_count: 1\nbase_model: Qwen/Qwen2.5-7B-Instruct\n")
+    output = " ".join(rung("advise", "--answers", answers).output.split())
+    assert "GB per GPU at micro-batch 1 with gradient checkpointing)" in output
+    assert "fits (micro-batch 1, no gradient checkpointing)" in output
