@@ -67,10 +67,14 @@ def main(argv: list[str] | None = None) -> None:
             raise
         error.show()
         sys.exit(error.exit_code)
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as error:
+    except OSError as error:  # any file-system failure a command did not turn into a RungError itself
         if debug:
             raise
-        click.echo(f"Error: {error}", err=True)
+        from rung.core.fileio import ERRNO_TEXT
+
+        reason = ERRNO_TEXT.get(error.errno or 0) or error.strerror or type(error).__name__
+        where = f"{error.filename}: " if error.filename else ""
+        click.echo(f"Error: {where}{reason}", err=True)
         sys.exit(2)
 
 

@@ -1,8 +1,11 @@
-"""Small, shared file helpers: YAML with line/column errors, and atomic writes (temp file + rename)."""
+"""Small, shared file helpers: bounded reading (regular files only, size limits, YAML with line/column errors and
+an alias budget), one-line OSError messages, and atomic writes (temp file + rename)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -11,34 +14,127 @@ import yaml
 from rung.core.errors import RungError
 
 
-def read_text(path: str | os.PathLike, *, what: str = "file") -> str:
-    """A UTF-8 text file's contents; missing, a folder, unreadable or not UTF-8 becomes one RungError line."""
+# Inputs are read whole: a limit keeps a wrong path (a log, a dataset dump, /dev/zero) from filling memory.
+MAX_TEXT_BYTES = 512 * 1024 * 1024
+MAX_YAML_BYTES = 16 * 1024 * 1024
+# A YAML file whose aliases expand past this many values is refused (a "billion laughs" bomb): its objects
+# share references, so loading is cheap, but anything that walks or prints them would never finish.
+MAX_YAML_VALUES = 1_000_000
+ERRNO_TEXT = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+              errno.ELOOP: "too many symbolic links (a loop?)", errno.ENOTDIR: "a part of the path is not a folder",
+              errno.EEXIST: "already exists", errno.EISDIR: "is a folder", errno.EACCES: "permission denied",
+              errno.ENOENT: "no such file or folder", errno.EPERM: "operation not permitted",
+              errno.ENAMETOOLONG: "name too long", errno.EDQUOT: "disk quota exceeded"}
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """repr() for a message, cut to `limit` characters: a huge or deeply shared value never floods a line."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = limit
+    shortener.maxlist = shortener.maxdict = shortener.maxtuple = shortener.maxset = 6
+    shortener.maxlevel = 3
+    text = shortener.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def os_error_text(error: OSError, operation: str, path: str | os.PathLike | None = None) -> str:
+    """One line for an OSError: the operation, the path and what went wrong in words."""
+    where = path if path is not None else (error.filename or "")
+    reason = ERRNO_TEXT.get(error.errno or 0) or error.strerror or type(error).__name__
+    return f"cannot {operation} {where}: {reason}".replace("  ", " ")
+
+
+def file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular_file(path: str | os.PathLike, *, what: str = "file", max_bytes: int | None = None) -> Path:
+    """The path, if it names a regular file (after symlinks) no larger than max_bytes; else one RungError line.
+
+    Checked before anything opens it: a FIFO would block the read forever and a device never ends."""
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         raise RungError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise RungError(f"{path}: is a folder, expected a {what}") from None
-    except PermissionError as error:
-        raise RungError(f"{path}: cannot read {what}: {error.strerror}") from None
+    except OSError as error:
+        raise RungError(f"{path}: {what}: " + os_error_text(error, "read", path).split(": ", 1)[-1]) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise RungError(f"{path}: {what} is {file_kind(info.st_mode)}, not a regular file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise RungError(f"{path}: {what} is {info.st_size / 1e6:,.1f} MB, over rung's limit of "
+                        f"{max_bytes / 1e6:,.0f} MB for it")
+    return path
+
+
+def read_bytes(path: str | os.PathLike, *, what: str = "file", max_bytes: int = MAX_TEXT_BYTES) -> bytes:
+    """A regular file's bytes, at most max_bytes (checked before and while reading)."""
+    path = check_regular_file(path, what=what, max_bytes=max_bytes)
+    try:
+        # O_NONBLOCK: should the path be swapped for a FIFO after the check, open() still returns at once
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as error:
+        raise RungError(f"{path}: " + os_error_text(error, f"read {what}", "").rstrip(": ")) from None
+    if len(data) > max_bytes:
+        raise RungError(f"{path}: {what} is over rung's limit of {max_bytes / 1e6:,.0f} MB for it")
+    return data
+
+
+def read_text(path: str | os.PathLike, *, what: str = "file", max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A UTF-8 text file's contents; missing, a folder, a FIFO or device, too large, unreadable or not UTF-8
+    becomes one RungError line naming the path."""
+    path = Path(path)
+    data = read_bytes(path, what=what, max_bytes=max_bytes)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RungError(f"{path}: {what} is not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
-def read_yaml(path: str | os.PathLike, *, what: str = "file") -> Any:
-    """Parse a YAML file; a missing file or malformed YAML becomes a RungError naming file, line and column."""
+def count_values(value: Any, budget: int) -> int:
+    """How many values a loaded YAML document holds, shared (aliased) ones counted each time they are
+    reached; stops counting past `budget`."""
+    seen, stack = 0, [value]
+    while stack and seen <= budget:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return seen
+
+
+def read_yaml(path: str | os.PathLike, *, what: str = "file", max_bytes: int = MAX_YAML_BYTES) -> Any:
+    """Parse a YAML file (safe loader); malformed YAML names file, line and column; a file that is too large
+    or whose aliases expand past MAX_YAML_VALUES values is refused."""
     path = Path(path)
-    text = read_text(path, what=what)
+    text = read_text(path, what=what, max_bytes=max_bytes)
     try:
         # libyaml's safe loader when PyYAML has it: several times faster, and `rung advise` reads YAML at start-up
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise RungError(f"{where}: malformed YAML: {error.problem}") from None
     except yaml.YAMLError as error:
-        raise RungError(f"{path}: malformed YAML: {error}") from None
+        raise RungError(f"{path}: malformed YAML: {short(str(error), 200)}") from None
+    except RecursionError:
+        raise RungError(f"{path}: YAML nested too deeply") from None
+    if "*" in text and count_values(data, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+        raise RungError(f"{path}: YAML aliases expand to more than {MAX_YAML_VALUES:,} values; refusing it "
+                        "(an alias bomb?)")
+    return data
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
