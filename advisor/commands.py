@@ -27,17 +27,26 @@ def ask(out: str) -> None:
 @click.command()
 @click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False),
               help="The answers file (from `rung ask`, or written by hand).")
+@click.option("--evidence", "evidence_path", default=None, type=click.Path(dir_okay=False),
+              help="Scores measured on your model and held-out rows (evidence.yaml, what `rung probe` writes); "
+                   "they decide prompting_result instead of the answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def advise(answers_path: str, as_json: bool) -> None:
+def advise(answers_path: str, evidence_path: str | None, as_json: bool) -> None:
     """Recommend a rung of the ladder for an answers file, with the reasons and an estimate."""
     from rung.advisor.answers import load_answers
     from rung.advisor.rules import advise as run_rules
 
-    result = run_rules(load_answers(answers_path))
+    answers = load_answers(answers_path)
+    evidence = None
+    if evidence_path:
+        from rung.advisor.evidence import load_evidence
+
+        evidence = load_evidence(evidence_path)
+    result = run_rules(answers, evidence=evidence)
     if as_json:
         import json
 
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result, indent=2, allow_nan=False))
     else:
         click.echo(render_advice(result, answers_path))
 
@@ -52,13 +61,23 @@ def advise(answers_path: str, as_json: bool) -> None:
 @click.option("--data", "data", multiple=True, metavar="[ROLE=]PATH",
               help="A data file or folder, optionally with its role (train, eval, preferences, corpus, documents, "
                    "queries, examples, schema). A bare PATH gets the route's main role. Repeatable.")
-def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[str, ...]) -> None:
+@click.option("--evidence", "evidence_path", default=None, type=click.Path(dir_okay=False),
+              help="Scores measured on your model and held-out rows (evidence.yaml); they decide prompting_result "
+                   "instead of the answer, and the plan records them.")
+def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[str, ...],
+         evidence_path: str | None) -> None:
     """Write the project plan: DIR/plan.yaml (what `rung run` executes) and DIR/PLAN.md (what people read)."""
     from rung.advisor.answers import load_answers
     from rung.advisor.planner import write_plan
 
     answers = load_answers(answers_path)
-    plan_path, md_path, plan_data = write_plan(answers, out_dir, base_model=base_model, data=list(data))
+    evidence = None
+    if evidence_path:
+        from rung.advisor.evidence import load_evidence
+
+        evidence = load_evidence(evidence_path)
+    plan_path, md_path, plan_data = write_plan(answers, out_dir, base_model=base_model, data=list(data),
+                                               evidence=evidence)
     click.echo(f"Recommendation: {recommendation_title(plan_data)}")
     for warning in plan_data.get("warnings") or []:
         click.echo(wrap("! " + warning, 2))
@@ -159,7 +178,8 @@ def rules(as_json: bool) -> None:
         return
     if book.path != str(RULES_FILE):
         click.echo(f"Rules from {book.path} ({RULES_ENV}).")
-    click.echo("Stages run in order: route, adapter and budget take the first matching rule; note takes every match.")
+    click.echo("Stages run in order: evidence, route, adapter and budget take the first matching rule; note takes every "
+               "match.")
     click.echo("{braces} are filled in from your answers (rung advise shows the filled-in reasons).")
     click.echo("\n== thresholds ==  (a `when` test names one as $name, a reason as {name})")
     width = max(len(name) for name in book.thresholds)

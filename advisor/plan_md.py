@@ -196,6 +196,18 @@ def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[s
     if answers.get("budget_usd") is not None:
         facts.append(f"budget ${answers['budget_usd']:,.0f}")
     md += ["", "What you told rung: " + "; ".join(facts) + ".", ""]
+    evidence = plan.get("evidence")
+    if evidence:
+        scores = ", ".join(f"{name} {entry['score']:.2f}" + (f" [{entry['ci'][0]:.2f}, {entry['ci'][1]:.2f}]"
+                                                             if entry.get("ci") else "")
+                           for name, entry in evidence["scores"].items())
+        md += [f"What rung measured ({evidence['metric']} on {evidence['n']} held-out rows, target "
+               f"{evidence['target']:.2f}): {scores}"
+               + (f"; so prompting is **{evidence['prompting_result'].replace('_', ' ')}**" if evidence["prompting_result"] else "")
+               + (f", not {evidence['replaced_answer'].replace('_', ' ')} as answered" if evidence["replaced_answer"] else "")
+               + ".", ""]
+        if evidence["prompting_result"]:
+            answers = {**answers, "prompting_result": evidence["prompting_result"]}  # the rungs below follow it
     md += ["## Recommendation", "", f"**{title}** on base model `{plan['base_model']}`.", ""]
     if advice.get("stepped_down_from"):
         s = advice["stepped_down_from"]

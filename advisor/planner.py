@@ -220,8 +220,10 @@ def _slug(text: str) -> str:
 
 
 def build_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str | None = None,
-               data: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(plan, advice, context for PLAN.md). Nothing is written."""
+               data: list[str] | None = None,
+               evidence: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(plan, advice, context for PLAN.md). Nothing is written. With evidence, its derived prompting_result is
+    what the steps and PLAN.md work from; plan.yaml keeps the answers as given and records the evidence."""
     from rung.advisor.rules import advise
 
     out = Path(out_dir)
@@ -229,7 +231,10 @@ def build_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str 
     if base_model:
         effective["base_model"] = base_model
     book = load_rulebook()
-    advice = advise(effective, book)
+    advice = advise(effective, book, evidence=evidence)
+    given_answers = answers
+    if advice.get("evidence") and advice["evidence"]["prompting_result"]:
+        answers = {**answers, "prompting_result": advice["evidence"]["prompting_result"]}
     model = effective.get("base_model") or DEFAULT_BASE_MODEL
     defaulted_model = not effective.get("base_model")
     cpu_run = model.startswith("builtin:") or not (answers["gpu_count"] > 0 and answers["gpu_memory_gb"] > 0)
@@ -261,8 +266,10 @@ def build_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str 
         "rules": advice["rules"],
         "warnings": list(advice["warnings"]),
         "flip_when": advice["flip_when"],
-        "answers": dict(answers, **({"base_model": base_model} if base_model else {})),
+        "answers": dict(given_answers, **({"base_model": base_model} if base_model else {})),
     }
+    if advice.get("evidence"):
+        plan["evidence"] = _plain(advice["evidence"])
     # Only steps that load the base model care which it is (rag_index/rag_eval use the embedder, manual nothing).
     if defaulted_model and any(step["engine"] in ("prompting", "sft", "dpo", "cpt", "bigger_model") for step in steps):
         plan["warnings"].append(f"No base_model given: the plan uses {DEFAULT_BASE_MODEL} (an offline toy) so "
@@ -294,7 +301,7 @@ def _plain(value: Any) -> Any:
 
 
 def write_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str | None = None,
-               data: list[str] | None = None) -> tuple[Path, Path, dict[str, Any]]:
+               data: list[str] | None = None, evidence: dict[str, Any] | None = None) -> tuple[Path, Path, dict[str, Any]]:
     """Write DIR/plan.yaml and DIR/PLAN.md (atomically, plan built and checked first). Returns their paths and the plan."""
     from rung.advisor.plan_md import render_plan_md
     from rung.core.fileio import atomic_write_text, atomic_write_yaml
@@ -302,7 +309,7 @@ def write_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise RungError(f"--out {out}: exists and is not a folder")
-    plan, advice, context = build_plan(answers, out, base_model=base_model, data=data)
+    plan, advice, context = build_plan(answers, out, base_model=base_model, data=data, evidence=evidence)
     markdown = render_plan_md(plan, advice, context)
     plan_path, md_path = out / "plan.yaml", out / "PLAN.md"
     atomic_write_yaml(plan_path, plan)

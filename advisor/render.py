@@ -77,6 +77,18 @@ def render_advice(result: dict, answers_path: str | None = None) -> str:
     if stepped:
         lines += [f"  (stepped down from {stepped['route']}: estimated {money(stepped['cost_usd'])} "
                   f"> budget {money(stepped['budget_usd'])})", ""]
+    evidence = result.get("evidence")
+    if evidence:
+        scores = ", ".join(f"{name} {entry['score']:.2f}"
+                           + (f" [{entry['ci'][0]:.2f},{entry['ci'][1]:.2f}]" if entry.get("ci") else "")
+                           for name, entry in evidence["scores"].items())
+        lines.append(wrap(f"Evidence ({evidence['metric']} on {evidence['n']} held-out rows, target "
+                          f"{evidence['target']:.2f}): {scores}", 2, first=""))
+        if evidence["prompting_result"]:
+            said = (f"; it replaces your answer prompting_result: {evidence['replaced_answer']}"
+                    if evidence["replaced_answer"] else "")
+            lines.append(wrap(f"  -> prompting_result {evidence['prompting_result']}{said}", 2))
+        lines.append("")
     lines.append("Why:")
     for rule in result["rules"]:
         lines.append(f"  - {rule['id']}:")

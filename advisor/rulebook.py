@@ -16,14 +16,14 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from rung.advisor.answers import SCHEMA
+from rung.advisor.answers import PROMPTING_RESULTS, SCHEMA
 from rung.core.errors import RungError, did_you_mean
 from rung.core.vocab import ADAPTERS, METHODS, ROUTES
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 RULES_ENV = "RUNG_RULES"  # a path: use that rules file instead of the shipped one (thresholds and all)
 TOP_KEYS = ("thresholds", "rules")
-STAGES = ("route", "adapter", "budget", "note")
+STAGES = ("evidence", "route", "adapter", "budget", "note")
 RULE_KEYS = ("id", "stage", "when", "recommend", "because", "warning", "flip_when")
 # Thresholds the Python reads besides the rules: the plan's collect steps, PLAN.md's "Rungs considered" and its
 # data checklist (advisor/planner.py, advisor/plan_md.py). A rules file must define them.
@@ -75,6 +75,15 @@ def _fact_kinds() -> dict[str, tuple[str, tuple | None]]:
         "route_cost_text": ("text", None),
         "budget_text": ("text", None),
         "over_budget": ("bool", None),                    # route_cost_usd > budget_usd (false without a budget)
+        # measured on the user's model and rows (advisor/evidence.py); absent without --evidence
+        "evidence_target": ("number", None),
+        "evidence_n": ("number", None),
+        "evidence_metric": ("text", None),
+        "evidence_best_prompt": ("number", None),         # the higher of zero-shot and few-shot
+        "evidence_best_prompt_meets_target": ("bool", None),
+        "evidence_rag": ("number", None),
+        "evidence_rag_meets_target": ("bool", None),
+        "evidence_text": ("text", None),                  # the scores, cited: "few-shot scored 0.62 [...] on 40 ..."
     })
     return kinds
 
@@ -88,8 +97,9 @@ RECOMMEND = {
     "corpus_as_documents": ("bool", None),                # RAG over the domain corpus
     "generate_pairs": ("bool", None),                     # the plan generates SFT pairs from today's prompt
     "step_down": ("bool", None),                          # a budget rule moved down the ladder
+    "prompting_result": ("enum", tuple(PROMPTING_RESULTS)),  # evidence: what the scores say, replacing the answer
 }
-STAGE_RECOMMENDS = {"route": {"route"}, "adapter": {"adapter"}, "budget": {"route", "step_down"}, "note": set()}
+STAGE_RECOMMENDS = {"evidence": {"prompting_result"}, "route": {"route"}, "adapter": {"adapter"}, "budget": {"route", "step_down"}, "note": set()}
 FIELD = re.compile(r"\{([^{}]*)\}")  # {fact} or {threshold} in because / warning / flip_when
 
 

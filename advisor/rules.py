@@ -144,19 +144,34 @@ def answer_facts(answers: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def advise(answers: dict[str, Any], book: RuleBook | None = None) -> dict[str, Any]:
-    """The recommendation for validated answers (advisor.answers.validate_answers fills the defaults).
+def advise(answers: dict[str, Any], book: RuleBook | None = None,
+           evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The recommendation for validated answers (advisor.answers.validate_answers fills the defaults) and, when
+    given, measured evidence (advisor.evidence.load_evidence), whose derived prompting_result replaces the answer.
 
     Returns {route, method, adapter, collect, corpus_as_documents, generate_pairs, rules: [{id, because}],
-    warnings, flip_when, estimate, stepped_down_from}.
+    warnings, flip_when, estimate, stepped_down_from, evidence}.
     """
     from rung.advisor import estimator
+    from rung.advisor.evidence import evidence_facts, summary
 
     book = book if book is not None else load_rulebook()
     shape = estimator.model_shape(answers.get("base_model"), answers.get("base_model_params_b"))
     facts = answer_facts(answers)
+    facts.update(evidence_facts(evidence))
     facts["params_b"] = shape.params_b
     fired: list[dict[str, Any]] = []
+    evidence_summary = None
+    if evidence:
+        derived = replaced = None
+        evidence_rules = evaluate(book, facts, "evidence")
+        if evidence_rules:
+            fired.append(evidence_rules[0])
+            derived = evidence_rules[0]["recommend"]["prompting_result"]
+            replaced = answers.get("prompting_result") if answers.get("prompting_result") != derived else None
+            answers = {**answers, "prompting_result": derived}
+            facts["prompting_result"] = derived
+        evidence_summary = summary(evidence, derived, replaced)
 
     route_rules = evaluate(book, facts, "route")
     if not route_rules:  # rules.yaml covers every goal; a test walks them all
@@ -211,6 +226,7 @@ def advise(answers: dict[str, Any], book: RuleBook | None = None) -> dict[str, A
         "flip_when": flips,
         "estimate": estimate,
         "stepped_down_from": stepped_down_from,
+        "evidence": evidence_summary,
         "model": {"params_b": shape.params_b, "layers": shape.layers, "hidden": shape.hidden,
                   "vocab": shape.vocab, "source": shape.source, "like": shape.like},
     }

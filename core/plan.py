@@ -36,7 +36,7 @@ from rung.core.vocab import ADAPTERS, DATA_ROLES, ENGINES, METHODS, ROUTES
 PLAN_VERSION = 1
 
 TOP_KEYS = ("version", "name", "goal", "route", "method", "adapter", "base_model", "data", "steps",
-            "estimate", "rules", "warnings", "flip_when", "answers")
+            "estimate", "rules", "warnings", "flip_when", "answers", "evidence")
 REQUIRED_TOP_KEYS = ("version", "name", "route", "steps")
 STEP_KEYS = ("id", "engine", "description", "from_step", "settings")
 

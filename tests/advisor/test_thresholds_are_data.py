@@ -175,6 +175,7 @@ NOT_THRESHOLDS = [
     ("plan_md.py", "50-200 held-out examples", "the size of an eval set, not a rule threshold"),
     ("estimate_math.py", "(examples: 2000, 50M, 1.5B, 14.8T)", "how to type a count"),
     ("questionnaire.py", "(examples: 0, 2000, 50M, 1.5B)", "how to type a count"),
+    ("planner.py", "beta=0.1", "DPO's beta, not the evidence_fails_below score"),
 ]
 
 
