@@ -211,7 +211,8 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tok
              trust_remote_code: bool) -> None:
     """Answer one prompt with a model folder, an adapter folder or builtin:tiny."""
     from rung.trainers.common import quiet_libraries
-    from rung.trainers.generate import generate as run, load_for_inference
+    from rung.core.models import load_for_inference
+    from rung.trainers.generate import generate as run
 
     quiet_libraries()
     loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)
@@ -225,7 +226,8 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tok
 def chat(model: str, system: str | None, max_new_tokens: int, temperature: float, trust_remote_code: bool) -> None:
     """Chat interactively with a model folder, an adapter folder or builtin:tiny."""
     from rung.trainers.common import quiet_libraries
-    from rung.trainers.generate import chat_loop, load_for_inference
+    from rung.core.models import load_for_inference
+    from rung.trainers.generate import chat_loop
 
     quiet_libraries()
     loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)

@@ -76,7 +76,7 @@ def _load_policy(settings: DPOSettings, device: device_mod.Device, echo):
     """(model, tokenizer, base spec for the adapter, ref_model, new_adapter, reference description)."""
     import torch
 
-    from rung.trainers.generate import adapter_base, is_adapter_dir
+    from rung.core.models import adapter_base, is_adapter_dir
     from rung.core.models import load_model_and_tokenizer, load_tokenizer
 
     spec = settings.model_name_or_path
@@ -129,7 +129,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     data_path = Path(data_path)
 
     # 1. Settings, printed and saved before any work.
-    from rung.trainers.generate import adapter_base, is_adapter_dir
+    from rung.core.models import adapter_base, is_adapter_dir
 
     out_dir.mkdir(parents=True, exist_ok=True)
     starting_adapter = is_adapter_dir(settings.model_name_or_path)

@@ -1,61 +1,9 @@
-"""Generate with a model folder, an adapter folder (PEFT) or builtin:tiny: one answer, or an interactive chat.
-
-An adapter folder is recognised by adapter_config.json; its base model is read from the run's
-resolved_config.yaml (so `builtin:tiny` is rebuilt if the cache was cleared) or else from adapter_config.json.
-"""
+"""Generate with a loaded model (core/models.py load_for_inference: a model folder, an adapter folder (PEFT) or
+builtin:tiny): one answer, a batch of sample answers, or an interactive chat."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Callable
-
-from rung.core.errors import RungError
-
-
-def adapter_base(adapter_dir: Path) -> str:
-    """The base model an adapter was trained on: rung's spec when we wrote the folder, else PEFT's record."""
-    resolved = adapter_dir / "resolved_config.yaml"
-    if resolved.exists():
-        import yaml
-
-        config = yaml.safe_load(resolved.read_text()) or {}
-        base = config.get("adapter_base_model") or (config.get("settings") or {}).get("model_name_or_path")
-        if base:
-            return str(base)
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise RungError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path)")
-    return str(base)
-
-
-def is_adapter_dir(spec: str | Path) -> bool:
-    return Path(str(spec)).expanduser().is_dir() and (Path(str(spec)).expanduser() / "adapter_config.json").exists()
-
-
-def load_for_inference(spec: str, *, trust_remote_code: bool = False, is_trainable: bool = False):
-    """(model, tokenizer) from a model folder, hub id, builtin:tiny, or a PEFT adapter folder (base + adapter)."""
-    from rung.core.models import load_model_and_tokenizer, load_tokenizer
-
-    if is_adapter_dir(spec):
-        from peft import PeftModel
-
-        folder = Path(spec).expanduser()
-        base = adapter_base(folder)
-        model, tokenizer = load_model_and_tokenizer(base, trust_remote_code=trust_remote_code)
-        if (folder / "tokenizer_config.json").exists():
-            tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
-        model = PeftModel.from_pretrained(model, str(folder), is_trainable=is_trainable)
-    else:
-        model, tokenizer = load_model_and_tokenizer(spec, trust_remote_code=trust_remote_code)
-    import torch
-
-    if torch.cuda.is_available() and not hasattr(model, "hf_device_map"):
-        model.to("cuda")
-    if not is_trainable:
-        model.eval()
-    return model, tokenizer
 
 
 def stop_ids(model, tokenizer) -> list[int]:

@@ -19,7 +19,7 @@ from rung.core.fileio import atomic_write_yaml
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, *, trust_remote_code: bool = False,
                   echo: Callable[[str], None] = click.echo) -> Path:
     from rung.trainers.common import quiet_libraries
-    from rung.trainers.generate import adapter_base, is_adapter_dir, load_for_inference
+    from rung.core.models import adapter_base, is_adapter_dir, load_for_inference
 
     adapter_dir, out_dir = Path(adapter_dir).expanduser(), Path(out_dir).expanduser()
     if not is_adapter_dir(adapter_dir):

@@ -76,7 +76,8 @@ def test_adapter_weights_change_and_base_weights_do_not(trained, tiny_model_dir)
 
 
 def test_loss_falls_and_the_model_answers_a_training_question_then_stops(trained):
-    from rung.trainers.generate import generate, load_for_inference
+    from rung.core.models import load_for_inference
+    from rung.trainers.generate import generate
 
     summary = trained["summary"]
     assert summary["final_loss"] < summary["first_loss"] - 1.0
@@ -101,7 +102,7 @@ def test_merged_model_matches_base_plus_adapter(trained, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rung.trainers.generate import load_for_inference
+    from rung.core.models import load_for_inference
     from rung.trainers.merge import merge_adapter
 
     merged_dir = merge_adapter(trained["out"], tmp_path / "merged", echo=lambda _: None)
