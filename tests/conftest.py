@@ -39,3 +39,54 @@ def tiny_model_dir():
     from rung.core.models import builtin_tiny_path
 
     return builtin_tiny_path()
+
+
+@pytest.fixture(scope="session")
+def transformers_server(tmp_path_factory, tiny_model_dir):
+    """A real `transformers serve` on 127.0.0.1 serving builtin:tiny's folder (OpenAI-compatible API).
+
+    Yields (base_url, model_name); the model name in requests is the folder path it was started with.
+    Up in ~7-20 s on 2 cores; always terminated. Needs `transformers[serving]` (fastapi, uvicorn; in the dev extra).
+    """
+    import importlib.util
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f'transformers serve needs {", ".join(missing)}: pip install "transformers[serving]"')
+    with socket.socket() as probe:  # a free port; the server binds it a moment later
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("transformers-serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())",
+               "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"transformers serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve not up after 120 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield base_url, str(tiny_model_dir)
+    finally:
+        process.terminate()  # it stops on SIGTERM
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

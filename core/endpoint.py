@@ -1,0 +1,370 @@
+"""Models behind an OpenAI-compatible chat endpoint: OpenAI, vLLM, Ollama, llama.cpp's server, TGI,
+`transformers serve`.
+
+A model spec `openai:NAME` means "NAME at an OpenAI-compatible endpoint"; the rest of the address comes from
+EndpointSettings (api_base, default $OPENAI_BASE_URL). Everything goes through the official `openai` client
+(extra `rung[endpoint]`), imported inside the functions that call it, so importing this module costs nothing
+and `rung advise` never loads it.
+
+The client does the retrying (max_retries): 408, 409, 429, every 5xx, timeouts and connection errors, with
+exponential backoff (0.5 s, 1 s, 2 s, 4 s, ... capped at 8 s, minus up to 25% jitter) or the server's
+Retry-After when it gives one (up to 2 minutes). So max_retries=4 waits at most 0.5+1+2+4 = 7.5 s before
+giving up on a dead server.
+
+The API key is read from the environment variable named by api_key_env when a request is made, passed to the
+client and to nothing else: it is in no field, repr, report, log line or error message of this module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from rung.core.errors import RungError, did_you_mean
+
+ENDPOINT_PREFIX = "openai:"
+# What a local server gets as its key when the variable is unset: vLLM's documented placeholder. Servers
+# started without a key (vLLM, llama.cpp, Ollama, transformers serve) accept any value; the client needs one.
+LOCAL_PLACEHOLDER_KEY = "EMPTY"
+INSTALL_HINT = 'the openai client is not installed: pip install "rung[endpoint]"'
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_endpoint_spec(spec: str) -> str | None:
+    """NAME for `openai:NAME`, None for any other model spec. NAME keeps its own colons (Ollama's `llama3:8b`)."""
+    if not isinstance(spec, str) or not spec.startswith(ENDPOINT_PREFIX):
+        return None
+    name = spec[len(ENDPOINT_PREFIX):].strip()
+    if not name:
+        raise RungError(f'model spec "{spec}" names no model: write {ENDPOINT_PREFIX}NAME, e.g. '
+                        f"{ENDPOINT_PREFIX}gpt-4o-mini or {ENDPOINT_PREFIX}llama3:8b")
+    return name
+
+
+def is_endpoint(spec: str) -> bool:
+    """True for `openai:NAME` specs (a model served over HTTP), False for builtin:, folders and hub ids."""
+    return isinstance(spec, str) and spec.startswith(ENDPOINT_PREFIX)
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials: user:password@ and query values (some gateways take keys there) go."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def is_loopback(url: str) -> bool:
+    """True when the URL's host is this machine (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(repr=False)
+class EndpointSettings:
+    """Where the endpoint is and how to talk to it. Holds the NAME of the key's variable, never the key."""
+
+    model: str
+    api_base: str | None = None          # e.g. http://127.0.0.1:8000/v1; default $OPENAI_BASE_URL
+    api_key_env: str = "OPENAI_API_KEY"  # read when a request is made
+    timeout_s: float = 60.0              # per attempt
+    max_retries: int = 4                 # 429, 5xx, timeouts, connection errors; 7.5 s of backoff at most
+    concurrency: int = 4                 # requests in flight at once
+    usd_per_million_input: float | None = None
+    usd_per_million_output: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_base is None:
+            self.api_base = os.environ.get("OPENAI_BASE_URL") or None
+        problems = []
+        if not isinstance(self.model, str) or not self.model.strip():
+            problems.append("model: name the model the endpoint serves (the NAME in openai:NAME)")
+        if self.api_base is None:
+            problems.append("api_base: no endpoint URL; set api_base (e.g. http://127.0.0.1:8000/v1) or the "
+                            "OPENAI_BASE_URL environment variable")
+        else:
+            self.api_base = str(self.api_base).strip().rstrip("/")
+            try:
+                parts = urlsplit(self.api_base)
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+                parts.port  # noqa: B018 - raises ValueError on a bad port
+            except ValueError:
+                ok = False
+            if not ok:
+                problems.append(f"api_base: {public_url(self.api_base)!r} is not an http(s) URL with a host, "
+                                "e.g. http://127.0.0.1:8000/v1")
+        if not isinstance(self.api_key_env, str) or not _ENV_NAME.fullmatch(self.api_key_env):
+            # Never echo the value: the likeliest mistake is pasting the key itself here.
+            problems.append("api_key_env: give the NAME of the environment variable that holds the key "
+                            "(letters, digits and _, e.g. OPENAI_API_KEY), not the key itself")
+        if not _number(self.timeout_s) or self.timeout_s <= 0:
+            problems.append(f"timeout_s: must be a number of seconds > 0, got {self.timeout_s!r}")
+        if not _integer(self.max_retries) or self.max_retries < 0:
+            problems.append(f"max_retries: must be an integer >= 0, got {self.max_retries!r}")
+        if not _integer(self.concurrency) or self.concurrency < 1:
+            problems.append(f"concurrency: must be an integer >= 1, got {self.concurrency!r}")
+        for name in ("usd_per_million_input", "usd_per_million_output"):
+            value = getattr(self, name)
+            if value is not None and (not _number(value) or value < 0):
+                problems.append(f"{name}: must be a price >= 0 in US dollars, got {value!r}")
+        if problems:
+            raise RungError(["invalid endpoint settings:"] + [f"  {p}" for p in problems])
+
+    def public(self) -> dict[str, Any]:
+        """Every field, fit for a report or a resolved plan: api_base without credentials, no key."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["api_base"] = public_url(self.api_base)
+        return data
+
+    def __repr__(self) -> str:
+        return "EndpointSettings(" + ", ".join(f"{k}={v!r}" for k, v in self.public().items()) + ")"
+
+    @property
+    def local(self) -> bool:
+        return is_loopback(self.api_base)
+
+    def api_key(self) -> str:
+        """The key from $api_key_env now; a placeholder for a loopback server when the variable is unset."""
+        key = os.environ.get(self.api_key_env, "")
+        if key:
+            return key
+        if self.local:
+            return LOCAL_PLACEHOLDER_KEY
+        raise RungError(f"{self.api_key_env} is not set: {public_url(self.api_base)} is not on this machine and "
+                        f"needs an API key; export {self.api_key_env}=... (or set api_key_env to the variable "
+                        "that holds it)")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class EndpointChat:
+    """Chat completions from one endpoint model, `concurrency` requests at a time, with usage for run reports."""
+
+    def __init__(self, settings: EndpointSettings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._counts = {"requests": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                        "responses_without_usage": 0, "seconds": 0.0}
+
+    def __repr__(self) -> str:
+        return f"EndpointChat({self.settings!r})"
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """Totals over every chat() call: requests answered, retries the client made, tokens the server
+        reported (responses_without_usage counts answers that reported none), wall seconds, and cost_usd
+        when a price is set (an unset price counts as 0)."""
+        with self._lock:
+            usage: dict[str, Any] = dict(self._counts)
+        usage["seconds"] = round(usage["seconds"], 3)
+        s = self.settings
+        if s.usd_per_million_input is not None or s.usd_per_million_output is not None:
+            # cost = tokens / 1e6 * USD per million tokens, input and output priced separately
+            usage["cost_usd"] = round(usage["prompt_tokens"] / 1e6 * (s.usd_per_million_input or 0.0)
+                                      + usage["completion_tokens"] / 1e6 * (s.usd_per_million_output or 0.0), 6)
+        return usage
+
+    def chat(self, conversations: list[list[dict]], *, max_new_tokens: int, temperature: float = 0.0,
+             top_p: float | None = None) -> list[str]:
+        """One answer per conversation (lists of {"role", "content"} messages), in input order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not _integer(max_new_tokens) or max_new_tokens < 1:
+            raise RungError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        for index, conversation in enumerate(conversations):
+            if not isinstance(conversation, list) or not conversation or not all(
+                    isinstance(m, dict) and "role" in m and "content" in m for m in conversation):
+                raise RungError(f"conversation {index}: expected a non-empty list of {{role, content}} messages")
+        if not conversations:
+            return []
+        key = self.settings.api_key()
+        client = self._client(key)
+        request: dict[str, Any] = {"model": self.settings.model, "max_tokens": max_new_tokens,
+                                   "temperature": temperature}
+        if top_p is not None:
+            request["top_p"] = top_p
+        start = time.perf_counter()
+        pool = ThreadPoolExecutor(max_workers=min(self.settings.concurrency, len(conversations)),
+                                  thread_name_prefix="rung-endpoint")
+        try:
+            futures = [pool.submit(self._one, client, key, conversation, request) for conversation in conversations]
+            return [future.result() for future in futures]  # the first failure (in input order) raises
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # queued requests are dropped, in-flight ones finish
+            client.close()
+            with self._lock:
+                self._counts["seconds"] += time.perf_counter() - start
+
+    def models(self) -> list[str] | None:
+        """The model ids the endpoint lists at /models, or None when it does not answer."""
+        key = self.settings.api_key()
+        client = self._client(key)
+        try:
+            return self._listed_models(client)
+        finally:
+            client.close()
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    def _client(self, key: str):
+        try:
+            import openai
+        except ImportError:
+            raise RungError(INSTALL_HINT) from None
+        return openai.OpenAI(base_url=self.settings.api_base, api_key=key, timeout=float(self.settings.timeout_s),
+                             max_retries=self.settings.max_retries)
+
+    def _one(self, client, key: str, conversation: list[dict], request: dict[str, Any]) -> str:
+        import openai
+
+        problem = None
+        try:
+            raw = client.chat.completions.with_raw_response.create(messages=conversation, **request)
+            completion = raw.parse()
+        except openai.APIError as error:
+            problem = self._explain(error, client)
+        except ValueError as error:  # a 200 whose body is not JSON
+            problem = (f"{public_url(self.settings.api_base)} answered something that is not a chat completion: "
+                       f"{_one_line(str(error))}")
+        if problem is not None:
+            # Raised outside the except block: the client's exception (its request, a server's echo of the key)
+            # is neither the cause nor the context of ours, so no traceback or report can reach it.
+            raise RungError(_scrub(problem, key))
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise RungError(f"{public_url(self.settings.api_base)} answered a chat completion with no choices")
+        usage = getattr(completion, "usage", None)
+        with self._lock:
+            self._counts["requests"] += 1
+            self._counts["retries"] += raw.retries_taken
+            if usage is None:
+                self._counts["responses_without_usage"] += 1
+            else:
+                self._counts["prompt_tokens"] += usage.prompt_tokens or 0
+                self._counts["completion_tokens"] += usage.completion_tokens or 0
+        return choices[0].message.content or ""
+
+    def _listed_models(self, client) -> list[str] | None:
+        import openai
+
+        try:
+            page = client.with_options(max_retries=0, timeout=min(5.0, float(self.settings.timeout_s))).models.list()
+            return [model.id for model in page.data]
+        except (openai.APIError, ValueError, AttributeError, TypeError):
+            return None
+
+    def _explain(self, error, client) -> str:
+        """One line for an openai error: what happened, where, and what to do."""
+        import openai
+
+        s = self.settings
+        base = public_url(s.api_base)
+        retried = f"after {s.max_retries} retries" if s.max_retries else "(no retries)"
+        if isinstance(error, openai.APITimeoutError):
+            return (f"{base} did not answer within {s.timeout_s:g} s {retried} — is the server overloaded? "
+                    "Raise timeout_s or lower concurrency")
+        if isinstance(error, openai.APIConnectionError):
+            return f"cannot reach {base}: {_connection_reason(error)} — is the server running?"
+        if not isinstance(error, openai.APIStatusError):
+            return f"{base}: {_one_line(str(error))}"
+        status = error.status_code
+        detail = _detail(error)
+        if status == 401:
+            if s.local and not os.environ.get(s.api_key_env):
+                hint = f"{s.api_key_env} is not set, so no key was sent; export it"
+            else:
+                hint = f"check the key in {s.api_key_env}"
+            return f"{base} refused the request: 401 unauthorized — {hint}"
+        if status == 403:
+            return (f"{base} refused the request: 403 forbidden ({detail}) — the key in {s.api_key_env} may not "
+                    f"use {s.model!r}")
+        if status in (400, 404):
+            listed = self._listed_models(client)
+            if listed is not None and s.model not in listed:
+                names = ", ".join(listed[:20]) + (f" (and {len(listed) - 20} more)" if len(listed) > 20 else "")
+                return (f"model {s.model!r} not found at {base}{did_you_mean(s.model, listed)}; the server lists: "
+                        f"{names or 'no models'}")
+            if status == 404:
+                where = "" if listed is not None else " (and /models did not answer)"
+                return (f"{base}/chat/completions answered 404{where}: {detail} — does api_base end in /v1, and "
+                        f"does the server serve {s.model!r}?")
+            return f"{base} rejected the request (400): {detail}"
+        if status == 429:
+            return f"{base} is rate-limiting (429) {retried}: {detail} — lower concurrency or try again later"
+        if status >= 500:
+            return f"{base} failed with {status} {retried}: {detail}"
+        return f"{base} answered {status}: {detail}"
+
+
+def _detail(error) -> str:
+    """The server's own words: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or the status text."""
+    body = getattr(error, "body", None)
+    message = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else inner
+        message = message or body.get("detail") or body.get("message")
+    elif isinstance(body, str):
+        message = body
+    return _one_line(str(message or getattr(error, "message", "") or "no details"))
+
+
+def _connection_reason(error: BaseException) -> str:
+    """What lay under a connection error, in words: connection refused, host not found, ..."""
+    import socket
+    import ssl
+
+    seen = set()
+    cause: BaseException | None = error
+    last = None
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not found"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed ({cause.reason or cause})"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the server"
+        last = cause
+        cause = cause.__cause__ or cause.__context__
+    return _one_line(str(last)) if last is not None and str(last) else "connection failed"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scrub(text: str, key: str) -> str:
+    """A server that echoes the key back in an error body does not get it into our message."""
+    if key and key != LOCAL_PLACEHOLDER_KEY and len(key) >= 4:
+        text = text.replace(key, "***")
+    return text
