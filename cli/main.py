@@ -32,6 +32,9 @@ COMMANDS: dict[str, str] = {
     "merge": "rung.trainers.cli:merge",
     "chat": "rung.trainers.cli:chat",
     "generate": "rung.trainers.cli:generate",
+    # measuring: the cheap rungs on your model, and the trained model against them
+    "probe": "rung.cli.measure:probe",
+    "gate": "rung.cli.measure:gate",
     # executing a plan
     "run": "rung.cli.run:run",
     "demo": "rung.cli.run:demo",

@@ -195,11 +195,14 @@ def choose_metric(goal: str, references: list[str], schema: Any = None, *, metri
     """The default metric for a plan's goal; `metric` (the caller's --metric) wins once checked."""
     if metric is not None:
         return check_metric(metric)
-    if goal == "schema" or (references and all(_looks_like_json(r) for r in references)):
-        return "json_schema" if schema is not None else "json_match"
+    if schema is not None:
+        return "json_schema"
+    if references and all(_looks_like_json(r) for r in references):
+        return "json_match"
     if goal == "style":
         return "chrf"  # style is about form, not exact words: character n-grams give partial credit
-    if goal in ("domain_task", "facts"):
+    # a fixed format that is not JSON (SQL, a template): overlap for long answers, the answer for short ones
+    if goal in ("domain_task", "facts", "schema"):
         words = sum(len(r.split()) for r in references) / max(1, len(references))
         return "token_f1" if words > 5 else "normalized_match"  # long answers: overlap; short: the answer
     return "exact_match"

@@ -106,7 +106,9 @@ def test_json_match_on_a_broken_reference_is_a_data_error():
 LONG = ["the capital of France is Paris on the Seine"] * 3
 CHOICES = [
     ("schema", ["anything"], SCHEMA, "json_schema"),
-    ("schema", ["anything"], None, "json_match"),
+    ("schema", ["anything"], None, "normalized_match"),  # a fixed format that is not JSON: the answer itself
+    ("schema", ["SELECT name FROM employees WHERE salary > 50000;"] * 2, None, "token_f1"),  # SQL: overlap
+    ("schema", ['{"a": 1}'], None, "json_match"),
     ("domain_task", ['{"a": 1}', "[1, 2]"], None, "json_match"),  # references look like JSON
     ("domain_task", ['{"a": 1}'], SCHEMA, "json_schema"),
     ("style", ["Dear Sir, thank you."], None, "chrf"),

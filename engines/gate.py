@@ -1,0 +1,175 @@
+"""`rung gate`: does the candidate (a fine-tuned model) beat the baseline (the cheaper rung) on the same rows?
+
+    rows (--eval) ─► baseline answers (its best prompt: few-shot from --examples, else zero-shot)
+                  ─► candidate answers (a rung training output is asked plainly, as it was trained; any other
+                     model gets the baseline's prompt)
+    both scored with one metric (engines/metrics.py) ─► scores with 95% CIs, the paired difference on the same rows
+    local models ─► general-text perplexity of each (the forgetting check continued pretraining uses)
+    SHIP when the candidate is significantly better and no forgetting warning fires; DON'T SHIP otherwise.
+
+Writes DIR/gate.json and DIR/gate.md. The CLI exits 0 for SHIP, 1 for DON'T SHIP, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rung.core.errors import RungError
+from rung.core.fileio import atomic_write_json, atomic_write_text
+from rung.core.generation import check_generation, open_chat_model
+from rung.engines import metrics
+from rung.engines.probe import GENERIC_SYSTEM
+from rung.engines.prompting import build_prompt, build_system_prompt, read_rows, to_chat
+
+Echo = Callable[[str], None]
+SHIP, DONT_SHIP = "SHIP", "DON'T SHIP"
+
+
+@dataclass
+class GateRequest:
+    baseline: str
+    candidate: str
+    eval_path: Path
+    out_dir: Path | None = None
+    goal: str = ""
+    metric: str | None = None
+    target: float | None = None          # reported beside the scores; the verdict is the paired comparison
+    examples_path: Path | None = None    # the baseline's few-shot prompt
+    num_examples: int = 4
+    max_rows: int = 50
+    max_new_tokens: int = 128
+    general_text: Path | None = None     # the forgetting check's text (default: held-out Python help topics)
+    ppl_warn_ratio: float = 1.2          # the candidate's general perplexity past this x the baseline's: a warning
+    api_base: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 4
+    trust_remote_code: bool = False
+
+
+def check_request(req: GateRequest) -> list[str]:
+    problems = check_generation(req.max_new_tokens)
+    if req.target is not None and not 0 < req.target <= 1:
+        problems.append(f"--target {req.target}: expected a score in (0, 1]")
+    if req.max_rows < 1 or req.num_examples < 1 or req.concurrency < 1:
+        problems.append("--max-rows, --num-examples and --concurrency must be 1 or more")
+    if not req.ppl_warn_ratio > 1:
+        problems.append(f"ppl_warn_ratio {req.ppl_warn_ratio}: expected a ratio above 1")
+    if req.metric:
+        try:
+            metrics.check_metric(req.metric)
+        except RungError as error:
+            problems.append(str(error.message))
+    return problems
+
+
+def trained_by_rung(spec: str) -> bool:
+    """A folder rung's trainers wrote (they save resolved_config.yaml beside the model or adapter)."""
+    folder = Path(spec).expanduser()
+    return folder.is_dir() and (folder / "resolved_config.yaml").exists()
+
+
+def general_perplexity(spec: str, general_text: Path | None, trust_remote_code: bool) -> float:
+    from rung.core.models import load_for_inference
+    from rung.trainers import forgetting
+
+    model, tokenizer = load_for_inference(spec, trust_remote_code=trust_remote_code)
+    sep = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    blocks = forgetting.general_blocks(tokenizer, block_size=128, max_blocks=32, sep=sep, general_text=general_text)
+    return forgetting.perplexity(model, blocks)
+
+
+def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
+    """Score both models on the same rows and decide; writes gate.json and gate.md when out_dir is set."""
+    from rung.core.endpoint import is_endpoint
+
+    problems = check_request(req)
+    rows = read_rows(req.eval_path, "eval rows")[: req.max_rows] if not problems else []
+    examples = read_rows(req.examples_path, "examples") if req.examples_path else []
+    if not problems and not rows:
+        problems.append(f"{req.eval_path}: no rows to score")
+    if problems:
+        raise RungError(problems)
+    references = [r["output"] for r in rows]
+    metric = metrics.choose_metric(req.goal, references, metric=req.metric)
+    system = build_system_prompt({"goal": req.goal, "name": "this task"}, examples, None) if examples else GENERIC_SYSTEM
+    prompt = build_prompt(system, examples[: req.num_examples])
+    prompted = [to_chat(prompt, r["input"]) for r in rows]
+    plain = [[{"role": "user", "content": r["input"]}] for r in rows]
+    answers: dict[str, list[str]] = {}
+    usage: dict[str, Any] = {}
+    for role, spec in (("baseline", req.baseline), ("candidate", req.candidate)):
+        conversations = plain if role == "candidate" and trained_by_rung(spec) else prompted
+        model = open_chat_model(spec, api_base=req.api_base, api_key_env=req.api_key_env,
+                                concurrency=req.concurrency, trust_remote_code=req.trust_remote_code)
+        echo(f"  {role}: {spec} on {len(rows)} rows ({'plain request' if conversations is plain else 'prompted'})")
+        answers[role] = model.chat(conversations, max_new_tokens=req.max_new_tokens)
+        usage[role] = model.usage
+    scores = {role: metrics.score(answers[role], references, metric) for role in answers}
+    diff = metrics.paired_difference(scores["candidate"].per_row, scores["baseline"].per_row)
+
+    forgetting: dict[str, Any] = {"checked": False}
+    if not is_endpoint(req.baseline) and not is_endpoint(req.candidate):
+        base_ppl = general_perplexity(req.baseline, req.general_text, req.trust_remote_code)
+        cand_ppl = general_perplexity(req.candidate, req.general_text, req.trust_remote_code)
+        ratio = cand_ppl / base_ppl
+        forgetting = {"checked": True, "baseline_ppl": round(base_ppl, 3), "candidate_ppl": round(cand_ppl, 3),
+                      "ratio": round(ratio, 3), "warn_ratio": req.ppl_warn_ratio, "warning": ratio > req.ppl_warn_ratio}
+    else:
+        forgetting["why_not"] = "an endpoint model: perplexity needs the weights"
+
+    better = diff["significant"] and diff["difference"] > 0
+    if not better:
+        reason = (f"the candidate is not significantly better: difference {diff['difference']:+.3f}, 95% CI "
+                  f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], p = {diff['p_value']:.3g} ({diff['test']})")
+    elif forgetting.get("warning"):
+        reason = (f"forgetting: general-text perplexity rose {forgetting['ratio']:.2f}x "
+                  f"(warning past {req.ppl_warn_ratio:.2f}x) although the task score improved")
+    else:
+        reason = (f"the candidate is better by {diff['difference']:+.3f} (95% CI [{diff['ci_low']:+.3f}, "
+                  f"{diff['ci_high']:+.3f}], p = {diff['p_value']:.3g}, {diff['test']})"
+                  + ("" if forgetting["checked"] else "; forgetting not checked (endpoint model)"))
+    result = {
+        "verdict": SHIP if better and not forgetting.get("warning") else DONT_SHIP, "reason": reason,
+        "metric": metric, "n": len(rows), "target": req.target,
+        "baseline": {"model": req.baseline, "score": round(scores["baseline"].mean, 4),
+                     "ci": [round(scores["baseline"].ci_low, 4), round(scores["baseline"].ci_high, 4)]},
+        "candidate": {"model": req.candidate, "score": round(scores["candidate"].mean, 4),
+                      "ci": [round(scores["candidate"].ci_low, 4), round(scores["candidate"].ci_high, 4)]},
+        "difference": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in diff.items()},
+        "forgetting": forgetting, "usage": usage,
+    }
+    if req.out_dir is not None:
+        write(result, rows, answers, req.out_dir)
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    base, cand, diff = result["baseline"], result["candidate"], result["difference"]
+    lines = [f"# Gate: **{result['verdict']}**", "", result["reason"] + ".", "",
+             f"{result['n']} held-out rows, metric `{result['metric']}`"
+             + (f", target {result['target']:.2f}" if result.get("target") else "") + ".", "",
+             "| | model | score | 95% CI |", "|---|---|---|---|",
+             f"| baseline | `{base['model']}` | {base['score']:.3f} | [{base['ci'][0]:.3f}, {base['ci'][1]:.3f}] |",
+             f"| candidate | `{cand['model']}` | {cand['score']:.3f} | [{cand['ci'][0]:.3f}, {cand['ci'][1]:.3f}] |",
+             "", f"Paired difference (candidate − baseline, same rows): {diff['difference']:+.3f}, 95% CI "
+             f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], p = {diff['p_value']:.3g} ({diff['test']})."]
+    forgetting = result["forgetting"]
+    if forgetting.get("checked"):
+        lines += ["", f"General-text perplexity: baseline {forgetting['baseline_ppl']:.2f}, candidate "
+                  f"{forgetting['candidate_ppl']:.2f} ({forgetting['ratio']:.2f}x; warning past "
+                  f"{forgetting['warn_ratio']:.2f}x)."]
+    else:
+        lines += ["", f"Forgetting not checked: {forgetting.get('why_not', '')}."]
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict[str, Any], rows: list[dict[str, str]], answers: dict[str, list[str]], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "gate.json", result)
+    records = [{"input": r["input"], "expected": r["output"], "baseline": answers["baseline"][i],
+                "candidate": answers["candidate"][i]} for i, r in enumerate(rows)]
+    atomic_write_text(out_dir / "gate_answers.jsonl", "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
+    atomic_write_text(out_dir / "gate.md", markdown(result))

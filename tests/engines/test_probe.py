@@ -1,0 +1,106 @@
+"""`rung probe`: evidence from zero-shot, few-shot, RAG and a short LoRA on held-out rows; resume; endpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rung.advisor.evidence import validate_evidence
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TONE = EXAMPLES / "tone"
+
+
+def answers_file(tmp_path: Path, goal: str = "style") -> Path:
+    path = tmp_path / "answers.yaml"
+    path.write_text(f"goal: {goal}\n")
+    return path
+
+
+def rows_file(tmp_path: Path, n: int) -> Path:
+    rows = (TONE / "data" / "eval.jsonl").read_text().splitlines()[:n]
+    path = tmp_path / f"eval{n}.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--target", "1.5"], "--target 1.5: expected a score in (0, 1]"),
+    (["--target", "nan"], "--target nan: expected a score in (0, 1]"),
+    (["--metric", "token_fi"], 'unknown metric "token_fi" (did you mean "token_f1"?)'),
+])
+def test_bad_requests_fail_before_any_model_loads(rung, tmp_path, argv, expected):
+    result = rung("probe", "--answers", answers_file(tmp_path), "--eval", rows_file(tmp_path, 3),
+                  "--model", "builtin:tiny", "--out", tmp_path / "probe", *argv)
+    assert result.exit_code == 2
+    assert expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "probe").exists()
+
+
+@pytest.mark.slow
+def test_probe_writes_valid_evidence_and_resumes_without_asking_again(rung, tmp_path, monkeypatch):
+    from rung.core.generation import LocalChat
+    from rung.engines import probe as probe_module
+
+    out = tmp_path / "probe"
+    args = ["probe", "--answers", answers_file(tmp_path), "--eval", rows_file(tmp_path, 5), "--model",
+            "builtin:tiny", "--max-new-tokens", "8", "--out", out]
+    # interrupted after the first 2 rows: those stay answered
+    monkeypatch.setattr(probe_module, "CHUNK", 2)
+    real_chat, calls = LocalChat.chat, []
+
+    def chat_then_die(self, conversations, **kwargs):
+        calls.append(len(conversations))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_chat(self, conversations, **kwargs)
+
+    monkeypatch.setattr(LocalChat, "chat", chat_then_die)
+    interrupted = rung(*args)  # click turns Ctrl-C into "Aborted!", exit 1
+    assert interrupted.exit_code == 1 and "Aborted" in interrupted.output
+    assert len((out / "answers.jsonl").read_text().splitlines()) == 2
+    monkeypatch.setattr(LocalChat, "chat", real_chat)
+    result = rung(*args)
+    assert result.exit_code == 0, result.output
+    assert "zero_shot: 4/5 rows (2 from an earlier run)" in result.output
+    evidence = yaml.safe_load((out / "evidence.yaml").read_text())
+    assert validate_evidence(evidence, "evidence.yaml") == []
+    assert evidence["n"] == 5 and evidence["metric"] == "chrf" and set(evidence["rungs"]) == {"zero_shot"}
+    assert (out / "probe.md").exists() and (out / "probe.png").exists()
+    again = rung(*args)
+    assert "zero_shot: 5/5 rows (all from an earlier run)" in again.output
+    assert yaml.safe_load((out / "evidence.yaml").read_text())["rungs"] == evidence["rungs"]
+    # the evidence is what `rung advise` reads
+    advice = rung("advise", "--answers", answers_file(tmp_path), "--evidence", out / "evidence.yaml", "--json")
+    assert json.loads(advice.output)["evidence"]["n"] == 5
+
+
+@pytest.mark.slow
+def test_probe_measures_few_shot_rag_and_a_short_lora(rung, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "voice.md").write_text("# Brand voice\n\nReplies start with Thanks and stay one warm sentence.\n")
+    out = tmp_path / "probe"
+    result = rung("probe", "--answers", answers_file(tmp_path), "--eval", rows_file(tmp_path, 3), "--model",
+                  "builtin:tiny", "--examples", TONE / "data" / "examples.jsonl", "--docs", docs,
+                  "--max-new-tokens", "8", "--lora-steps", "3", "--out", out)
+    assert result.exit_code == 0, result.output
+    evidence = yaml.safe_load((out / "evidence.yaml").read_text())
+    assert set(evidence["rungs"]) == {"zero_shot", "few_shot", "rag", "lora_short"}
+    assert validate_evidence(evidence, "evidence.yaml") == []
+    assert (out / "lora_short" / "adapter_config.json").exists()
+
+
+@pytest.mark.slow
+def test_probe_through_a_real_openai_compatible_server(rung, tmp_path, transformers_server):
+    base_url, name = transformers_server
+    out = tmp_path / "probe"
+    result = rung("probe", "--answers", answers_file(tmp_path), "--eval", rows_file(tmp_path, 3), "--model",
+                  f"openai:{name}", "--api-base", base_url, "--max-new-tokens", "8", "--out", out)
+    assert result.exit_code == 0, result.output
+    evidence = yaml.safe_load((out / "evidence.yaml").read_text())
+    assert set(evidence["rungs"]) == {"zero_shot"} and evidence["model"] == f"openai:{name}"
+    assert "requests 3" in (out / "probe.md").read_text()
