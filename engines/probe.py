@@ -79,7 +79,7 @@ def fingerprint(model: str, conversation: list[dict[str, str]], max_new_tokens: 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-CHUNK = 8  # rows asked at once: what an interruption can lose, and how often progress is shown
+CHUNK = 32  # rows asked at once: what an interruption can lose, and how often progress is shown
 
 
 class AnswerCache:
