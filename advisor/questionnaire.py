@@ -132,8 +132,13 @@ def _ask(key: str, question: str, counter: str) -> Any:
                         value_proc=lambda text: _parse(key, text), prompt_suffix=": ")
 
 
-def run_questionnaire(out: str) -> dict[str, Any]:
-    """Ask, advise, save. Returns the answers saved."""
+# Given the answers, maybe measure the prompt on held-out rows and return the evidence (or None). The CLI
+# passes one that offers `rung probe` (cli/ask.py): the advisor itself never loads a model.
+Measure = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+def run_questionnaire(out: str, measure: Measure | None = None) -> dict[str, Any]:
+    """Ask, (measure,) advise, save. Returns the answers saved."""
     from rung.advisor.render import render_advice
     from rung.core.fileio import atomic_write_yaml
     from rung.advisor.rules import advise
@@ -158,7 +163,8 @@ def run_questionnaire(out: str) -> dict[str, Any]:
     answers, problems = validate_answers(dict(collected), where="your answers")
     if problems:  # cannot happen: every value went through the same checks
         raise RungError(problems)
-    result = advise(answers)
+    evidence = measure(answers) if measure is not None and not input_ended else None
+    result = advise(answers, evidence=evidence)
     click.echo("\n" + "-" * 60)
     click.echo(render_advice(result, out))
     atomic_write_yaml(out, explicit_answers(answers) | {k: v for k, v in collected.items()})

@@ -19,7 +19,7 @@ import rung.trainers  # noqa: F401  registers builtin:tiny-base (cheap: no torch
 # and that every entry imports.
 COMMANDS: dict[str, str] = {
     # the advisor (pure Python)
-    "ask": "rung.advisor.commands:ask",
+    "ask": "rung.cli.ask:ask",
     "advise": "rung.advisor.commands:advise",
     "plan": "rung.advisor.commands:plan",
     "estimate": "rung.advisor.commands:estimate",

@@ -52,6 +52,8 @@ def test_ask_through_a_pty(tmp_path):
     child.sendline("maybe")
     child.expect('"maybe" is not yes or no')
     child.sendline("y")
+    child.expect("Held-out examples to measure on")                  # the offer to probe first
+    child.sendline("")                                                # skipped
     child.expect(r"Recommendation: fine_tuning \(method sft, adapter lora\)")
     child.expect("Saved your answers to answers.yaml")
     child.expect(pexpect.EOF)
