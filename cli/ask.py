@@ -39,6 +39,7 @@ def offer_probe(out: str, measured: list[Path]):
 
         out_dir = Path(out).expanduser().resolve().parent / "probe"
         request = ProbeRequest(eval_path=eval_path, out_dir=out_dir, model=model, goal=answers["goal"],
+                               answers_path=Path(out),
                                examples_path=Path(examples).expanduser() if examples else None)
         evidence = probe(request, echo=click.echo)
         click.echo(f"Evidence saved to {out_dir / 'evidence.yaml'} (rung advise|plan --evidence reads it).")

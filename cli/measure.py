@@ -53,6 +53,7 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
 
     answers = load_answers(answers_path)
     request = ProbeRequest(eval_path=eval_path, out_dir=out_dir, model=model, goal=answers["goal"],
+                           answers_path=Path(answers_path),
                            examples_path=examples_path, docs=docs, metric=metric, target=target, max_rows=max_rows,
                            max_new_tokens=max_new_tokens, lora_steps=lora_steps, api_base=api_base,
                            api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code)

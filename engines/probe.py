@@ -40,6 +40,7 @@ class ProbeRequest:
     out_dir: Path
     model: str
     goal: str = ""
+    answers_path: Path | None = None     # named in the next command probe.md prints
     examples_path: Path | None = None
     docs: Path | None = None
     metric: str | None = None
@@ -117,6 +118,8 @@ def ask(model: ChatModel, spec: str, rung: str, conversations: list[list[dict[st
     keys = [fingerprint(spec, c, max_new_tokens) for c in conversations]
     found = [cache.get(rung, i, k) for i, k in enumerate(keys)]
     todo = [i for i, hit in enumerate(found) if hit is None]
+    if todo and hasattr(model, "loaded"):
+        model.loaded()  # a local model loads before the clock starts: seconds per row are answering time
     cached = len(conversations) - len(todo)
     for start in range(0, len(todo), CHUNK):
         batch = todo[start:start + CHUNK]

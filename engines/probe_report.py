@@ -59,7 +59,7 @@ def write_report(req: Any, evidence: dict[str, Any], results: dict[str, dict[str
         lines += ["![score against seconds per row](probe.png)", ""]
     lines += ["Model usage this run: " + ", ".join(f"{k} {v}" for k, v in usage.items()), "",
               "Next, let the numbers decide the advice:", "", "```",
-              f"rung advise --answers ANSWERS.yaml --evidence {out / 'evidence.yaml'}", "```", "",
+              f"rung advise --answers {req.answers_path or 'ANSWERS.yaml'} --evidence {out / 'evidence.yaml'}", "```", "",
               "## First rows", "", "| input | expected | " + " | ".join(LABELS.get(n, n) for n in results) + " |",
               "|---" * (2 + len(results)) + "|"]
     for i, row in enumerate(rows[:8]):
