@@ -42,9 +42,36 @@ def context_limit(model, tokenizer) -> int:
     return limit if isinstance(limit, int) and limit < 1_000_000 else 2048
 
 
+def check_generation(*, max_new_tokens: Any = 128, temperature: Any = 0.0, top_p: Any = 1.0, k: Any = 4) -> None:
+    """Refuse settings no model could use, before any model loads: one line per problem, exit 2."""
+    import math
+
+    from rung.core.errors import RungError
+    from rung.core.fileio import short
+
+    def number(value, whole=False):
+        kinds = (int,) if whole else (int, float)
+        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+
+    problems = []
+    if not number(max_new_tokens, whole=True) or max_new_tokens < 1:
+        problems.append(f"--max-new-tokens must be a whole number, 1 or more (got {short(max_new_tokens, 30)})")
+    if not number(temperature) or temperature < 0:
+        problems.append(f"--temperature must be a finite number, 0 or more; 0 = greedy (got {short(temperature, 30)})")
+    if not number(top_p) or not 0 < top_p <= 1:
+        problems.append(f"--top-p must be above 0 and at most 1 (got {short(top_p, 30)})")
+    if not number(k, whole=True) or k < 1:
+        problems.append(f"-k must be a whole number, 1 or more (got {short(k, 30)})")
+    if problems:
+        raise RungError(problems)
+
+
 def answer(rag_index, question: str, *, model: str = DEFAULT_GENERATOR, k: int = 4, max_new_tokens: int = 128,
-           trust_remote_code: bool = False) -> dict[str, Any]:
-    """{"question", "answer", "sources": [{n, source, line, page, heading, score, cited}], "model", "toy"}."""
+           temperature: float = 0.0, top_p: float = 1.0, trust_remote_code: bool = False) -> dict[str, Any]:
+    """{"question", "answer", "sources": [{n, source, line, page, heading, score, cited}], "model", "toy"}.
+
+    temperature 0 (the default) decodes greedily; above 0 it samples, with top_p."""
+    check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, k=k)
     import torch
 
     from rung.core.models import load_model_and_tokenizer
@@ -68,7 +95,9 @@ def answer(rag_index, question: str, *, model: str = DEFAULT_GENERATOR, k: int =
         ids = {key: value[:, -budget:] for key, value in ids.items()}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.inference_mode():
-        output = lm.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else \
+            {"do_sample": False}
+        output = lm.generate(**ids, max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
     text = tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
     sources = [{"n": n, "source": h.chunk["source"], "line": h.chunk["line"], "page": h.chunk.get("page"),

@@ -9,6 +9,23 @@ import click
 INDEX_HELP = "Index folder (made by `rung rag index`)."
 
 
+def _finite(value):
+    """NaN and infinities become null: JSON has no such numbers, and a reader must not get them as text."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(value, **options) -> str:
+    return json.dumps(_finite(value), allow_nan=False, **options)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def rag() -> None:
     """Build and query a local retrieval index (FAISS + sentence-transformers, no pickle)."""
@@ -27,11 +44,15 @@ def rag() -> None:
 @click.option("--index-type", type=click.Choice(["auto", "flat", "hnsw"]), default=None,
               help="Exact flat search, HNSW, or auto: HNSW from 50,000 chunks [default: auto; an existing index "
               "keeps its setting].")
-@click.option("--rebuild", is_flag=True, help="Start over: drop the existing vectors (needed to change the model).")
+@click.option("--rebuild", is_flag=True, help="Start over: drop the existing vectors (needed to change the model, "
+              "or to replace a damaged index).")
+@click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links that lead out of a source folder "
+              "[default: skip them, with a reason].")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per embedding batch.")
 @click.option("--progress/--no-progress", default=None, help="Show a chunks/s progress bar [default: on a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebuild, batch_size, progress, as_json):
+def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebuild, follow_symlinks, batch_size, progress,
+              as_json):
     """Index files and folders (.txt .md .rst .html .pdf .jsonl); re-runs embed only what changed.
 
     The index mirrors SOURCES: files gone from them are removed. Without SOURCES, the sources recorded in the
@@ -43,10 +64,12 @@ def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebu
 
     show = sys.stderr.isatty() if progress is None else progress
     summary = ingest(list(sources) or None, index_dir, model=model, chunk_tokens=chunk_tokens, overlap=overlap,
-                     index_type=index_type, rebuild=rebuild, batch_size=batch_size, progress=show,
-                     log=lambda m: click.echo(m, err=True))
+                     index_type=index_type, rebuild=rebuild, follow_symlinks=follow_symlinks, batch_size=batch_size,
+                     progress=show, log=lambda m: click.echo(m, err=True))
+    for note in summary.bad_line_notes():
+        click.echo(f"warning: {note}", err=True)
     if as_json:
-        click.echo(json.dumps(summary.as_dict(), indent=2))
+        click.echo(to_json(summary.as_dict(), indent=2))
         return
     for source, reason in summary.skipped_files[:20]:
         click.echo(f"skipped {source}: {reason}", err=True)
@@ -67,12 +90,14 @@ def query_cmd(question, index_dir, k, model, as_json, width):
     from rung.core.errors import RungError
     from rung.rag.store import RagIndex
 
+    if width < 0:
+        raise RungError(f"--width must be 0 (all) or more (got {width})")
     loaded = RagIndex.load(index_dir, model=model)
     if not len(loaded):
         raise RungError(f"{index_dir} holds no chunks (every file was skipped?); see `rung rag info --index {index_dir}`")
     hits = loaded.search(question, k)
     if as_json:
-        click.echo(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
+        click.echo(to_json([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
         return
     for hit in hits:
         heading = f"  § {hit.chunk['heading']}" if hit.chunk.get("heading") else ""
@@ -87,18 +112,23 @@ def query_cmd(question, index_dir, k, model, as_json, width):
 @click.option("--model", default="builtin:tiny", show_default=True,
               help="Causal LM that writes the answer: hub id, local path, or builtin:tiny (a toy).")
 @click.option("-k", "k", type=click.IntRange(1, 50), default=4, show_default=True, help="How many chunks to give it.")
-@click.option("--max-new-tokens", type=int, default=128, show_default=True, help="Longest answer, in tokens.")
+@click.option("--max-new-tokens", type=int, default=128, show_default=True, help="Longest answer, in tokens (1 or more).")
+@click.option("--temperature", type=float, default=0.0, show_default=True,
+              help="0 = greedy (the same answer every time); above 0 samples.")
+@click.option("--top-p", type=float, default=1.0, show_default=True,
+              help="When sampling, draw from the smallest set of tokens whose probability adds up to this (0 < p <= 1).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code (off by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print answer and sources as JSON.")
-def answer_cmd(question, index_dir, model, k, max_new_tokens, trust_remote_code, as_json):
+def answer_cmd(question, index_dir, model, k, max_new_tokens, temperature, top_p, trust_remote_code, as_json):
     """Answer QUESTION from the index with a local LM that cites sources as [1], [2]."""
-    from rung.rag.answer import answer
+    from rung.rag.answer import answer, check_generation
     from rung.rag.store import RagIndex
 
+    check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, k=k)  # before any load
     result = answer(RagIndex.load(index_dir), question, model=model, k=k, max_new_tokens=max_new_tokens,
-                    trust_remote_code=trust_remote_code)
+                    temperature=temperature, top_p=top_p, trust_remote_code=trust_remote_code)
     if as_json:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        click.echo(to_json(result, indent=2, ensure_ascii=False))
         return
     if result["note"]:
         click.echo(f"note: {result['note']}", err=True)
@@ -130,7 +160,7 @@ def eval_cmd(index_dir, queries, query_texts, as_json):
         click.echo(f"warning: {len(unknown)} relevant documents are not in the index (typo, or not indexed?): "
                    + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""), err=True)
     if as_json:
-        click.echo(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}))
+        click.echo(to_json({k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()}))
         return
     click.echo("  ".join(f"{k} {result[k]:.3f}" for k in KEYS) + f"  ({result['queries']} queries)")
 
@@ -149,9 +179,10 @@ def info_cmd(index_dir):
     m = read_manifest(Path(index_dir))
     if m is None:
         raise RungError(f"{index_dir} is not a rung index (no manifest.json)")
-    c = m["chunker"]
-    click.echo(f"model      {m['model']} ({m['dim']} dims, {m['metric']}, normalized={m['normalized']})")
-    click.echo(f"index      {m['index_type']} (setting {m['index_type_setting']}), faiss {m['faiss_version']}")
+    c, n = m["chunker"], m["counts"]
+    click.echo(f"model      {m['model']} ({m['dim']} dims, {m.get('metric', '?')}, normalized={m.get('normalized', '?')})")
+    click.echo(f"index      {m['index_type']} (setting {m.get('index_type_setting', '?')}), "
+               f"faiss {m.get('faiss_version', '?')}")
     click.echo(f"chunker    {c['chunk_tokens']} tokens, {c['overlap']} overlap")
-    click.echo(f"contents   {m['counts']['files']} files, {m['counts']['documents']} documents, {m['counts']['chunks']} chunks")
-    click.echo(f"updated    {m['updated']} (generation {m['generation']})")
+    click.echo(f"contents   {n.get('files', '?')} files, {n.get('documents', '?')} documents, {n['chunks']} chunks")
+    click.echo(f"updated    {m.get('updated', '?')} (generation {m['generation']})")

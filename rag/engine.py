@@ -49,14 +49,15 @@ def index_step(step: dict, ctx: StepContext) -> StepResult:
     index_dir = ctx.run_dir / "index"
     summary = ingest([str(p) for p in sources], index_dir, model=settings.model, chunk_tokens=settings.chunk_tokens,
                      overlap=settings.overlap, index_type=settings.index_type, batch_size=settings.batch_size,
-                     progress=False)
+                     follow_symlinks=bool(getattr(settings, "follow_symlinks", False)), progress=False)
     metrics = {"files": summary.files_indexed, "files_skipped": sum(summary.skipped.values()),
                "chunks": summary.chunks, "chunks_added": summary.added, "chunks_kept": summary.kept,
                "chunks_removed": summary.removed, "chunks_embedded": summary.embedded,
-               "seconds": round(summary.seconds, 2)}
+               "bad_lines": sum(b["count"] for b in summary.bad_lines.values()), "seconds": round(summary.seconds, 2)}
     return StepResult(outputs={"index_dir": str(index_dir)}, metrics=metrics,
                       summary=f"Indexed {summary.chunks} chunks from {summary.files_indexed} files "
-                              f"({summary.index_type}).\n\n`{summary.line()}`")
+                              f"({summary.index_type}).\n\n`{summary.line()}`"
+                              + "".join(f"\n\n- {note}" for note in summary.bad_line_notes()))
 
 
 def eval_step(step: dict, ctx: StepContext) -> StepResult:

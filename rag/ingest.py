@@ -6,7 +6,8 @@
     deleted file   -> its chunks are removed
     nothing changed -> no model load, no write: a warm re-ingest costs a walk and a hash of each file
 
-Commit protocol: see rag/store.py (new generation folder, then manifest.json, then delete the old one).
+Commit protocol: see rag/layout.py (under .lock: read the manifest, remove leftovers, write a new generation
+folder, then manifest.json, then delete the old one).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import datetime as _dt
 import fcntl
 import hashlib
 import os
-import signal
 import sys
 import time
 from collections import Counter
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from rung.core.errors import RungError
-from rung.rag import loaders
+from rung.rag import loaders, store
 from rung.rag.chunking import ChunkerSettings
-from rung.rag.store import (FORMAT, FORMAT_VERSION, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HNSW_THRESHOLD,
-                       INDEX_TYPES, _GEN, check_model, read_manifest, remove_stale_generations, resolve_index_type)
+from rung.rag.layout import (FORMAT, FORMAT_VERSION, INDEX_TYPES, DamagedIndex, foreign_entries, kill_point,
+                             read_manifest, remove_leftovers)
+from rung.rag.store import check_model, resolve_index_type
 
 
 @dataclass
@@ -49,13 +50,23 @@ class IngestSummary:
     embed_seconds: float = 0.0
     index_type: str = ""
     wrote: bool = False
+    bad_lines: dict[str, dict] = field(default_factory=dict)  # JSONL source -> {"count", "first": [[line, why]]}
+
+    def bad_line_notes(self) -> list[str]:
+        """One line per JSONL file with records left out: how many, and the first few with what is wrong."""
+        return [f"{source}: {b['count']} bad line{'s' if b['count'] != 1 else ''} left out ("
+                + "; ".join(f"line {n}: {why}" for n, why in b["first"]) + (", ..." if b["count"] > len(b["first"]) else "")
+                + ")" for source, b in sorted(self.bad_lines.items())]
 
     def line(self) -> str:
         skipped = sum(self.skipped.values())
         reasons = ", ".join(f"{n} {r}" for r, n in self.skipped.most_common())
         rate = f" at {self.embedded / self.embed_seconds:.1f} chunks/s" if self.embedded and self.embed_seconds else ""
+        bad = sum(b["count"] for b in self.bad_lines.values())
+        files = len(self.bad_lines)
+        bad_text = f", {bad} bad JSONL line{'s' * (bad != 1)} in {files} file{'s' * (files != 1)}" if bad else ""
         return (f"{self.files_seen} files: {self.files_changed} read, {self.files_unchanged} unchanged, "
-                f"{self.files_removed} removed, {skipped} skipped{f' ({reasons})' if skipped else ''} | "
+                f"{self.files_removed} removed, {skipped} skipped{f' ({reasons})' if skipped else ''}{bad_text} | "
                 f"chunks: {self.added} added, {self.removed} removed, {self.kept} kept, {self.chunks} in index "
                 f"({self.index_type}) | embedded {self.embedded}{rate} | {self.seconds:.1f}s")
 
@@ -65,7 +76,7 @@ class IngestSummary:
                 "skipped": dict(self.skipped), "skipped_files": [{"file": f, "reason": r} for f, r in self.skipped_files],
                 "chunks_added": self.added, "chunks_removed": self.removed, "chunks_kept": self.kept,
                 "chunks_embedded": self.embedded, "chunks": self.chunks, "index_type": self.index_type,
-                "seconds": round(self.seconds, 3), "wrote": self.wrote}
+                "bad_lines": self.bad_lines, "seconds": round(self.seconds, 3), "wrote": self.wrote}
 
 
 @contextmanager
@@ -86,62 +97,88 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _kill_point(name: str) -> None:
-    """Fault injection for the crash-consistency test: RUNG_RAG_KILL_AT=<name> SIGKILLs this process here."""
-    if os.environ.get("RUNG_RAG_KILL_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+def _check_options(index_type: str | None, batch_size: Any) -> None:
+    problems = []
+    if index_type is not None and index_type not in INDEX_TYPES:
+        problems.append(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        problems.append(f"batch size must be a whole number, 1 or more (got {batch_size!r})")
+    if problems:
+        raise RungError(problems)
+
+
+def _check_folder(index_dir: Path) -> None:
+    """Refuse a folder rung did not make, before anything is written in it (.lock included)."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise RungError(f"{index_dir}: is a file; --index needs a folder")
+    if not index_dir.is_dir() or os.path.lexists(index_dir / "manifest.json"):
+        return  # new, or an index (the manifest is checked under the lock)
+    foreign = foreign_entries(index_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RungError(f"{index_dir} is a folder with other files ({shown}) and no rung manifest.json; "
+                        "give --index a new or empty folder")
+
+
+def _committed_manifest(index_dir: Path, rebuild: bool, log) -> dict[str, Any] | None:
+    """The manifest, read under the lock. With rebuild, a damaged one in a folder holding only rung's own files
+    is replaced (it names nothing usable), instead of refused."""
+    try:
+        return read_manifest(index_dir)
+    except DamagedIndex as error:
+        if not rebuild or [n for n in foreign_entries(index_dir) if n != "manifest.json"]:
+            raise
+        log(f"replacing a damaged index: {error.message.split('; rebuild')[0]}")
+        return None
+
+
+def _record_bad_lines(summary: IngestSummary, files_meta: dict[str, dict]) -> None:
+    summary.bad_lines = {s: meta["bad_lines"] for s, meta in sorted(files_meta.items()) if meta.get("bad_lines")}
 
 
 def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike, *, model: str | None = None,
            chunk_tokens: int | None = None, overlap: int | None = None, index_type: str | None = None,
-           rebuild: bool = False,
+           rebuild: bool = False, follow_symlinks: bool = False,
            batch_size: int = 32, progress: bool = True, log=None) -> IngestSummary:
     """Bring the index in DIR in line with SOURCES (files and folders). Returns what changed.
 
     SOURCES=None re-syncs the sources recorded in the manifest. The index mirrors its sources: files no
     longer found there are removed from it. chunk_tokens / overlap / index_type None = what the index was
-    built with (defaults 0 = auto, 16, "auto" for a new one), like the model.
+    built with (defaults 0 = auto, 16, "auto" for a new one), like the model. Symbolic links that leave a
+    source folder are skipped unless follow_symlinks.
     """
     from rung.rag.embed import DEFAULT_MODEL, model_name
 
     start = time.perf_counter()
     log = log or (lambda message: print(message, file=sys.stderr))
     index_dir = Path(index_dir)
-    index_dir = Path(index_dir)
-    existing = read_manifest(index_dir) if index_dir.is_dir() else None
-    kept = (existing or {}) if not rebuild else {}
-    requested = kept.get("chunker", {}).get("requested", {})
-    chunk_tokens = requested.get("chunk_tokens", 0) if chunk_tokens is None else chunk_tokens
-    overlap = requested.get("overlap", 16) if overlap is None else overlap
-    index_type = kept.get("index_type_setting", "auto") if index_type is None else index_type
-    if index_type not in INDEX_TYPES:
-        raise RungError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
-    if index_dir.exists() and not index_dir.is_dir():
-        raise RungError(f"{index_dir}: is a file; --index needs a folder")
-    manifest = read_manifest(index_dir) if index_dir.exists() else None
-    if manifest is None and index_dir.exists() and any(
-            p.name != ".lock" and not (p.is_dir() and _GEN.match(p.name)) for p in index_dir.iterdir()):
-        raise RungError(f"{index_dir} is a folder with other files and no rung manifest.json; "
-                        "give --index a new or empty folder")
-    if manifest is not None and not rebuild:
-        check_model(manifest, index_dir, model)
-    if not sources:
-        if manifest is None:
-            raise RungError("give the files or folders to index (SOURCES)")
-        sources = manifest.get("sources") or []
-    name = model_name(model) if model else (manifest["model"] if manifest else DEFAULT_MODEL)
-
+    _check_options(index_type, batch_size)
+    if sources and loaders.named_problems(list(sources)):  # refused before the index folder is made
+        raise RungError(loaders.named_problems(list(sources)))
+    _check_folder(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     with _writer_lock(index_dir):
-        current = manifest.get("generation_dir") if manifest else None
-        remove_stale_generations(index_dir, keep=current)  # orphans of a crashed ingest
+        kill_point("locked")
+        # Everything below is decided from the manifest read under the lock: the one committed state.
+        manifest = _committed_manifest(index_dir, rebuild, log)
+        remove_leftovers(index_dir, keep=manifest["generation_dir"] if manifest else None)  # a crashed ingest's
+        kept = (manifest or {}) if not rebuild else {}
+        requested = kept.get("chunker", {}).get("requested", {})
+        chunk_tokens = requested.get("chunk_tokens", 0) if chunk_tokens is None else chunk_tokens
+        overlap = requested.get("overlap", 16) if overlap is None else overlap
+        index_type = kept.get("index_type_setting", "auto") if index_type is None else index_type
+        if manifest is not None and not rebuild:
+            check_model(manifest, index_dir, model)
+        if not sources:
+            if manifest is None:
+                raise RungError("give the files or folders to index (SOURCES)")
+            sources = manifest.get("sources") or []
+        name = model_name(model) if model else (manifest["model"] if manifest else DEFAULT_MODEL)
 
-        files, problems = loaders.find_files(list(sources))
+        files, problems = loaders.find_files(list(sources), follow_symlinks=follow_symlinks, exclude=(index_dir,))
         if problems:
             raise RungError(problems)
         summary = IngestSummary(files_seen=len(files))
-        for f in files:
-            loaders.read_and_hash(f)
         old_files = (manifest or {}).get("files", {}) if not rebuild else {}
         requested_chunker = {"chunk_tokens": chunk_tokens, "overlap": overlap}
         old_chunker = (manifest or {}).get("chunker", {})
@@ -152,9 +189,12 @@ def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike
         # Files skipped last time for their content (binary, empty, ...) stay skipped until they change.
         old_skipped = (manifest or {}).get("skipped", {}) if same_chunker else {}
         for f in files:
+            loaders.read_and_hash(f)
             if f.skip is None and old_skipped.get(f.source, {}).get("sha256") == f.sha256:
                 f.skip = old_skipped[f.source]["reason"]
                 f.skip_known = True
+            if f.skip or (same_chunker and old_files.get(f.source, {}).get("sha256") == f.sha256):
+                f.data = b""  # unchanged or skipped: only changed files' bytes are held until they are chunked
         readable = [f for f in files if f.skip is None]
         for f in files:
             if f.skip:
@@ -164,26 +204,24 @@ def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike
             changed = [f for f in readable if old_files.get(f.source, {}).get("sha256") != f.sha256]
         else:
             changed = readable
-        changed_names = {f.source for f in changed}
-        for f in files:
-            if f.source not in changed_names:
-                f.data = b""  # unchanged or skipped: its bytes are not needed any more
         present = {f.source for f in readable}
         deleted = [s for s in old_files if s not in present]
         old_total = (manifest or {}).get("counts", {}).get("chunks", 0)
         if (manifest is not None and not rebuild and not changed and not deleted
                 and old_type_setting == index_type
                 and resolve_index_type(index_type, old_total) == manifest.get("index_type")):
+            # Nothing changed: no model load, no new generation.
             summary.files_unchanged = len(readable)
             summary.files_indexed = len(old_files)
             summary.kept = summary.chunks = old_total
             summary.index_type = manifest.get("index_type", "")
-            summary.seconds = time.perf_counter() - start
-            if sorted(str(Path(s).expanduser().resolve()) for s in sources) != sorted(manifest.get("sources", [])):
-                manifest["sources"] = sorted(str(Path(s).expanduser().resolve()) for s in sources)
+            _record_bad_lines(summary, old_files)
+            resolved = sorted(str(Path(s).expanduser().resolve()) for s in sources)
+            if resolved != sorted(manifest.get("sources", [])):
                 from rung.core.fileio import atomic_write_json
 
-                atomic_write_json(index_dir / "manifest.json", manifest)
+                atomic_write_json(index_dir / "manifest.json", {**manifest, "sources": resolved})
+            summary.seconds = time.perf_counter() - start
             return summary
         return _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable, changed, deleted,
                                same_chunker, ChunkerSettings(chunk_tokens, overlap), index_type, batch_size,
@@ -251,6 +289,9 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
                 raise RungError(f"chunk id collision in {f.source}; please report this")
             new_chunks[cid] = {"id": cid, "source": f.source, **record}
         files_meta[f.source] = {"sha256": f.sha256, "bytes": len(f.data), "chunks": len(records)}
+        if f.bad_lines:
+            files_meta[f.source]["bad_lines"] = {"count": len(f.bad_lines), "first": [list(b) for b in f.bad_lines[:3]]}
+    _record_bad_lines(summary, files_meta)
     summary.files_removed = sum(1 for s in old_files if s not in files_meta)
 
     if (manifest is not None and not rebuild and new_chunks == old_chunks and files_meta == old_files
@@ -304,9 +345,10 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
         matrix = np.stack([old_vectors[c] for c in order]) if order else np.zeros((0, dim), "float32")
         index = build_index(kind, dim, order, matrix)
     ordered = list(new_chunks.values())
-    generation = (manifest or {}).get("generation", 0) + 1
+    # Past both the recorded generation and the folder in use (never the same name as the committed one).
+    generation = max((manifest or {}).get("generation", 0), int((manifest or {}).get("generation_dir", "g0")[1:])) + 1
     gen_name = write_generation(index_dir, generation, index, ordered)
-    _kill_point("before_manifest")
+    kill_point("before_manifest")
 
     import sentence_transformers
 
@@ -324,8 +366,8 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
         "score": "cosine similarity (inner product of unit vectors)",
         "index_type": kind,
         "index_type_setting": index_type,
-        "hnsw": {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": HNSW_EF_SEARCH,
-                 "threshold": HNSW_THRESHOLD},
+        "hnsw": {"M": store.HNSW_M, "efConstruction": store.HNSW_EF_CONSTRUCTION, "efSearch": store.HNSW_EF_SEARCH,
+                 "threshold": store.HNSW_THRESHOLD},
         "faiss_version": faiss.__version__,
         "sentence_transformers_version": sentence_transformers.__version__,
         "chunker": {**settings.as_dict(), "requested": {"chunk_tokens": requested.chunk_tokens,
@@ -341,7 +383,8 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
     from rung.core.fileio import atomic_write_json
 
     atomic_write_json(index_dir / "manifest.json", new_manifest)   # the commit point
-    remove_stale_generations(index_dir, keep=gen_name)
+    kill_point("after_manifest")
+    remove_leftovers(index_dir, keep=gen_name)
     summary.wrote = True
     summary.seconds = time.perf_counter() - start
     return summary

@@ -1,8 +1,11 @@
 """Read the files `rung rag index` is given: find them, hash them, turn each into text sections.
 
 Every file ends up either read (one or more `Section`s) or skipped with a reason the summary counts:
-binary, not UTF-8, unreadable, empty, PDF without a text layer, unsupported type. Nothing here crashes on
-bad input, and nothing here imports torch, faiss or langchain.
+binary, not UTF-8, unreadable, empty, PDF without a text layer, unsupported type, not a regular file (a FIFO
+would block the read, a device never ends), too large, or a symbolic link that leaves the folder being indexed
+(followed only when asked). Bad lines of a JSONL corpus are counted, with their line numbers. Named directly, a
+FIFO, device or too-large file is refused instead. Nothing here crashes on bad input, and nothing here imports
+torch, faiss or langchain.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
+
+from rung.core.errors import RungError
+from rung.core.fileio import ERRNO_TEXT, MAX_TEXT_BYTES, file_kind, read_bytes
+from rung.rag.html_text import html_to_text
 
 # extension -> format
 FORMATS = {
@@ -24,6 +31,9 @@ FORMATS = {
     ".pdf": "pdf",
     ".jsonl": "jsonl",
 }
+# One source file is read whole (and held until it is chunked): larger ones are skipped, or refused when named.
+MAX_SOURCE_BYTES = MAX_TEXT_BYTES
+OUTSIDE = "symbolic link out of the indexed folder (--follow-symlinks follows it)"
 
 
 @dataclass
@@ -36,6 +46,7 @@ class SourceFile:
     sha256: str = ""
     skip: str | None = None  # reason, when it cannot be indexed
     skip_known: bool = False  # skipped last time with the same bytes (not parsed again)
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)  # JSONL: (line, what is wrong), records left out
 
 
 @dataclass
@@ -53,29 +64,30 @@ class Section:
 
 # --------------------------------------------------------------------------------------------- finding files
 
-def find_files(sources: list[str | os.PathLike]) -> tuple[list[SourceFile], list[str]]:
+def find_files(sources: list[str | os.PathLike], *, follow_symlinks: bool = False,
+               exclude: tuple[str | os.PathLike, ...] = ()) -> tuple[list[SourceFile], list[str]]:
     """Expand files and folders into SourceFiles (not yet read). Returns (files, problems).
 
     A folder's files are named relative to it; with several sources, a folder's files are prefixed with the
-    folder's name so two README.md files cannot collide. Hidden files and folders are left out.
+    folder's name so two README.md files cannot collide. Hidden files and folders are left out, and so are the
+    folders in `exclude` (the index itself). Symbolic links found in a folder are followed only while they stay
+    inside it, unless follow_symlinks; a source named directly is always followed, but must be a regular file.
     """
     files: list[SourceFile] = []
     problems: list[str] = []
     several = len(sources) > 1
+    excluded = {os.path.realpath(p) for p in exclude}
     for raw in sources:
         root = Path(raw).expanduser()
         if root.is_dir():
             prefix = root.resolve().name + "/" if several else ""
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if name.startswith("."):
-                        continue
-                    path = Path(dirpath) / name
-                    rel = path.relative_to(root).as_posix()
-                    files.append(SourceFile(source=prefix + rel, path=path))
+            files.extend(_walk(root, prefix, follow_symlinks, excluded))
         elif root.exists():
-            files.append(SourceFile(source=root.name, path=root))
+            problem = _named_file_problem(root)
+            if problem:
+                problems.append(problem)
+            else:
+                files.append(SourceFile(source=root.name, path=root))
         else:
             problems.append(f"{raw}: no such file or folder")
     seen: dict[str, Path] = {}
@@ -88,16 +100,102 @@ def find_files(sources: list[str | os.PathLike]) -> tuple[list[SourceFile], list
     return list(unique.values()), problems
 
 
+def named_problems(sources: list[str | os.PathLike]) -> list[str]:
+    """Problems with the sources themselves (missing, a FIFO or device, too large), before anything is walked."""
+    problems = []
+    for raw in sources:
+        root = Path(raw).expanduser()
+        problem = None if root.is_dir() else _named_file_problem(root) if root.exists() else \
+            f"{raw}: no such file or folder"
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: Path, prefix: str, follow: bool, excluded: set[str]) -> list[SourceFile]:
+    top = os.path.realpath(root)
+    out: list[SourceFile] = []
+    visited = {top}
+
+    def name(path: Path) -> str:
+        return prefix + path.relative_to(root).as_posix()
+
+    def unreadable(error: OSError) -> None:  # os.walk's onerror: report the folder instead of leaving it out
+        folder = Path(error.filename)
+        if folder != root:
+            out.append(SourceFile(source=name(folder) + "/", path=folder, skip=f"unreadable folder ({_reason(error)})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=follow):
+        keep = []
+        for d in sorted(dirnames):
+            path = Path(dirpath) / d
+            real = os.path.realpath(path)
+            if d.startswith(".") or real in excluded or real in visited:
+                continue  # hidden, the index itself, or a folder already walked (a link loop)
+            if path.is_symlink() and not follow:
+                if not _inside(real, top):
+                    out.append(SourceFile(source=name(path) + "/", path=path, skip=OUTSIDE))
+                continue  # a link inside the tree: its files are indexed under their own path
+            visited.add(real)
+            keep.append(d)
+        dirnames[:] = keep
+        for filename in sorted(filenames):
+            if filename.startswith("."):
+                continue
+            path = Path(dirpath) / filename
+            outside = not follow and not _inside(os.path.realpath(path), top)
+            out.append(SourceFile(source=name(path), path=path, skip=OUTSIDE if outside else None))
+    return out
+
+
+def _reason(error: OSError) -> str:
+    return ERRNO_TEXT.get(error.errno or 0) or error.strerror or type(error).__name__
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _named_file_problem(path: Path) -> str | None:
+    """Why a file named as a source cannot be indexed (None: it can be read)."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        return f"{path}: cannot read it: {_reason(error)}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{path}: is {file_kind(info.st_mode)}, not a file or folder that can be indexed"
+    if info.st_size > MAX_SOURCE_BYTES:
+        return f"{path}: {_mb(info.st_size)}, over the {_mb(MAX_SOURCE_BYTES)} limit for one source file; split it"
+    return None
+
+
 def read_and_hash(f: SourceFile) -> SourceFile:
-    """Read the bytes and hash them; sets `skip` for unsupported types and unreadable files."""
+    """Read the bytes and hash them; sets `skip` for unsupported types and files that cannot or must not be read."""
+    if f.skip:
+        return f
+    try:
+        info = f.path.stat()
+    except OSError as error:
+        f.skip = f"unreadable ({_reason(error)})"
+        return f
+    if not stat.S_ISREG(info.st_mode):
+        f.skip = f"{file_kind(info.st_mode)}, not a regular file"
+        return f
     suffix = f.path.suffix.lower()
     if suffix not in FORMATS:
         f.skip = f"unsupported type ({suffix or 'no extension'})"
         return f
-    try:
-        f.data = f.path.read_bytes()
-    except OSError as error:
-        f.skip = f"unreadable ({error.strerror or type(error).__name__})"
+    if info.st_size > MAX_SOURCE_BYTES:
+        f.skip = f"too large ({_mb(info.st_size)}; the limit is {_mb(MAX_SOURCE_BYTES)})"
+        return f
+    try:  # the read is sized to the file, and refuses one swapped for a FIFO or grown past the limit meanwhile
+        f.data = read_bytes(f.path, what="source file", max_bytes=min(MAX_SOURCE_BYTES, info.st_size + 1024 * 1024))
+    except RungError as error:
+        f.skip = f"unreadable ({error.message.rsplit(': ', 1)[-1]})"
         return f
     f.sha256 = hashlib.sha256(f.data).hexdigest()
     return f
@@ -134,15 +232,21 @@ def parse(f: SourceFile) -> list[Section]:
 
 
 def _parse_jsonl(f: SourceFile, text: str) -> list[Section]:
+    """One section per record with a "text" string; every other non-blank line goes to f.bad_lines."""
     sections = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError) as error:
+            f.bad_lines.append((lineno, f"not JSON ({getattr(error, 'msg', 'nested too deeply')})"))
             continue
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record["text"].strip():
+        problem = ("not a JSON object" if not isinstance(record, dict) else
+                   'no "text" string' if not isinstance(record.get("text"), str) else
+                   'empty "text"' if not record["text"].strip() else None)
+        if problem:
+            f.bad_lines.append((lineno, problem))
             continue
         doc_id = record.get("_id", record.get("id"))
         doc = str(doc_id) if doc_id is not None else f"{f.source}#{lineno}"
@@ -174,110 +278,6 @@ def _parse_pdf(f: SourceFile) -> list[Section]:
     if not sections:
         f.skip = "PDF without a text layer"
     return sections
-
-
-# --------------------------------------------------------------------------------------------- HTML
-
-_SKIP_TAGS = {"script", "style", "head", "noscript", "template", "svg", "iframe"}
-_BLOCK_TAGS = {"p", "div", "section", "article", "main", "header", "footer", "aside", "nav", "ul", "ol", "li",
-               "table", "tr", "pre", "blockquote", "hr", "br", "dl", "dt", "dd", "figure", "figcaption", "form",
-               "h1", "h2", "h3", "h4", "h5", "h6", "title", "body", "html"}
-
-
-class _TextExtractor(HTMLParser):
-    """HTML -> markdown-like text (headings as `#` lines) with the source line of every output line."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.lines: list[tuple[str, int]] = []
-        self.current: list[str] = []
-        self.current_line = 0
-        self.skip_depth = 0
-        self.pre = 0
-        self.title: str | None = None
-        self.in_title = False
-
-    def _flush(self):
-        text = "".join(self.current)
-        text = text if self.pre else re.sub(r"[ \t\f\v]+", " ", text).strip()
-        if text:
-            self.lines.append((text, self.current_line))
-        self.current = []
-
-    def _blank(self):
-        self._flush()
-        if self.lines and self.lines[-1][0] != "":
-            self.lines.append(("", self.getpos()[0]))
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "title":
-            self.in_title = True
-            return
-        if tag in _SKIP_TAGS:
-            self.skip_depth += 1
-            return
-        if tag in _BLOCK_TAGS:
-            self._blank() if tag in {"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "ul", "ol"} else self._flush()
-        if tag == "pre":
-            self.pre += 1
-        if len(tag) == 2 and tag[0] == "h" and tag[1].isdigit():
-            self._add("#" * int(tag[1]) + " ")
-        elif tag == "li":
-            self._add("- ")
-
-    def handle_endtag(self, tag):
-        if tag == "title":
-            self.in_title = False
-            return
-        if tag in _SKIP_TAGS:
-            self.skip_depth = max(0, self.skip_depth - 1)
-            return
-        if tag == "pre":
-            self.pre = max(0, self.pre - 1)
-        if tag in _BLOCK_TAGS:
-            self._blank() if tag in {"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "ul", "ol"} else self._flush()
-
-    def _add(self, text: str):
-        if not self.current:
-            self.current_line = self.getpos()[0]
-        self.current.append(text)
-
-    def handle_data(self, data):
-        if self.in_title:
-            self.title = ((self.title or "") + data).strip() or None
-            return
-        if self.skip_depth:
-            return
-        if self.pre:
-            parts = data.split("\n")
-            line = self.getpos()[0]
-            for i, part in enumerate(parts):
-                if i:
-                    self._flush()
-                    self.current_line = line + i
-                if part:
-                    if not self.current:
-                        self.current_line = line + i
-                    self.current.append(part)
-            return
-        if data.strip() or self.current:
-            if not self.current:
-                self.current_line = self.getpos()[0] + data[: len(data) - len(data.lstrip())].count("\n")
-            self.current.append(data.replace("\n", " "))
-
-
-def html_to_text(html: str) -> tuple[str, list[int], str | None]:
-    """Returns (text, source line for each text line, <title>)."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    parser._flush()
-    lines = parser.lines
-    while lines and lines[-1][0] == "":
-        lines.pop()
-    while lines and lines[0][0] == "":
-        lines.pop(0)
-    return "\n".join(t for t, _ in lines), [n for _, n in lines], parser.title
 
 
 # --------------------------------------------------------------------------------------------- headings

@@ -13,7 +13,6 @@ Each is averaged over the queries that have at least one relevant document (pytr
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -64,28 +63,54 @@ def evaluate(runs: list[tuple[list[str], dict[str, float]]]) -> dict[str, float]
 
 # --------------------------------------------------------------------------------------------- eval files
 
+def _grade(value) -> float | None:
+    """A relevance grade: a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _raise(problems: list[str]) -> None:
+    from rung.core.errors import RungError
+
+    if problems:
+        raise RungError(problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else []))
+
+
+def _check_usable(path: Path, pairs: list[tuple[str, dict[str, float]]]) -> list[tuple[str, dict[str, float]]]:
+    from rung.core.errors import RungError
+
+    if not pairs:
+        raise RungError(f"{path}: no queries")
+    if not any(g > 0 for _, qrels in pairs for g in qrels.values()):
+        raise RungError(f"{path}: none of its {len(pairs)} queries has a relevant document (a grade above 0); "
+                        "there is nothing to score")
+    return pairs
+
+
 def read_queries(path: str | Path, query_texts: str | Path | None = None) -> list[tuple[str, dict[str, float]]]:
     """(query text, {doc: grade}) pairs from JSONL {query, relevant} or a BEIR qrels TSV.
 
     JSONL `relevant` is a list of documents (grade 1) or a mapping doc -> grade. A .tsv file is BEIR qrels
-    (query-id, corpus-id, score, with a header line); the query texts come from `query_texts`, else from
-    queries.jsonl next to the qrels folder (BEIR layout: DATASET/queries.jsonl, DATASET/qrels/test.tsv).
+    (query-id, corpus-id, score, with a header line; TREC's four columns work too); the query texts come from
+    `query_texts`, else from queries.jsonl next to the qrels folder (BEIR layout: DATASET/queries.jsonl,
+    DATASET/qrels/test.tsv). Every bad line is reported at once; a file with no query that has a relevant
+    document is an error (it would score 0 on nothing).
     """
-    from rung.core.errors import RungError
+    from rung.core.fileio import read_text
 
     path = Path(path)
-    if not path.is_file():
-        raise RungError(f"{path}: queries file not found")
+    text = read_text(path, what="queries file")
     if path.suffix.lower() in (".tsv", ".qrels"):
-        return _read_qrels(path, query_texts)
+        return _check_usable(path, _read_qrels(path, text, query_texts))
     out, problems = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.append(f"{path}:{lineno}: not JSON ({error.msg})")
+        except (json.JSONDecodeError, RecursionError) as error:
+            problems.append(f"{path}:{lineno}: not JSON ({getattr(error, 'msg', 'nested too deeply')})")
             continue
         query = record.get("query") if isinstance(record, dict) else None
         relevant = record.get("relevant") if isinstance(record, dict) else None
@@ -96,20 +121,37 @@ def read_queries(path: str | Path, query_texts: str | Path | None = None) -> lis
             relevant = [relevant]
         if isinstance(relevant, list) and all(isinstance(r, str) for r in relevant):
             qrels = {r: 1.0 for r in relevant}
-        elif isinstance(relevant, dict) and all(isinstance(g, (int, float)) for g in relevant.values()):
+        elif isinstance(relevant, dict) and all(_grade(g) is not None for g in relevant.values()):
             qrels = {str(d): float(g) for d, g in relevant.items()}
         else:
-            problems.append(f'{path}:{lineno}: "relevant" must be a list of document paths (or doc -> grade)')
+            problems.append(f'{path}:{lineno}: "relevant" must be a list of document paths (or doc -> finite grade)')
             continue
         out.append((query, qrels))
-    if problems:
-        raise RungError(problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else []))
-    if not out:
-        raise RungError(f"{path}: no queries")
-    return out
+    _raise(problems)
+    return _check_usable(path, out)
 
 
-def _read_qrels(path: Path, query_texts: str | Path | None) -> list[tuple[str, dict[str, float]]]:
+def _read_query_texts(path: Path) -> tuple[dict[str, str], list[str]]:
+    from rung.core.fileio import read_text
+
+    texts, problems = {}, []
+    for lineno, line in enumerate(read_text(path, what="query texts file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as error:
+            problems.append(f"{path}:{lineno}: not JSON ({getattr(error, 'msg', 'nested too deeply')})")
+            continue
+        qid = record.get("_id", record.get("id")) if isinstance(record, dict) else None
+        if qid is None or not isinstance(record.get("text"), str) or not record["text"].strip():
+            problems.append(f'{path}:{lineno}: needs an "_id" and a "text" string')
+            continue
+        texts[str(qid)] = record["text"]
+    return texts, problems
+
+
+def _read_qrels(path: Path, text: str, query_texts: str | Path | None) -> list[tuple[str, dict[str, float]]]:
     from rung.core.errors import RungError
 
     candidates = [Path(query_texts)] if query_texts else [path.parent.parent / "queries.jsonl",
@@ -118,22 +160,32 @@ def _read_qrels(path: Path, query_texts: str | Path | None) -> list[tuple[str, d
     if texts_path is None:
         raise RungError(f"{path}: BEIR qrels need the query texts; none at {' or '.join(map(str, candidates))} "
                         "(pass --query-texts queries.jsonl with {\"_id\", \"text\"} lines)")
-    texts = {}
-    for line in texts_path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            texts[str(record.get("_id", record.get("id")))] = record["text"]
+    texts, problems = _read_query_texts(texts_path)
     qrels: dict[str, dict[str, float]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        for row in csv.reader(handle, delimiter="\t"):
-            if len(row) < 3 or row[0] in ("query-id", "query_id", "qid"):
-                continue
-            try:
-                grade = float(row[2])
-            except ValueError:
-                continue
-            qrels.setdefault(row[0], {})[row[1]] = grade
+    first = True
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = [c.strip() for c in (line.split("\t") if "\t" in line else line.split())]
+        if first and row[0] in ("query-id", "query_id", "qid"):
+            first = False
+            continue  # the header
+        first = False
+        if len(row) not in (3, 4):
+            problems.append(f"{path}:{lineno}: needs query-id, corpus-id and score separated by tabs "
+                            f"(found {len(row)} columns)")
+            continue
+        qid, doc, score = (row[0], row[2], row[3]) if len(row) == 4 else row  # TREC: qid 0 doc grade
+        try:
+            grade = _grade(float(score))
+        except ValueError:
+            grade = None
+        if grade is None or not qid or not doc:
+            problems.append(f"{path}:{lineno}: needs a query id, a corpus id and a finite score (got {score[:20]!r})")
+            continue
+        qrels.setdefault(qid, {})[doc] = grade
     missing = [q for q in qrels if q not in texts]
     if missing:
-        raise RungError(f"{path}: {len(missing)} query ids have no text in {texts_path} (first: {missing[0]})")
+        problems.append(f"{path}: {len(missing)} query ids have no text in {texts_path} (first: {missing[0]})")
+    _raise(problems)
     return [(texts[q], rels) for q, rels in qrels.items()]

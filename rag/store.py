@@ -1,33 +1,29 @@
-"""The index directory: FAISS vectors, chunk records, and a manifest — no pickle anywhere.
+"""The index's vectors and chunks: FAISS (its own format, via serialize_index) and JSONL, no pickle anywhere.
 
-Layout of DIR:
-
-    manifest.json            what the index is (model, dim, metric, chunker, counts, file hashes) and which
-                             generation is current. Written last, atomically: it is the commit point.
-    g000007/index.faiss      faiss.write_index format (via serialize_index + atomic write), IndexIDMap2
-    g000007/chunks.jsonl     one chunk per line: id, source, doc, line, page, heading, tokens, text
-    .lock                    held (flock) by the one ingest allowed at a time
-
-An ingest writes a new generation folder, fsyncs it, then replaces manifest.json, then deletes the old
-generation. A crash (even SIGKILL) at any point leaves the old manifest pointing at the old, complete
-generation; the next ingest deletes the orphaned folder and starts again. So the vectors and the chunk store
-can never drift apart — the failure mode of a LangChain FAISS store whose `add` died halfway.
+The folder layout, the manifest and the commit protocol that keeps a crash (even SIGKILL) from ever leaving the
+vectors and the chunk store out of step are in rag/layout.py: a new generation folder is written, then the
+manifest that names it replaces the old one. (The failure mode avoided: a LangChain FAISS store whose `add`
+died halfway.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rung.core.errors import RungError
+from rung.rag.layout import (FORMAT, FORMAT_VERSION, INDEX_TYPES, DamagedIndex, fsync_dir, generation_path,
+                             kill_point, read_manifest, rebuild_hint)
 
-FORMAT = "rung-rag-index"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT", "FORMAT_VERSION", "INDEX_TYPES", "read_manifest", "RagIndex", "Hit", "build_index",
+           "write_generation", "check_model", "chunk_id", "resolve_index_type", "all_vectors"]
+# index.faiss and chunks.jsonl are read whole; these limits only stop a file swapped for something huge.
+MAX_INDEX_BYTES = 64 * 1024**3
+MAX_CHUNKS_BYTES = 16 * 1024**3
 # Exact search below this many chunks, HNSW at or above it (index_type "auto"). Measured in
 # benchmarks/bench_rag.py on 2 cores (BENCHMARKS.md): exact IndexFlatIP costs ~0.2 ms per query at 10k chunks,
 # ~5 ms at 100k; the MiniLM query embedding alone costs ~9 ms. Below 50k chunks exact search adds at most ~2.5 ms
@@ -39,8 +35,6 @@ HNSW_EF_CONSTRUCTION = 80
 # efSearch: FAISS's default 16 found 79% of the exact top-10 at 100k chunks, 128 found 98.4%, 256 found 99.4% for
 # 0.3 ms a query (BENCHMARKS.md): next to ~9 ms for embedding the query, accuracy is the cheaper side.
 HNSW_EF_SEARCH = 256
-INDEX_TYPES = ("auto", "flat", "hnsw")
-_GEN = re.compile(r"^g(\d{6,})$")
 
 
 def chunk_id(source: str, text_sha256: str, ordinal: int) -> int:
@@ -113,27 +107,7 @@ class Hit:
                 "id": c["id"], "text": c["text"]}
 
 
-# --------------------------------------------------------------------------------------------- manifest
-
-def read_manifest(index_dir: Path) -> dict[str, Any] | None:
-    """The manifest, or None when DIR has none. Raises RungError for a folder that is not a rung index."""
-    index_dir = Path(index_dir)
-    path = index_dir / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RungError(f"{path}: unreadable manifest ({error}); rebuild the index with "
-                        f"`rung rag index SOURCES --index {index_dir} --rebuild`") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise RungError(f"{index_dir} is not a rung index (manifest.json has no format: {FORMAT}); "
-                        "point --index at a folder made by `rung rag index`, or at a new folder")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise RungError(f"{index_dir} was written by a newer rung (index format {manifest['format_version']}); "
-                        "upgrade rung or rebuild the index")
-    return manifest
-
+# --------------------------------------------------------------------------------------------- writing
 
 def check_model(manifest: dict[str, Any], index_dir: Path, requested: str | None, dim: int | None = None) -> None:
     """Refuse an index built with another model or dimension, saying which and how to rebuild."""
@@ -153,32 +127,6 @@ def check_model(manifest: dict[str, Any], index_dir: Path, requested: str | None
             f"dimensions (the model changed on disk?). Rebuild: rung rag index {sources} --index {index_dir} --rebuild")
 
 
-def generation_dirs(index_dir: Path) -> list[Path]:
-    return sorted(p for p in Path(index_dir).iterdir() if p.is_dir() and _GEN.match(p.name))
-
-
-def remove_stale_generations(index_dir: Path, keep: str | None) -> int:
-    removed = 0
-    for path in generation_dirs(index_dir):
-        if path.name != keep:
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_generation(index_dir: Path, generation: int, index, chunks: list[dict[str, Any]]) -> str:
     """Write index.faiss and chunks.jsonl into a new generation folder; returns its name. Not yet current."""
     import faiss
@@ -190,7 +138,9 @@ def write_generation(index_dir: Path, generation: int, index, chunks: list[dict[
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    kill_point("generation_dir")
     atomic_write_bytes(folder / "index.faiss", faiss.serialize_index(index).tobytes())
+    kill_point("index_written")
     lines = [json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in chunks]
     atomic_write_bytes(folder / "chunks.jsonl", ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
     fsync_dir(folder)
@@ -199,6 +149,82 @@ def write_generation(index_dir: Path, generation: int, index, chunks: list[dict[
 
 
 # --------------------------------------------------------------------------------------------- loading
+
+def _read_whole(path: Path, what: str, limit: int) -> bytes:
+    """A regular file's bytes: refused when it is a FIFO, a device or over `limit`. The read is sized to the
+    file (a read sized to a large limit would allocate the limit up front)."""
+    from rung.core.fileio import check_regular_file, read_bytes
+
+    size = os.stat(check_regular_file(path, what=what, max_bytes=limit)).st_size
+    return read_bytes(path, what=what, max_bytes=min(limit, size + 1024 * 1024))
+
+
+def _chunk_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key, kind in (("id", int), ("source", str), ("text", str), ("line", int)):
+        value = record.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{key!r} is missing or not {'a whole number' if kind is int else 'text'}"
+    return None
+
+
+def parse_chunks(path: Path, text: str, hint: str) -> dict[int, dict[str, Any]]:
+    """chunks.jsonl -> {id: record}; the first bad line (a truncated file ends in one) is a DamagedIndex."""
+    chunks: dict[int, dict[str, Any]] = {}
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            problem = "not a complete JSON line (the file is truncated or damaged)"
+        else:
+            problem = _chunk_problem(record) or (f"chunk id {record['id']} appears twice"
+                                                 if record["id"] in chunks else None)
+        if problem:
+            raise DamagedIndex(f"{path}:{lineno}: {problem}; {hint}")
+        chunks[record["id"]] = record
+    return chunks
+
+
+def read_generation(index_dir: Path, manifest: dict[str, Any]):
+    """(faiss index, {id: chunk}) of the manifest's generation, checked against each other and the manifest."""
+    import faiss
+    import numpy as np
+
+    hint = rebuild_hint(index_dir)
+    gen = generation_path(index_dir, manifest)
+    try:
+        data = _read_whole(gen / "index.faiss", "index file", MAX_INDEX_BYTES)
+        raw = _read_whole(gen / "chunks.jsonl", "chunk store", MAX_CHUNKS_BYTES)
+        text = raw.decode("utf-8")
+    except RungError as error:
+        raise DamagedIndex(f"{error.message}; {hint}") from None
+    except UnicodeDecodeError as error:
+        raise DamagedIndex(f"{gen / 'chunks.jsonl'}: not UTF-8 at byte {error.start} (damaged); {hint}") from None
+    try:
+        index = faiss.deserialize_index(np.frombuffer(data, dtype="uint8"))
+    except (RuntimeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[-1].split(": ", 1)[-1][:160] if str(error).strip() else "unknown"
+        raise DamagedIndex(f"{gen / 'index.faiss'}: not a readable FAISS index ({reason}); {hint}") from None
+    del data, raw
+    if not hasattr(index, "id_map"):
+        raise DamagedIndex(f"{gen / 'index.faiss'}: not an index rung wrote (no id map); {hint}")
+    chunks = parse_chunks(gen / "chunks.jsonl", text, hint)
+    kind = "hnsw" if hasattr(faiss.downcast_index(index.index), "hnsw") else "flat"
+    counted = manifest["counts"]["chunks"]
+    if index.ntotal != len(chunks) or index.d != manifest["dim"] or len(chunks) != counted:
+        raise DamagedIndex(f"{index_dir}: index.faiss has {index.ntotal} vectors of {index.d} dims, chunks.jsonl "
+                           f"{len(chunks)} chunks, but the manifest says {counted} chunks of {manifest['dim']} dims; "
+                           f"{hint}")
+    if set(faiss.vector_to_array(index.id_map).tolist()) != set(chunks):
+        raise DamagedIndex(f"{index_dir}: index.faiss and chunks.jsonl hold different chunk ids; {hint}")
+    if kind != manifest["index_type"]:
+        raise DamagedIndex(f"{index_dir}: index.faiss holds a {kind} index but the manifest says "
+                           f"{manifest['index_type']}; {hint}")
+    return index, chunks
+
 
 @dataclass
 class RagIndex:
@@ -218,29 +244,21 @@ class RagIndex:
             raise RungError(f"{index_dir}: no such index; build one with `rung rag index SOURCES --index {index_dir}`")
         if not index_dir.is_dir():
             raise RungError(f"{index_dir}: is a file, expected an index folder made by `rung rag index`")
-        manifest = read_manifest(index_dir)
-        if manifest is None:
-            raise RungError(f"{index_dir} is not a rung index (no manifest.json); build one with "
-                            f"`rung rag index SOURCES --index {index_dir}`")
-        check_model(manifest, index_dir, model)
-        import faiss
-
-        gen = index_dir / manifest["generation_dir"]
-        try:
-            index = faiss.read_index(str(gen / "index.faiss"))
-            text = (gen / "chunks.jsonl").read_text(encoding="utf-8")
-        except (OSError, RuntimeError) as error:
-            raise RungError(f"{index_dir}: index files missing or damaged ({str(error).splitlines()[0]}); rebuild "
-                            f"with `rung rag index SOURCES --index {index_dir} --rebuild`") from None
-        chunks = {}
-        for line in text.splitlines():
-            if line:
-                record = json.loads(line)
-                chunks[int(record["id"])] = record
-        if index.ntotal != len(chunks) or index.d != manifest["dim"]:
-            raise RungError(f"{index_dir}: index.faiss has {index.ntotal} vectors of {index.d} dims but the manifest "
-                            f"says {len(chunks)} chunks of {manifest['dim']}; rebuild with --rebuild")
-        set_ef_search(index, int(manifest.get("hnsw", {}).get("efSearch", HNSW_EF_SEARCH)))
+        for attempt in range(3):
+            manifest = read_manifest(index_dir)
+            if manifest is None:
+                raise RungError(f"{index_dir} is not a rung index (no manifest.json); build one with "
+                                f"`rung rag index SOURCES --index {index_dir}`")
+            check_model(manifest, index_dir, model)
+            try:
+                index, chunks = read_generation(index_dir, manifest)
+                break
+            except DamagedIndex:
+                # An ingest may have committed a new generation and removed this one since we read the manifest.
+                now = read_manifest(index_dir)
+                if attempt == 2 or now is None or now["generation_dir"] == manifest["generation_dir"]:
+                    raise
+        set_ef_search(index, manifest.get("hnsw", {}).get("efSearch", HNSW_EF_SEARCH))
         loaded = cls(index_dir, manifest, index, chunks)
         if load_model:
             from rung.rag.embed import dimension, load_embedder
