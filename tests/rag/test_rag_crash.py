@@ -1,20 +1,24 @@
 """Crash consistency: SIGKILL an ingest midway; the previous index still loads and answers, and the next ingest
-completes with no duplicates. Two kill points: during embedding (killed from outside) and after the new
-generation's files are written but before manifest.json is swapped (the riskiest moment; killed from inside
-via the RUNG_RAG_KILL_AT test hook)."""
+completes with no duplicates. Killed from outside while embedding; from inside at every step between two writes
+(the RUNG_RAG_KILL_AT hook, rag/layout.py KILL_POINTS, in a forked child); at every rename (strace fault
+injection); and two ingests racing for the lock (strace delays one's flock)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from rag_helpers import check_index, temp_files, write_docs
 
 from rung.rag.ingest import ingest
+from rung.rag.layout import KILL_POINTS
 from rung.rag.store import RagIndex, read_manifest
 
 pytestmark = pytest.mark.slow
@@ -80,3 +84,134 @@ def test_sigkill_mid_ingest_leaves_the_previous_index_usable(tmp_path):
     loaded = RagIndex.load(index_dir)
     assert len(ids) == len(set(ids)) == loaded.index.ntotal == done.chunks
     assert loaded.search("Note 17 about refunds step", 1)[0].chunk["source"].startswith("note-")
+
+
+# --------------------------------------------------------------------------------------------- every kill point
+
+STRACE = shutil.which("strace")
+needs_strace = pytest.mark.skipif(STRACE is None or not sys.platform.startswith("linux"), reason="needs strace (Linux)")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """An index of four one-chunk notes (generation 1); tests copy it."""
+    root = tmp_path_factory.mktemp("base")
+    ingest([write_docs(root / "docs", 4)], root / "index", progress=False)
+    return root
+
+
+def update_case(base: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the base index and its notes, then one note changed, one deleted, two added (5 notes)."""
+    shutil.copytree(base, tmp_path, dirs_exist_ok=True)
+    docs = tmp_path / "docs"
+    write_docs(docs, 6, tag=" (changed)")
+    (docs / "note-3.md").unlink()
+    return docs, tmp_path / "index"
+
+
+def killed_at(point: str, docs: Path, index_dir: Path, timeout: float = 120) -> None:
+    """Run an ingest in a forked child (the model is already loaded here) that SIGKILLs itself at `point`."""
+    pid = os.fork()
+    if pid == 0:
+        code = 3  # the point was never reached
+        try:
+            os.environ["RUNG_RAG_KILL_AT"] = point
+            ingest([docs], index_dir, progress=False, log=lambda message: None)
+        except BaseException:
+            code = 4
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while not (waited := os.waitpid(pid, os.WNOHANG))[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the ingest killed at {point} ran past {timeout}s")
+        time.sleep(0.02)
+    status = waited[1]
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, \
+        f"not killed at {point} (exit {os.waitstatus_to_exitcode(status)})"
+
+
+def check_rerun(docs: Path, index_dir: Path, notes: int) -> None:
+    """The next ingest ends with a working index: every note exactly once, with its current text."""
+    done = ingest([docs], index_dir, progress=False)
+    check_index(index_dir, chunks=notes)
+    texts = {c["source"]: c["text"] for c in RagIndex.load(index_dir, load_model=False).chunks.values()}
+    assert texts == {p.name: p.read_text().strip() for p in docs.iterdir()}
+    assert done.chunks == notes
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_sigkill_at_every_step_of_an_update_then_rerun(base, tmp_path, time_bound, point):
+    time_bound(240)
+    docs, index_dir = update_case(base, tmp_path)
+    killed_at(point, docs, index_dir)
+    committed = read_manifest(index_dir)["generation"]
+    assert committed == (2 if point == "after_manifest" else 1)
+    assert len(RagIndex.load(index_dir, load_model=False)) == (5 if committed == 2 else 4)  # old or new, whole
+    check_rerun(docs, index_dir, 5)
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_sigkill_at_every_step_of_a_first_ingest_then_rerun(tmp_path, time_bound, point):
+    time_bound(240)
+    docs = write_docs(tmp_path / "docs", 4)
+    killed_at(point, docs, tmp_path / "index")
+    assert (read_manifest(tmp_path / "index") is None) == (point != "after_manifest")
+    check_rerun(docs, tmp_path / "index", 4)
+
+
+def run_traced(strace_args: list[str], docs: Path, index_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}  # no .pyc renames
+    return subprocess.Popen([STRACE, "-o", os.devnull, *strace_args, sys.executable, "-c",
+                             "from rung.cli.main import main; main()", "rag", "index", str(docs), "--index",
+                             str(index_dir), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+# An update renames g000002/index.faiss, then g000002/chunks.jsonl, then manifest.json into place.
+RENAMES = {1: "g000002/.index.faiss.", 2: "g000002/.chunks.jsonl.", 3: ".manifest.json."}
+
+
+@needs_strace
+@pytest.mark.parametrize("rename", sorted(RENAMES))
+def test_sigkill_at_every_rename_then_rerun(base, tmp_path, time_bound, rename):
+    time_bound(300)
+    docs, index_dir = update_case(base, tmp_path)
+    process = run_traced([f"--inject=rename,renameat,renameat2:signal=KILL:when={rename}"], docs, index_dir)
+    _, err = process.communicate(timeout=240)
+    assert process.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), err
+    left = temp_files(index_dir)
+    assert len(left) == 1 and left[0].startswith(RENAMES[rename]), left   # killed with the temp file written
+    assert read_manifest(index_dir)["generation"] == 1 and len(RagIndex.load(index_dir, load_model=False)) == 4
+    check_rerun(docs, index_dir, 5)   # temp file and half-written generation removed
+
+
+@needs_strace
+def test_two_ingests_racing_for_the_lock_end_with_a_working_index(base, tmp_path, time_bound):
+    """A is held at its flock (strace delays it) while B changes the index and removes generation 1. A must
+    then work from the manifest B committed, not from one it read before the lock."""
+    time_bound(300)
+    docs, index_dir = update_case(base, tmp_path)
+    a = run_traced(["--inject=flock:delay_enter=6000000:when=1"], docs, index_dir)
+    lock = str(index_dir / ".lock")
+    deadline = time.monotonic() + 180
+    while True:  # wait until A has opened .lock: it is then inside the delayed flock
+        children = Path(f"/proc/{a.pid}/task/{a.pid}/children").read_text().split()
+        fds = Path(f"/proc/{children[0]}/fd") if children else None
+        try:
+            if fds and any(os.readlink(fd) == lock for fd in fds.iterdir()):
+                break
+        except OSError:
+            pass
+        assert a.poll() is None and time.monotonic() < deadline, "A never reached the lock"
+        time.sleep(0.05)
+    b = ingest([docs], index_dir, progress=False)            # B: generation 2, generation 1 removed
+    assert b.wrote and read_manifest(index_dir)["generation"] == 2
+    (docs / "note-1.md").write_text("# Note 1 about invoices\n\nHow invoices work, edited after B.\n")
+    out, err = a.communicate(timeout=240)
+    assert a.returncode == 0, err
+    assert "1 read, 4 unchanged" in out                      # A saw B's index, and only the newer edit
+    assert read_manifest(index_dir)["generation"] == 3
+    check_rerun(docs, index_dir, 5)
