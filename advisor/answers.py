@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rung.core.errors import RungError, did_you_mean
+from rung.core.fileio import short, shown
 
 GOALS = {
     "style": "change tone, format or style",
@@ -89,16 +90,17 @@ def coerce(key: str, value: Any) -> tuple[Any, str | None]:
         if not isinstance(value, str):
             return None, f"expected one of {', '.join(detail)}, got {_type_name(value)}{_yaml11_hint(value)}"
         if value not in detail:
-            return None, f'"{value}" is not one of {", ".join(detail)}{did_you_mean(value, detail)}'
+            return None, f'"{shown(value)}" is not one of {", ".join(detail)}{did_you_mean(value, detail)}'
         return value, None
     if kind == "bool":
         if isinstance(value, bool):
             return value, None
-        return None, f"expected true or false (unquoted), got {_type_name(value)} {value!r}"
+        return None, f"expected true or false (unquoted), got {_type_name(value)} {short(value)}"
     if kind == "text":
         if isinstance(value, str) and value.strip():
             return value.strip(), None
-        return None, f"expected text (a hub id or a path), got {_type_name(value)} {value!r}{_yaml11_hint(value)}"
+        return None, (f"expected text (a hub id or a path), got {_type_name(value)} {short(value)}"
+                      f"{_yaml11_hint(value)}")
     # numbers: count (int >= 0), number (>= 0), positive (> 0)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None, f"expected {describe(key)}, got {_type_name(value)}{_yaml11_hint(value)}"
@@ -108,9 +110,9 @@ def coerce(key: str, value: Any) -> tuple[Any, str | None]:
         try:
             value = parse_count(value)
         except ValueError:
-            return None, f'expected {describe(key)}, got text "{value}"'
+            return None, f'expected {describe(key)}, got text "{shown(value)}"'
     if value != value or value in (float("inf"), float("-inf")):
-        return None, f"expected {describe(key)}, got {value}"
+        return None, f"expected {describe(key)}, got {short(value)}"
     if kind == "count":
         if value < 0:
             return None, f"must be >= 0, got {value:g}"

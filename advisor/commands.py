@@ -10,6 +10,7 @@ import click
 
 from rung.advisor.render import hours, money, recommendation_title, render_advice, wrap
 from rung.core.errors import RungError
+from rung.core.options import Checked
 
 METHOD_CHOICES = ("full", "lora", "qlora", "dpo", "cpt")
 
@@ -95,31 +96,49 @@ def _count(ctx: click.Context, param: click.Parameter, value):
         number = parse_count(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    if number < 0:
-        raise click.BadParameter("must be >= 0")
+    if not 0 <= number < float("inf"):
+        raise click.BadParameter(f"must be a finite number >= 0, got {number:g}")
     return number
 
 
+def non_finite(value, name: str = "") -> list[str]:
+    """The keys (a.b for nested ones) whose numbers are NaN or infinite: an estimate past float range."""
+    import math
+
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [name]
+    if isinstance(value, dict):
+        return [key for k, v in value.items() for key in non_finite(v, f"{name}.{k}" if name else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [key for i, v in enumerate(value) for key in non_finite(v, f"{name}[{i}]")]
+    return []
+
+
+def looks_like_path(spec: str) -> bool:
+    """Written as a path (./x, /x, ~/x, a/b/c): the rule of core/models.py, which the advisor does not import."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1
+
+
 @click.command()
-@click.option("--params-b", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--params-b", type=Checked(float, gt=0), default=None,
               help="Model size in billions of parameters (activated parameters for a mixture of experts).")
 @click.option("--base-model", default=None, metavar="ID_OR_PATH",
               help="Read the shape from a local folder's config.json or a name like Qwen2.5-0.5B (instead of --params-b).")
 @click.option("--tokens", required=True, callback=_count, metavar="N",
               help="Training tokens (suffixes K, M, B, T: 14.8T). For DPO, chosen + rejected tokens together.")
 @click.option("--gpu", required=True, metavar="NAME", help="GPU name from the table, e.g. h100, a100-80gb, l4, h800.")
-@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Number of GPUs.")
+@click.option("--gpus", type=Checked(int, minimum=1), default=1, show_default=True, help="Number of GPUs.")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="lora", show_default=True,
               help="full / lora / qlora SFT, dpo, or cpt (continued pretraining).")
 @click.option("--adapter", type=click.Choice(("lora", "qlora", "full")), default=None,
               help="Adapter for dpo (default lora) and cpt (default full).")
-@click.option("--seq-len", type=click.IntRange(min=1), default=2048, show_default=True, help="Sequence length.")
-@click.option("--micro-batch", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seq-len", type=Checked(int, minimum=1), default=2048, show_default=True, help="Sequence length.")
+@click.option("--micro-batch", type=Checked(int, minimum=1), default=1, show_default=True,
               help="Sequences (pairs for DPO) per GPU per step.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in the backward pass.")
-@click.option("--mfu", type=click.FloatRange(min=0, max=1, min_open=True), default=0.40, show_default=True,
+@click.option("--mfu", type=Checked(float, gt=0, maximum=1), default=0.40, show_default=True,
               help="Model FLOPs utilization assumed.")
-@click.option("--usd-per-gpu-hour", type=click.FloatRange(min=0), default=None,
+@click.option("--usd-per-gpu-hour", type=Checked(float, minimum=0), default=None,
               help="Override the table's price per GPU-hour.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, micro_batch,
@@ -130,14 +149,25 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
 
     if params_b is None and base_model is None:
         raise RungError("give --params-b N (billions) or --base-model ID_OR_PATH")
+    if base_model and not base_model.startswith("builtin:"):
+        from pathlib import Path
+
+        folder = Path(base_model).expanduser()
+        if (looks_like_path(base_model) or folder.exists()) and not (folder / "config.json").is_file():
+            raise RungError(f"--base-model {base_model}: "
+                            + ("no such folder" if not folder.exists() else "not a model folder (no config.json)")
+                            + "; name a local model folder, a hub id or a size like Qwen2.5-7B, or give --params-b")
     result = estimator.estimate(params_b=params_b, base_model=base_model, tokens=tokens, gpu=gpu, gpus=gpus,
                                 method=method, adapter=adapter, seq_len=seq_len, micro_batch=micro_batch,
                                 gradient_checkpointing=gradient_checkpointing, mfu=mfu,
                                 usd_per_gpu_hour=usd_per_gpu_hour)
+    overflow = non_finite(result)
+    if overflow:
+        raise RungError(f"the estimate overflows ({', '.join(overflow)} not finite): check --params-b and --tokens")
     if as_json:
         import json
 
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result, indent=2, allow_nan=False))
         return
     shape = result["shape"]
     rows = [

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from rung.advisor.answers import PROMPTING_RESULTS, SCHEMA
 from rung.core.errors import RungError, did_you_mean
+from rung.core.fileio import short, shown
 from rung.core.vocab import ADAPTERS, METHODS, ROUTES
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
@@ -143,13 +144,14 @@ def _value_problem(fact: str, value: Any) -> str | None:
     kind, choices = FACTS[fact]
     if kind == "enum":
         if value not in choices:
-            return f'"{value}" is not a value of {fact} ({", ".join(choices)}){did_you_mean(str(value), choices)}'
+            return (f'"{shown(value)}" is not a value of {fact} ({", ".join(choices)})'
+                    f'{did_you_mean(str(value), choices)}')
     elif kind == "bool":
         if not isinstance(value, bool):
-            return f"{fact} is true/false, got {value!r}"
+            return f"{fact} is true/false, got {short(value)}"
     elif kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{fact} is a number, got {value!r}"
+            return f"{fact} is a number, got {short(value)}"
     return None
 
 
@@ -160,11 +162,12 @@ def validate_thresholds(thresholds: Any, where: str = "rules.yaml") -> list[str]
     problems = []
     for name, value in thresholds.items():
         if not isinstance(name, str) or not name.isidentifier():
-            problems.append(f"{where}: thresholds: {name!r}: a name is letters, digits and _ (min_labeled_examples)")
+            problems.append(f"{where}: thresholds: {short(name)}: a name is letters, digits and _ "
+                            "(min_labeled_examples)")
         elif name in FACTS:
             problems.append(f'{where}: thresholds.{name}: "{name}" is a fact; give the threshold another name')
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            problems.append(f"{where}: thresholds.{name}: expected a number >= 0, got {value!r}")
+            problems.append(f"{where}: thresholds.{shown(name)}: expected a number >= 0, got {short(value)}")
     for name in READ_BY_CODE:
         if name not in thresholds:
             problems.append(f'{where}: thresholds: missing "{name}" (the plan and PLAN.md read it)'
@@ -196,7 +199,7 @@ def _test_values(at: str, fact: str, test: Any, thresholds: dict[str, Any], prob
     for value in values:
         if is_reference(value) and value[1:] not in thresholds:
             names = [f"${name}" for name in thresholds]
-            problems.append(f'{at}: when.{fact}: unknown threshold "{value}"{did_you_mean(value, names)}'
+            problems.append(f'{at}: when.{fact}: unknown threshold "{shown(value)}"{did_you_mean(value, names)}'
                             f' (thresholds: {", ".join(names) or "none"})')
             continue
         resolved.append(resolve(value, thresholds))
@@ -214,19 +217,20 @@ def validate_rules(rules: Any, thresholds: dict[str, Any], where: str = "rules.y
             problems.append(f"{where}: rule {index + 1}: expected a mapping")
             continue
         rid = rule.get("id")
-        at = f"{where}: rule {index + 1} ({rid})" if rid else f"{where}: rule {index + 1}"
+        at = f"{where}: rule {index + 1} ({shown(rid)})" if rid else f"{where}: rule {index + 1}"
         for key in rule:
             if key not in RULE_KEYS:
                 problems.append(f'{at}: unknown key "{key}"{did_you_mean(str(key), RULE_KEYS)}')
         if not isinstance(rid, str) or not rid:
             problems.append(f"{at}: missing id")
         elif rid in seen:
-            problems.append(f'{at}: duplicate id "{rid}"')
+            problems.append(f'{at}: duplicate id "{shown(rid)}"')
         else:
             seen.add(rid)
         stage = rule.get("stage")
         if stage not in STAGES:
-            problems.append(f'{at}: stage "{stage}" is not one of {", ".join(STAGES)}{did_you_mean(str(stage), STAGES)}')
+            problems.append(f'{at}: stage "{shown(stage)}" is not one of {", ".join(STAGES)}'
+                            f'{did_you_mean(str(stage), STAGES)}')
         when = rule.get("when")
         if not isinstance(when, dict) or not when:
             problems.append(f"{at}: when: expected a mapping of fact -> test")
@@ -249,10 +253,10 @@ def validate_rules(rules: Any, thresholds: dict[str, Any], where: str = "rules.y
                 continue
             kind, choices = RECOMMEND[key]
             if kind == "enum" and value not in choices:
-                problems.append(f'{at}: recommend.{key}: "{value}" is not one of {", ".join(choices)}'
+                problems.append(f'{at}: recommend.{key}: "{shown(value)}" is not one of {", ".join(choices)}'
                                 f'{did_you_mean(str(value), choices)}')
             if kind == "bool" and not isinstance(value, bool):
-                problems.append(f"{at}: recommend.{key}: expected true or false, got {value!r}")
+                problems.append(f"{at}: recommend.{key}: expected true or false, got {short(value)}")
         if stage in STAGE_RECOMMENDS:
             missing = STAGE_RECOMMENDS[stage] - set(recommend)
             if missing:

@@ -17,6 +17,7 @@ from rung.advisor.render import money
 from rung.advisor.rulebook import (FIELD, OPERATOR_TEXT, OPERATORS, RULES_FILE, STAGES, RuleBook, is_reference,
                                    load_rulebook, load_rules, resolve, threshold_text)
 from rung.core.errors import RungError
+from rung.core.fileio import short
 from rung.core.vocab import TRAINING_ROUTES
 
 __all__ = ["RULES_FILE", "STAGES", "advise", "answer_facts", "could_pick", "describe_recommend", "describe_when",
@@ -175,7 +176,7 @@ def advise(answers: dict[str, Any], book: RuleBook | None = None,
 
     route_rules = evaluate(book, facts, "route")
     if not route_rules:  # rules.yaml covers every goal; a test walks them all
-        raise RungError(f"no route rule matched goal {answers.get('goal')!r}: {book.path} is incomplete")
+        raise RungError(f"no route rule matched goal {short(answers.get('goal'))}: {book.path} is incomplete")
     decision = {"route": None, "method": None, "adapter": None, "collect": None,
                 "corpus_as_documents": False, "generate_pairs": False}
     decision.update({k: v for k, v in route_rules[0]["recommend"].items() if k != "step_down"})

@@ -22,5 +22,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean "x"?)' when a close match exists, else ''."""
     import difflib  # only error paths need it; keeps `rung advise` start-up small
 
+    if len(word) > 100:  # a pasted blob is no typo (and difflib is quadratic)
+        return ""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""

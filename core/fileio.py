@@ -39,6 +39,11 @@ def short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A user's word as typed when it is short, printable text; else short()'s cut repr (for "quoted" words)."""
+    return value if isinstance(value, str) and value.isprintable() and len(value) <= limit else short(value, limit)
+
+
 def os_error_text(error: OSError, operation: str, path: str | os.PathLike | None = None) -> str:
     """One line for an OSError: the operation, the path and what went wrong in words."""
     where = path if path is not None else (error.filename or "")
@@ -137,14 +142,39 @@ def read_yaml(path: str | os.PathLike, *, what: str = "file", max_bytes: int = M
     return data
 
 
+def make_dir(path: str | os.PathLike, *, what: str = "folder") -> bool:
+    """Create a folder and its parents; True when this call created it. An OSError (read-only file system,
+    a file in the way, a symlink loop) becomes one RungError line naming the folder and the operation."""
+    path = Path(path)
+    if path.is_dir():
+        return False
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError as error:
+        if path.is_dir():  # made by someone else in between
+            return False
+        if os.path.lexists(path):
+            try:
+                path.stat()
+            except OSError as link_error:  # a dangling link or a symlink loop
+                raise RungError(os_error_text(link_error, f"create {what}", path)) from None
+            raise RungError(f"cannot create {what} {path}: a file of that name is in the way") from None
+        raise RungError(os_error_text(error, f"create {what}", path)) from None
+    except OSError as error:
+        raise RungError(os_error_text(error, f"create {what}", path)) from None
+    return True
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temp file in the same folder, fsync, then rename: readers never see half a file."""
+    """Write via a temp file in the same folder, fsync, then rename: readers never see half a file.
+    An OSError (a full disk, a read-only file system, a folder in the way) is one RungError line."""
     import tempfile  # imported here: `rung advise` never writes, and start-up time matters there
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_dir(path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         # mkstemp makes 0600 files; give the result the mode a plain open() would (0666 less the umask).
         umask = os.umask(0)
         os.umask(umask)
@@ -154,11 +184,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as error:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(error, OSError):
+            raise RungError(os_error_text(error, "write", path)) from None
         raise
 
 

@@ -296,17 +296,22 @@ def load_model_and_tokenizer(
 
 def adapter_base(adapter_dir: Path) -> str:
     """The base model an adapter was trained on: rung's spec when we wrote the folder, else PEFT's record."""
+    from rung.core.fileio import read_text, read_yaml
+
     resolved = adapter_dir / "resolved_config.yaml"
     if resolved.exists():
-        import yaml
-
-        config = yaml.safe_load(resolved.read_text()) or {}
-        base = config.get("adapter_base_model") or (config.get("settings") or {}).get("model_name_or_path")
-        if base:
-            return str(base)
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    base = config.get("base_model_name_or_path")
-    if not base:
+        config = read_yaml(resolved, what="run settings") or {}
+        settings = config.get("settings") if isinstance(config, dict) else None
+        base = (config.get("adapter_base_model") if isinstance(config, dict) else None) or \
+            (settings.get("model_name_or_path") if isinstance(settings, dict) else None)
+        if isinstance(base, str) and base:
+            return base
+    try:
+        config = json.loads(read_text(adapter_dir / "adapter_config.json", what="adapter config"))
+    except ValueError as error:
+        raise RungError(f"{adapter_dir}/adapter_config.json: not valid JSON ({error})") from None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(base, str) or not base:
         raise RungError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path)")
     return str(base)
 

@@ -3,7 +3,9 @@
 A field whose metadata names a `flag` (core/settings.py) becomes a click option with the field's help text,
 under that name and under TRL's own (`--batch-size` and `--per-device-train-batch-size`); "--on/--off" flags
 become boolean switches. Every option defaults to None, so only what the user typed
-becomes a layer of the settings resolve (core/resolve.py); the rest stays with the plan or the default.
+becomes a layer of the settings resolve (core/resolve.py); the rest stays with the plan or the default, and
+ranges are checked there, all problems at once. Options outside the settings (generation, estimates) use
+`Checked`, a click type applying the same range rules (finite floats, minimum/maximum/gt/lt) at parse time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any, Callable
 
 import click
 
+from rung.core.resolve import range_problem
+
 
 def _click_type(hint: Any, choices: tuple[str, ...] | None) -> Any:
     if choices:
@@ -21,6 +25,49 @@ def _click_type(hint: Any, choices: tuple[str, ...] | None) -> Any:
     options = [h for h in typing.get_args(hint) if h is not type(None)] or [hint]
     base = typing.get_origin(options[0]) or options[0]
     return {int: int, float: float, str: str}.get(base, str)
+
+
+class _Checked:
+    """convert() for Checked: click's number parsing, then the settings' range rule (core/resolve.py)."""
+
+    meta: dict[str, Any]
+    integer: bool
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = (click.INT if self.integer else click.FLOAT).convert(value, param, ctx)
+        problem = range_problem(number, self.meta, self.integer)
+        if problem:
+            self.fail(problem, param, ctx)
+        return number
+
+
+class _CheckedInt(_Checked, click.IntRange):
+    pass
+
+
+class _CheckedFloat(_Checked, click.FloatRange):
+    pass
+
+
+def Checked(base: type, *, minimum: float | None = None, maximum: float | None = None, gt: float | None = None,
+            lt: float | None = None) -> click.ParamType:
+    """A click int or float type with a range, checked like a settings field: NaN and infinity are refused
+    (click's FloatRange lets them through), and so is an int past 2**31 unless `maximum` says otherwise.
+    --help shows the range as click's own ranges do ([x>=1])."""
+    low, high = (gt if gt is not None else minimum), (lt if lt is not None else maximum)
+    kind = _CheckedInt if base is int else _CheckedFloat
+    checked = kind(min=low, max=high, min_open=gt is not None, max_open=lt is not None)
+    checked.meta = {"minimum": minimum, "maximum": maximum, "gt": gt, "lt": lt}
+    checked.integer = base is int
+    return checked
+
+
+def field_type(cls: type, name: str) -> click.ParamType:
+    """A click type checking what settings field `name` of `cls` declares (for options outside the resolve)."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    options = [h for h in typing.get_args(typing.get_type_hints(cls)[name]) if h is not type(None)]
+    base = int if (options or [typing.get_type_hints(cls)[name]])[0] is int else float
+    return Checked(base, **{k: field.metadata.get(k) for k in ("minimum", "maximum", "gt", "lt")})
 
 
 def flag_fields(cls: type) -> list[dataclasses.Field]:

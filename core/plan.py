@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rung.core.errors import did_you_mean
-from rung.core.fileio import read_yaml
+from rung.core.fileio import read_yaml, short, shown
 # The vocabulary lives in core/vocab.py; the plan schema re-exports it, because that is where readers look.
 from rung.core.vocab import ADAPTERS, DATA_ROLES, ENGINES, METHODS, ROUTES
 
@@ -48,26 +48,27 @@ def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
     problems: list[str] = []
     for key in plan:
         if key not in TOP_KEYS:
-            problems.append(f'{where}: unknown key "{key}"{did_you_mean(str(key), TOP_KEYS)}')
+            problems.append(f'{where}: unknown key "{shown(key)}"{did_you_mean(str(key), TOP_KEYS)}')
     for key in REQUIRED_TOP_KEYS:
         if key not in plan:
             problems.append(f'{where}: missing key "{key}"')
     if "version" in plan and plan["version"] != PLAN_VERSION:
-        problems.append(f"{where}: version {plan['version']!r} is not supported (this rung reads version {PLAN_VERSION})")
+        problems.append(f"{where}: version {short(plan['version'])} is not supported "
+                        f"(this rung reads version {PLAN_VERSION})")
     if "route" in plan and plan["route"] not in ROUTES:
-        problems.append(f'{where}: route "{plan["route"]}" is not one of {", ".join(ROUTES)}'
+        problems.append(f'{where}: route "{shown(plan["route"])}" is not one of {", ".join(ROUTES)}'
                         f'{did_you_mean(str(plan["route"]), ROUTES)}')
     if plan.get("method") is not None and plan["method"] not in METHODS:
-        problems.append(f'{where}: method "{plan["method"]}" is not one of {", ".join(METHODS)}')
+        problems.append(f'{where}: method "{shown(plan["method"])}" is not one of {", ".join(METHODS)}')
     if plan.get("adapter") is not None and plan["adapter"] not in ADAPTERS:
-        problems.append(f'{where}: adapter "{plan["adapter"]}" is not one of {", ".join(ADAPTERS)}')
+        problems.append(f'{where}: adapter "{shown(plan["adapter"])}" is not one of {", ".join(ADAPTERS)}')
     data = plan.get("data") or {}
     if not isinstance(data, dict):
         problems.append(f"{where}: data: expected a mapping of role -> path")
     else:
         for role, value in data.items():
             if role not in DATA_ROLES:
-                problems.append(f'{where}: data: unknown role "{role}"{did_you_mean(str(role), DATA_ROLES)}')
+                problems.append(f'{where}: data: unknown role "{shown(role)}"{did_you_mean(str(role), DATA_ROLES)}')
             elif not isinstance(value, (str, list)):
                 problems.append(f"{where}: data.{role}: expected a path or a list of paths")
     steps = plan.get("steps")
@@ -82,21 +83,21 @@ def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
             continue
         for key in step:
             if key not in STEP_KEYS:
-                problems.append(f'{at}: unknown key "{key}"{did_you_mean(str(key), STEP_KEYS)}')
+                problems.append(f'{at}: unknown key "{shown(key)}"{did_you_mean(str(key), STEP_KEYS)}')
         step_id = step.get("id")
         if not isinstance(step_id, str) or not step_id:
             problems.append(f'{at}: missing "id"')
         elif step_id in seen:
-            problems.append(f'{at}: duplicate id "{step_id}"')
+            problems.append(f'{at}: duplicate id "{shown(step_id)}"')
         else:
             seen.add(step_id)
         engine = step.get("engine")
         if engine not in ENGINES:
-            problems.append(f'{at}: unknown engine "{engine}"{did_you_mean(str(engine), ENGINES)}'
+            problems.append(f'{at}: unknown engine "{shown(engine)}"{did_you_mean(str(engine), ENGINES)}'
                             f' (engines: {", ".join(ENGINES)})')
         source = step.get("from_step")
-        if source is not None and source not in seen:
-            problems.append(f'{at}: from_step "{source}" does not name an earlier step')
+        if source is not None and (not isinstance(source, str) or source not in seen):
+            problems.append(f'{at}: from_step "{shown(source)}" does not name an earlier step')
         if step.get("settings") is not None and not isinstance(step["settings"], dict):
             problems.append(f"{at}: settings: expected a mapping")
     return problems

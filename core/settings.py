@@ -18,9 +18,15 @@ from rung.core.vocab import ADAPTERS
 
 
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, factory: Any = None,
-            choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field with its help text and, for `rung train`, its flag ("--name" or "--on/--off")."""
-    metadata = {"help": help, "flag": flag, "choices": choices}
+            choices: tuple[str, ...] | None = None, minimum: float | None = None, maximum: float | None = None,
+            gt: float | None = None, lt: float | None = None, also: tuple[Any, ...] = ()) -> Any:
+    """A dataclass field with its help text and, for `rung train`, its flag ("--name" or "--on/--off").
+
+    The range, checked by the one resolve (core/resolve.py) before anything is written: minimum/maximum are
+    inclusive, gt/lt exclusive, `also` lists values allowed outside the range (max_steps -1). Floats must be
+    finite; ints stay below 2**31 unless a maximum says otherwise."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "minimum": minimum, "maximum": maximum,
+                "gt": gt, "lt": lt, "also": also}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -39,46 +45,54 @@ class CommonSettings:
     # --- adapter: lora | qlora | full (rung); LoRA fields use TRL ModelConfig names ---
     adapter: str = setting("lora", "lora (default), qlora (4-bit base, CUDA only) or full weights.",
                            flag="--adapter", choices=ADAPTERS)
-    lora_r: int = setting(16, "LoRA rank.", flag="--lora-r")
-    lora_alpha: int = setting(32, "LoRA alpha (scale = alpha / r).", flag="--lora-alpha")
-    lora_dropout: float = setting(0.05, "Dropout on the LoRA path.")
-    lora_target_modules: Any = setting("all-linear", "Modules LoRA wraps; every linear layer by default (the QLoRA "
-                                       "paper: all layers beat attention-only).")
+    lora_r: int = setting(16, "LoRA rank.", flag="--lora-r", minimum=1)
+    lora_alpha: int = setting(32, "LoRA alpha (scale = alpha / r).", flag="--lora-alpha", minimum=1)
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA path.", minimum=0, lt=1)
+    lora_target_modules: str | list[str] = setting("all-linear", "Modules LoRA wraps; every linear layer by "
+                                                   "default (the QLoRA paper: all layers beat attention-only).")
     lora_modules_to_save: list[str] | None = setting(None, "Modules trained in full beside LoRA, e.g. "
                                                      "[embed_tokens, lm_head] for new vocabulary.")
     # --- optimisation (transformers TrainingArguments names) ---
-    num_train_epochs: float = setting(3.0, "Passes over the training data (num_train_epochs).", flag="--epochs")
+    num_train_epochs: float = setting(3.0, "Passes over the training data (num_train_epochs).", flag="--epochs",
+                                      minimum=0)  # above 0 unless max_steps is set (core/resolve.py)
     max_steps: int = setting(-1, "Stop after this many optimizer steps (overrides --epochs); -1: epochs decide.",
-                             flag="--max-steps")
+                             flag="--max-steps", minimum=1, also=(-1,))
     per_device_train_batch_size: int = setting(4, "Examples per device per step (per_device_train_batch_size).",
-                                               flag="--batch-size")
-    per_device_eval_batch_size: int = setting(4, "Examples per device per eval step.")
+                                               flag="--batch-size", minimum=1)
+    per_device_eval_batch_size: int = setting(4, "Examples per device per eval step.", minimum=1)
     gradient_accumulation_steps: int = setting(1, "Micro-batches summed per optimizer step.",
-                                               flag="--gradient-accumulation-steps")
+                                               flag="--gradient-accumulation-steps", minimum=1)
     learning_rate: float = setting(2e-4, "Peak learning rate (LoRA rate; full fine-tuning wants ~1e-5).",
-                                   flag="--learning-rate")
+                                   flag="--learning-rate", gt=0)
     lr_scheduler_type: str = setting("cosine", "Learning-rate schedule (transformers names: cosine, linear, ...).")
-    warmup_ratio: float = setting(0.03, "Share of all steps spent warming up the learning rate.")
-    weight_decay: float = setting(0.0, "AdamW weight decay.")
-    max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
+    warmup_ratio: float = setting(0.03, "Share of all steps spent warming up the learning rate.",
+                                 minimum=0, lt=1)
+    weight_decay: float = setting(0.0, "AdamW weight decay.", minimum=0)
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm (0: none).", minimum=0)
     gradient_checkpointing: bool = setting(False, "Recompute activations to save memory (~30% slower).",
                                            flag="--gradient-checkpointing/--no-gradient-checkpointing")
     bf16: bool | None = setting(None, "bf16 mixed precision; unset: on when the GPU supports it, off on CPU.")
-    seed: int = setting(42, "Random seed (data order, LoRA init, eval split).", flag="--seed")
+    seed: int = setting(42, "Random seed (data order, LoRA init, eval split).", flag="--seed", minimum=0,
+                        maximum=2**32 - 1)
     # --- evaluation, logging, checkpoints ---
-    eval_fraction: float = setting(0.1, "Held-out share when no --eval file is given.", flag="--eval-fraction")
-    eval_strategy: str = setting("steps", "When to evaluate: steps, epoch or no.")
-    eval_steps: int = setting(50, "Evaluate every N steps.", flag="--eval-steps")
-    logging_steps: int = setting(10, "Log the loss every N steps.", flag="--logging-steps")
-    save_strategy: str = setting("steps", "When to write checkpoints: steps, epoch or no.")
-    save_steps: int = setting(50, "Write a checkpoint every N steps (for --resume).", flag="--save-steps")
-    save_total_limit: int | None = setting(2, "Checkpoints kept (older ones are deleted); unset: all.")
+    eval_fraction: float = setting(0.1, "Held-out share when no --eval file is given (0: none).",
+                                   flag="--eval-fraction", minimum=0, lt=1)
+    eval_strategy: str = setting("steps", "When to evaluate: steps, epoch or no.",
+                                 choices=("steps", "epoch", "no"))
+    eval_steps: int = setting(50, "Evaluate every N steps.", flag="--eval-steps", minimum=1)
+    logging_steps: int = setting(10, "Log the loss every N steps.", flag="--logging-steps", minimum=1)
+    save_strategy: str = setting("steps", "When to write checkpoints: steps, epoch or no.",
+                                 choices=("steps", "epoch", "no"))
+    save_steps: int = setting(50, "Write a checkpoint every N steps (for --resume).", flag="--save-steps",
+                         minimum=1)
+    save_total_limit: int | None = setting(2, "Checkpoints kept (older ones are deleted); unset: all.",
+                                          minimum=1)
 
 
 @dataclass
 class SFTSettings(CommonSettings):
     max_length: int | None = setting(1024, "Token limit per example; longer ones are cut (reported).",
-                                     flag="--max-length")
+                                     flag="--max-length", minimum=1)
     packing: bool = setting(False, "Pack several examples per sequence (fewer pad tokens).",
                             flag="--packing/--no-packing")
     assistant_only_loss: bool | None = setting(None, "Loss on assistant tokens only (default: on for chat rows when "
@@ -91,33 +105,36 @@ class SFTSettings(CommonSettings):
 @dataclass
 class DPOSettings(CommonSettings):
     learning_rate: float = setting(5e-5, "Peak learning rate (LoRA DPO; full-weight DPO wants ~5e-7, the DPO "
-                                   "paper 1e-6).", flag="--learning-rate")
-    num_train_epochs: float = setting(1.0, "Passes over the preference pairs (num_train_epochs).", flag="--epochs")
-    beta: float = setting(0.1, "DPO beta: how far the policy may move from the reference.", flag="--beta")
+                                   "paper 1e-6).", flag="--learning-rate", gt=0)
+    num_train_epochs: float = setting(1.0, "Passes over the preference pairs (num_train_epochs).", flag="--epochs",
+                                      minimum=0)
+    beta: float = setting(0.1, "DPO beta: how far the policy may move from the reference.", flag="--beta",
+                          gt=0)
     loss_type: str = setting("sigmoid", "TRL DPO loss (sigmoid, ipo, ...).", flag="--loss-type")
     max_length: int | None = setting(1024, "Token limit per prompt + answer; longer ones are cut (reported).",
-                                     flag="--max-length")
+                                     flag="--max-length", minimum=1)
 
 
 @dataclass
 class CPTSettings(CommonSettings):
     adapter: str = setting("full", "full weights (default for CPT), lora, or qlora (4-bit base, CUDA only).",
                            flag="--adapter", choices=("full", "lora", "qlora"))
-    learning_rate: float = setting(1e-4, "Peak learning rate.", flag="--learning-rate")
-    num_train_epochs: float = setting(1.0, "Passes over the corpus (num_train_epochs).", flag="--epochs")
-    max_length: int = setting(1024, "Block size: documents are packed into blocks of this many tokens.",
-                              flag="--max-length")
+    learning_rate: float = setting(1e-4, "Peak learning rate.", flag="--learning-rate", gt=0)
+    num_train_epochs: float = setting(1.0, "Passes over the corpus (num_train_epochs).", flag="--epochs",
+                                      minimum=0)
+    max_length: int = setting(1024, "Block size: documents are packed into blocks of this many tokens "
+                              "(at least 2: one token predicts the next).", flag="--max-length", minimum=2)
     eos_token: str | None = setting(None, "Token between documents; default: the tokenizer's EOS (never a chat "
                                     "end-of-turn token, which would teach the model to stop early).")
     general_ppl_warn_ratio: float = setting(1.2, "Warn when general-text perplexity rises past this multiple of "
-                                            "its start.", flag="--general-ppl-warn-ratio")
+                                            "its start.", flag="--general-ppl-warn-ratio", minimum=1)
     torch_compile: bool = setting(False, "Compile the model with torch.compile (GPU; first steps are slower).",
                                   flag="--torch-compile")
     gradient_checkpointing: bool | None = setting(None, "Recompute activations to save memory (~30% slower); "
                                                   "default: on with a GPU, off on CPU.",
                                                   flag="--gradient-checkpointing/--no-gradient-checkpointing")
     max_eval_samples: int = setting(64, "Held-out blocks per eval slice, domain and general (as in run_clm.py).",
-                                    flag="--max-eval-samples")
+                                    flag="--max-eval-samples", minimum=1)
 
 
 # Fields that are rung's own (model loading, adapters, splits, the forgetting monitor): not TRL config fields.
@@ -137,33 +154,40 @@ class PromptingSettings:
                                              "write the prompts only.")
     trust_remote_code: bool = setting(False, "Allow the model's own code to run.")
     system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
-    num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).")
-    max_new_tokens: int = setting(128, "Most tokens generated per answer.")
-    max_eval_examples: int = setting(50, "Rows of data.eval scored (generation is the slow part).")
-    batch_size: int = setting(8, "Prompts generated at once.")
-    target: float = setting(0.9, "Adherence you need; below it, climbing to fine-tuning is justified.")
+    num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).",
+                               minimum=0)
+    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1)
+    max_eval_examples: int = setting(50, "Rows of data.eval scored (generation is the slow part).",
+                                    minimum=1)
+    batch_size: int = setting(8, "Prompts generated at once.", minimum=1)
+    target: float = setting(0.9, "Adherence you need; below it, climbing to fine-tuning is justified.",
+                            minimum=0, maximum=1)
     zero_shot_baseline: bool = setting(True, "Also score the system prompt alone, to show what the examples add.")
 
 
 @dataclass
 class BiggerModelSettings:
     gpu: str | None = setting(None, "A GPU from advisor/gpus.yaml (sets memory, bandwidth and a list price).")
-    gpu_memory_gb: float | None = setting(None, "Memory per GPU; default: the answers' gpu_memory_gb.")
-    gpus: int | None = setting(None, "GPUs; default: the answers' gpu_count, else 1.")
-    context_tokens: int = setting(4096, "Tokens per sequence the KV cache must hold.")
-    batch: int = setting(8, "Sequences served at once (KV cache and throughput scale with it).")
-    lora_seq_len: int = setting(2048, "Sequence length for the LoRA / QLoRA training estimate.")
-    usd_per_gpu_hour: float | None = setting(None, "Your rate; default: the named GPU's list price.")
-    kind: str = setting("chat", "chat | base | any.")
-    licence: str = setting("any", "any | permissive (apache-2.0, mit).")
-    min_context: int = setting(0, "Smallest context length a candidate must have.")
+    gpu_memory_gb: float | None = setting(None, "Memory per GPU; default: the answers' gpu_memory_gb.",
+                                           gt=0)
+    gpus: int | None = setting(None, "GPUs; default: the answers' gpu_count, else 1.", minimum=1)
+    context_tokens: int = setting(4096, "Tokens per sequence the KV cache must hold.", minimum=1)
+    batch: int = setting(8, "Sequences served at once (KV cache and throughput scale with it).",
+                       minimum=1)
+    lora_seq_len: int = setting(2048, "Sequence length for the LoRA / QLoRA training estimate.",
+                               minimum=1)
+    usd_per_gpu_hour: float | None = setting(None, "Your rate; default: the named GPU's list price.",
+                                                minimum=0)
+    kind: str = setting("chat", "chat | base | any.", choices=("chat", "base", "any"))
+    licence: str = setting("any", "any | permissive (apache-2.0, mit).", choices=("any", "permissive"))
+    min_context: int = setting(0, "Smallest context length a candidate must have.", minimum=0)
     families: list[str] = setting(help="Model families to consider, e.g. [Qwen2.5, Llama 3]; empty: all.",
                                   factory=list)
     candidates: list[str] = setting(help="Local models to evaluate side by side on data.eval.", factory=list)
     include_base_model: bool = setting(True, "Also evaluate the plan's base_model (the model you have today).")
-    max_new_tokens: int = setting(64, "Most tokens generated per answer.")
-    max_eval_examples: int = setting(50, "Rows of data.eval scored.")
-    batch_size: int = setting(8, "Prompts generated at once.")
+    max_new_tokens: int = setting(64, "Most tokens generated per answer.", minimum=1)
+    max_eval_examples: int = setting(50, "Rows of data.eval scored.", minimum=1)
+    batch_size: int = setting(8, "Prompts generated at once.", minimum=1)
     trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
 
 
@@ -176,11 +200,13 @@ class ManualSettings:
 
 @dataclass
 class RagIndexSettings:
-    chunk_tokens: int = setting(0, "Tokens per chunk; 0: 128, or the embedding model's limit if smaller.")
-    overlap: int = setting(16, "Tokens shared by neighbouring chunks.")
+    chunk_tokens: int = setting(0, "Tokens per chunk; 0: 128, or the embedding model's limit if smaller.",
+                                minimum=0)
+    overlap: int = setting(16, "Tokens shared by neighbouring chunks.", minimum=0)
     model: str | None = setting(None, "Embedding model (hub id or folder); default: the packaged all-MiniLM-L6-v2.")
     index_type: str = setting("auto", "auto | flat | hnsw (auto: exact search up to 50k chunks, HNSW above).")
-    batch_size: int = setting(32, "Chunks embedded at once.")
+    batch_size: int = setting(32, "Chunks embedded at once.", minimum=1)
+    follow_symlinks: bool = setting(False, "Follow symbolic links that leave the documents folder.")
 
 
 @dataclass

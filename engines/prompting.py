@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rung.core.errors import RungError
-from rung.core.fileio import atomic_write_json, atomic_write_text, read_text
+from rung.core.fileio import atomic_write_json, atomic_write_text, read_text, short
 from rung.core.protocol import StepContext, StepResult
 from rung.core.resolve import step_settings
 from rung.core.settings import PromptingSettings
@@ -38,22 +38,24 @@ def read_rows(path: Path, what: str = "examples") -> list[dict[str, str]]:
     if path.suffix == ".json" and text.lstrip().startswith("["):
         try:
             raw = list(enumerate(json.loads(text), start=1))
-        except json.JSONDecodeError as error:
-            raise RungError(f"{path}: not valid JSON: {error}") from None
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise RungError(f"{path}: not valid JSON: {error or 'nested too deeply'}") from None
     else:
         raw = []
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
                     raw.append((number, json.loads(line)))
-                except json.JSONDecodeError as error:
-                    raise RungError(f"{path}:{number}: not valid JSON: {error.msg}") from None
+                except (json.JSONDecodeError, RecursionError) as error:
+                    reason = getattr(error, "msg", "nested too deeply")
+                    raise RungError(f"{path}:{number}: not valid JSON: {reason}") from None
     rows, problems = [], []
     for number, item in raw:
         row = _as_pair(item)
         if row is None:
             problems.append(f"{path}:{number}: expected {{input, output}} (or prompt/completion, question/answer, "
-                            f"chat messages), got keys {sorted(item) if isinstance(item, dict) else type(item).__name__}")
+                            "chat messages), got keys "
+                            f"{short(sorted(item)) if isinstance(item, dict) else type(item).__name__}")
         else:
             rows.append(row)
     if problems:
@@ -87,8 +89,8 @@ def load_schema(path: Path | None) -> dict[str, Any] | None:
         return None
     try:
         schema = json.loads(read_text(path, what="JSON Schema"))
-    except json.JSONDecodeError as error:
-        raise RungError(f"{path}: the JSON Schema is not valid JSON: {error}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise RungError(f"{path}: the JSON Schema is not valid JSON: {error or 'nested too deeply'}") from None
     try:
         import jsonschema
     except ImportError:

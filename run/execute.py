@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import rung.trainers  # noqa: F401  registers builtin:tiny-base with the model loader (cheap: no torch)
 from rung.core.errors import RungError
-from rung.core.fileio import atomic_write_json, atomic_write_text
+from rung.core.fileio import atomic_write_json, atomic_write_text, make_dir
 from rung.core.protocol import StepContext, StepResult
 from rung.engines import registry
 from rung.run.prepare import Prepared, resolved_plan_text
@@ -27,9 +27,9 @@ def execute(prep: Prepared, *, resume: bool = False, echo: Callable[[str], None]
     """Run the steps in order, each in <run root>/<step id>; write state after every change and report.md."""
     engine_lookup = engine_lookup or registry.engine_function
     root = prep.run_root
-    root.mkdir(parents=True, exist_ok=True)
+    state = load_state(root) if resume else None  # a damaged state stops here, before any write
+    make_dir(root, what="run root")
     fingerprint = plan_fingerprint(prep.plan)
-    state = load_state(root) if resume else None
     if resume and state is None:
         echo(f"No earlier run in {root}: starting from the first step.")
     if state is not None and state.get("plan_fingerprint") != fingerprint:
@@ -52,7 +52,7 @@ def execute(prep: Prepared, *, resume: bool = False, echo: Callable[[str], None]
             continue
         step_resume = bool(resume and record and record.get("status") in ("running", "failed"))
         run_dir = root / step_id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(run_dir, what="step folder")
         record = {
             "engine": engine, "status": "running", "started": now(),
             "attempts": (record or {}).get("attempts", 0) + 1,

@@ -1,9 +1,11 @@
 """`rung run`, step 1: check a whole plan before any work; every problem at once (RungError, exit 2), no writes.
 
 Checked, one line per problem: the plan's structure and unknown keys (core/plan.py), every data path the plan
-names and the roles each engine needs, engine names and that their modules are installed, each step's settings
-against its dataclass (unknown keys, wrong types), `--set` overrides, model specs (builtin names, local
-folders, hub ids not cached while offline), and `--gpus N` against the GPUs torch can see. Settings resolve
+names by kind (a file role is one regular file; corpus and documents may be folders; FIFOs and devices never)
+and the roles each engine needs, engine names and that their modules are installed, each step's settings
+against its dataclass (unknown keys, wrong types, ranges), `--set` overrides, model specs (builtin names, local
+folders, hub ids not cached while offline), step ids (plain folder names that collide with nothing rung writes
+in the run root), the run root itself, and `--gpus N` against the GPUs torch can see. Settings resolve
 through core/resolve.py: dataclass default < plan.yaml `base_model` / `adapter` < step `settings` < `--set`.
 """
 
@@ -21,16 +23,18 @@ from typing import Any
 import yaml
 
 from rung.core.errors import RungError, did_you_mean
-from rung.core.fileio import read_yaml
-from rung.core.models import BUILTIN_MODELS, looks_like_path, qlora_problem
+from rung.core.fileio import MAX_TEXT_BYTES, os_error_text, read_yaml, short, shown
+from rung.core.inputs import check_model_spec, input_problem, source_problem
+from rung.core.models import qlora_problem
 from rung.core.plan import resolve_data_path, validate_plan
 from rung.core.resolve import merge, parse_value, plan_layers
 from rung.core.vocab import DATA_ROLES
 from rung.core.vocab import ENGINES as PLAN_ENGINES
 from rung.engines import registry
-from rung.run.state import now
+from rung.run.state import RUN_ROOT_FILES, now
 
 SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
+FOLDER_ROLES = ("corpus", "documents")  # data roles that may name a folder; the others name one file
 
 
 @dataclass
@@ -69,45 +73,30 @@ def parse_sets(values: typing.Iterable[str], step_ids: list[str]) -> tuple[dict[
     return overrides, problems
 
 
-def builtin_names() -> tuple[str, ...]:
-    return tuple(name.split(":", 1)[1] for name in BUILTIN_MODELS)
+def safe_resolve(path: Path) -> Path:
+    """path.resolve(), or the absolute path where resolving fails (a symlink loop: its check names it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
-def check_model(spec: Any, plan_dir: Path, where: str) -> tuple[Any, str | None]:
-    """A model spec -> (spec with a relative folder made absolute, problem or None). Builds nothing.
-
-    Relative model paths are read from the plan's folder, like data paths.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        return spec, f"{where}: expected a model (hub id, local folder or builtin:tiny), got {spec!r}"
-    if spec.startswith("builtin:"):
-        names = builtin_names()
-        name = spec.split(":", 1)[1]
-        if name not in names:
-            return spec, (f'{where}: unknown built-in model "{spec}"{did_you_mean(name, names)} '
-                          f'(built-ins: {", ".join("builtin:" + n for n in names)})')
-        return spec, None
-    path = Path(spec).expanduser()
-    candidate = path if path.is_absolute() else plan_dir / path
-    path_like = looks_like_path(spec)
-    if candidate.exists() or (path_like and path.exists()):
-        folder = candidate if candidate.exists() else path
-        if not folder.is_dir() or not ((folder / "config.json").exists() or (folder / "adapter_config.json").exists()):
-            return spec, f"{where}: {folder} is not a model folder (no config.json or adapter_config.json)"
-        return str(folder.resolve()), None
-    if path_like:
-        return spec, f"{where}: model path {candidate} does not exist"
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(spec, "config.json")
-        except Exception:  # an id huggingface_hub rejects
-            cached = None
-        if not isinstance(cached, str):
-            return spec, (f'{where}: hub model "{spec}" is not in the local cache and HF_HUB_OFFLINE=1: '
-                          f"download it first (huggingface-cli download {spec}) or name a local folder")
-    return spec, None
+def run_root_problems(run_root: Path, given: bool) -> list[str]:
+    """The run root must be a folder rung can create or write (the plan's folder, or --out)."""
+    flag = "--out" if given else "run root (the plan's folder)"
+    probe = run_root
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    try:
+        is_dir = probe.is_dir()
+        probe.stat()
+    except OSError as error:
+        return [f"{flag} {run_root}: " + os_error_text(error, "use", probe).split(": ", 1)[-1]]
+    if not is_dir:
+        return [f"{flag} {run_root}: {probe} is not a folder"]
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return [f"{flag} {run_root}: {probe} is not writable"]
+    return []
 
 
 def visible_gpus() -> int:
@@ -175,22 +164,30 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
         values = value if isinstance(value, list) else [value]
         resolved = []
         for item in values:
-            path = resolve_data_path(plan_dir, str(item))
-            if not path.exists():
-                problems.append(f"{where}: data.{role}: {path} does not exist")
-            resolved.append(str(path.resolve()))
+            if not isinstance(item, str):
+                problems.append(f"{where}: data.{role}: expected a path, got {short(item)}")
+                continue
+            path = resolve_data_path(plan_dir, item)
+            # a file role is one regular file; corpus and documents may be folders; FIFOs and devices never
+            problem = (f"{path} does not exist" if not os.path.lexists(path)
+                       else source_problem(path, "data path") if role in FOLDER_ROLES
+                       else input_problem(path, "data file", MAX_TEXT_BYTES))
+            if problem:
+                problems.append(f"{where}: data.{role}: {problem}")
+            resolved.append(str(safe_resolve(path)))
         data[role] = resolved if isinstance(value, list) else resolved[0]
 
     base_model = plan.get("base_model")
     if base_model is not None:
-        plan["base_model"], problem = check_model(base_model, plan_dir, f"{where}: base_model")
+        plan["base_model"], problem = check_model_spec(base_model, plan_dir, f"{where}: base_model")
         if problem:
             problems.append(problem)
 
     for index, step in enumerate(steps):
-        engine, step_id = step.get("engine"), step.get("id", f"#{index}")
-        at = f"{where}: steps[{index}] ({step_id})"
-        if engine not in registry.ENGINES:
+        engine, step_id = step.get("engine"), step.get("id")
+        step_id = step_id if isinstance(step_id, str) else f"#{index}"
+        at = f"{where}: steps[{index}] ({shown(step_id)})"
+        if not isinstance(engine, str) or engine not in registry.ENGINES:
             if engine in PLAN_ENGINES:
                 problems.append(f'{at}: engine "{engine}" has no entry in engines/registry.py')
             continue  # an unknown name was reported by validate_plan
@@ -217,11 +214,13 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
             settings.pop("model_name_or_path", None)  # the engine takes steps[from_step]'s model_dir
         value = settings.get("model_name_or_path")
         if value is not None and value != plan.get("base_model"):
-            settings["model_name_or_path"], problem = check_model(value, plan_dir, f"{at}.settings.model_name_or_path")
+            settings["model_name_or_path"], problem = check_model_spec(value, plan_dir,
+                                                                       f"{at}.settings.model_name_or_path")
             if problem:
                 problems.append(problem)
-        for i, candidate in enumerate(settings.get("candidates") or []):
-            settings["candidates"][i], problem = check_model(candidate, plan_dir, f"{at}.settings.candidates[{i}]")
+        for i, candidate in enumerate(settings["candidates"] if isinstance(settings.get("candidates"), list) else []):
+            settings["candidates"][i], problem = check_model_spec(candidate, plan_dir,
+                                                                  f"{at}.settings.candidates[{i}]")
             if problem:
                 problems.append(problem)
         if settings.get("adapter") == "qlora" and visible_gpus() == 0:
@@ -230,15 +229,24 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
             overrides[step_id] = {k: settings[k] for k in cli_layer if k in settings}
         step["settings"] = settings
 
-    run_root = Path(out).expanduser().resolve() if out else plan_dir
+    run_root = safe_resolve(Path(out).expanduser()) if out else plan_dir
+    problems += run_root_problems(run_root, bool(out))
     data_paths = [Path(v) for value in data.values() for v in (value if isinstance(value, list) else [value])]
+    reserved = {*RUN_ROOT_FILES, plan_path.name} if run_root == plan_dir else set(RUN_ROOT_FILES)
     for index, step_id in enumerate(step_ids):
-        if not SAFE_ID.fullmatch(step_id) or step_id in (".", ".."):
-            problems.append(f'{where}: steps[{index}]: id "{step_id}" must be a plain folder name '
-                            "(letters, digits, _ . -): each step writes to <run root>/<id>")
-        elif any(p == run_root / step_id or (run_root / step_id) in p.parents for p in data_paths):
+        folder = run_root / step_id
+        if not SAFE_ID.fullmatch(step_id) or step_id.startswith("."):
+            problems.append(f'{where}: steps[{index}]: id "{shown(step_id)}" must be a plain folder name '
+                            "(letters, digits, _ . -, not starting with a dot): each step writes to <run root>/<id>")
+        elif step_id in reserved:
+            problems.append(f'{where}: steps[{index}]: id "{step_id}" is the name of a file rung writes in the run '
+                            f"root ({', '.join(sorted(reserved))}); rename the step")
+        elif any(p == folder or folder in p.parents for p in data_paths):
             problems.append(f'{where}: steps[{index}]: id "{step_id}" is a data folder in the run root; '
                             f"rename the step or pass --out DIR")
+        elif os.path.lexists(folder) and not folder.is_dir():
+            problems.append(f'{where}: steps[{index}]: id "{step_id}": {folder} exists and is not a folder; '
+                            "rename the step or pass --out DIR")
     problems += check_gpus(gpus)
     problems += check_cluster(gpus, nodes, node_rank, main_address)
     if problems:

@@ -18,6 +18,7 @@ from rung.core.errors import RungError
 STATE_FILE = "run_state.json"
 RESOLVED_FILE = "resolved_plan.yaml"
 REPORT_FILE = "report.md"
+RUN_ROOT_FILES = (STATE_FILE, RESOLVED_FILE, REPORT_FILE)  # what rung writes in the run root beside step folders
 STATE_VERSION = 1
 
 
@@ -48,16 +49,60 @@ def plan_fingerprint(plan: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(jsonable(plan), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_state(run_root: Path) -> dict[str, Any] | None:
-    path = run_root / STATE_FILE
-    if not path.exists():
-        return None
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise RungError(f"{path}: cannot read the run state ({error}); delete it to start over") from None
+STATUSES = ("running", "failed", "done", "open")
+# key -> the types a step record may hold there (what run/execute.py writes)
+RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "engine": (str,), "status": (str,), "started": (str,), "finished": (str,), "attempts": (int,),
+    "wall_s": (int, float, type(None)), "wall_s_earlier": (int, float, type(None)), "outputs": (dict,),
+    "metrics": (dict,), "summary": (str,), "error": (str,), "peak_rss_mb": (int, float, type(None)),
+    "gpu_peak_gb": (int, float, type(None)),
+}
+
+
+def state_problem(state: Any) -> str | None:
+    """None for a run state this rung wrote; else what is wrong with it, in a few words."""
+    from rung.core.fileio import short, shown
+
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise RungError(f"{path}: not a run state this rung can read; delete it to start over")
+        return f"not a run state this rung can read (version {STATE_VERSION})"
+    steps = state.get("steps")
+    if not isinstance(steps, dict):
+        return f"steps is {short(steps)}, not a mapping of step id -> record"
+    for step_id, record in steps.items():
+        at = f"steps.{shown(step_id, 40)}"
+        if not isinstance(record, dict):
+            return f"{at} is {short(record)}, not a step record"
+        if record.get("status") not in STATUSES:
+            return f"{at}.status is {short(record.get('status'))}, not one of {', '.join(STATUSES)}"
+        for key, types in RECORD_TYPES.items():
+            value = record.get(key)
+            if key in record and (not isinstance(value, types) or isinstance(value, bool)):
+                return f"{at}.{key} is {short(value)}, not {' or '.join(t.__name__ for t in types)}"
+    return None
+
+
+def load_state(run_root: Path) -> dict[str, Any] | None:
+    """run_state.json, checked; None when there is none. A damaged one is one RungError line (exit 2) saying
+    how to recover."""
+    from rung.core.fileio import read_text
+
+    path = run_root / STATE_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
+    recover = (f"delete {path} to run every step again (finished step folders are kept and overwritten), "
+               "or remove the damaged step's entry to run that step again")
+    try:
+        state = json.loads(read_text(path, what="run state", max_bytes=64 * 1024 * 1024))
+    except json.JSONDecodeError as error:
+        raise RungError(f"{path}: the run state is not valid JSON (line {error.lineno}: {error.msg}); "
+                        f"{recover}") from None
+    except RecursionError:
+        raise RungError(f"{path}: the run state is nested too deeply; {recover}") from None
+    except RungError as error:
+        raise RungError(f"{error.message}; {recover}") from None
+    problem = state_problem(state)
+    if problem:
+        raise RungError(f"{path}: {problem}; {recover}")
     return state
 
 

@@ -6,6 +6,11 @@ transformers, trl and peft load inside the command bodies.
 Settings precedence (TRL's TrlParser order): dataclass default < --config FILE (a settings mapping or a
 plan.yaml) < flags < --set key=value, through core/resolve.py like `rung run`. The training flags and their
 help come from the settings dataclasses' field metadata (core/settings.py, core/options.py).
+
+Before the first byte is written, `check_training` lists every problem at once (exit 2): settings types and
+ranges, input files by kind (a regular file, not a folder, FIFO or device), the model spec, and --out (a
+non-empty folder rung did not write needs --resume or --overwrite). A run that then fails before its first
+checkpoint removes the --out folder it created (core/inputs.py fresh_output).
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from typing import Any
 import click
 
 from rung.core.errors import RungError
+from rung.core.fileio import MAX_TEXT_BYTES
+from rung.core.inputs import check_model_spec, fresh_output, input_problem, out_dir_problems
 from rung.core.lazy import LazyGroup
-from rung.core.options import flag_layer, settings_options
+from rung.core.options import Checked, field_type, flag_layer, settings_options
 from rung.core.resolve import Layer, parse_value, plan_layers, resolve
+from rung.core.resolve import merge as merge_layers
 from rung.core.settings import DPOSettings, SFTSettings
 
 # ---------------------------------------------------------------------------------------------- data
@@ -35,21 +43,27 @@ def data() -> None:
               help="What the file is for; guessed from the keys of the first row when omitted.")
 @click.option("--base-model", default="builtin:tiny", show_default=True,
               help="Model whose tokenizer and chat template count the tokens (hub id, folder or builtin:tiny).")
-@click.option("--max-length", type=int, default=1024, show_default=True,
+@click.option("--max-length", type=field_type(SFTSettings, "max_length"), default=1024, show_default=True,
               help="Token limit per example used in training (SFT/DPO max_length, CPT block size).")
 @click.option("--packing/--no-packing", default=False, show_default=True,
               help="Whether SFT will pack examples (changes what happens to over-long examples).")
 @click.option("--eval", "eval_file", type=click.Path(path_type=Path), default=None,
               help="A separate eval file: checked too, and used instead of a held-out split.")
-@click.option("--eval-fraction", type=float, default=0.1, show_default=True,
+@click.option("--eval-fraction", type=field_type(SFTSettings, "eval_fraction"), default=0.1, show_default=True,
               help="Share held out for eval when no --eval file is given.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the held-out split.")
+@click.option("--seed", type=field_type(SFTSettings, "seed"), default=42, show_default=True,
+              help="Seed of the held-out split.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the tokenizer's own code to run (off by default).")
 def check(file: Path, kind: str | None, base_model: str, max_length: int, packing: bool, eval_file: Path | None,
           eval_fraction: float, seed: int, trust_remote_code: bool) -> None:
     """Check a data file: every problem with its line, token statistics, duplicates and the split."""
     from rung.trainers import data as data_mod
 
+    problems = [p for p in (input_problem(file, "data file", MAX_TEXT_BYTES),
+                            eval_file and input_problem(eval_file, "--eval file", MAX_TEXT_BYTES),
+                            check_model_spec(base_model, Path.cwd(), "--base-model")[1]) if p]
+    if problems:
+        raise RungError(problems)
     report = data_mod.check_file(file, kind)
     shapes = ", ".join(f"{name} {count}" for name, count in report.shapes.items()) or "none usable"
     click.echo(f"{file}: {len(report.rows)} usable rows, kind {report.kind} ({shapes})")
@@ -135,6 +149,26 @@ def resolve_training(cls: type, engine: str, config_file: Path | None, set_pairs
                                                               ("--set", set_layer(set_pairs))])
 
 
+def check_training(cls: type, engine: str, *, config_file: Path | None, set_pairs: tuple[str, ...],
+                   flags: dict[str, Any], out_dir: Path, resume: bool, overwrite: bool,
+                   files: dict[str, Path | None], more: tuple[str, ...] = ()):
+    """The settings of a `rung train` command, or one RungError listing every problem: settings (types and
+    ranges), input files (`files`: flag -> path), the model spec and --out. Nothing is written before."""
+    layers = config_layers(config_file, engine) + [("option", flag_layer(cls, flags)), ("--set", set_layer(set_pairs))]
+    values, problems = merge_layers(cls, layers)
+    problems = list(more) + problems
+    problems += [p for flag, path in files.items()
+                 if path is not None and (p := input_problem(path, f"{flag} file", MAX_TEXT_BYTES))]
+    spec = values.get("model_name_or_path")
+    if isinstance(spec, str):
+        problem = check_model_spec(spec, Path.cwd(), "--base-model")[1]
+        problems += [problem] if problem else []
+    problems += out_dir_problems(out_dir, resume=resume, overwrite=overwrite)
+    if problems:
+        raise RungError(problems)
+    return cls(**values)
+
+
 def _training_options(cls: type):
     def decorate(function):
         function = click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
@@ -142,6 +176,9 @@ def _training_options(cls: type):
                                      "repeatable; wins over every other source.")(function)
         function = click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
                                 help="YAML of settings, or a plan.yaml (its step's settings); flags win.")(function)
+        function = click.option("--overwrite", is_flag=True,
+                                help="Write into a non-empty --out that rung did not create (files of the same "
+                                     "name are replaced).")(function)
         function = click.option("--resume", is_flag=True,
                                 help="Continue from the last checkpoint in --out at the step it reached.")(function)
         function = settings_options(cls)(function)
@@ -157,24 +194,30 @@ def _training_options(cls: type):
 
 @train.command("sft")
 @_training_options(SFTSettings)
-def sft(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, config_file: Path | None,
-        set_pairs: tuple[str, ...], **flags: Any) -> None:
+def sft(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, overwrite: bool,
+        config_file: Path | None, set_pairs: tuple[str, ...], **flags: Any) -> None:
     """Fine-tune on demonstrations (SFT) with LoRA, QLoRA or full weights."""
-    settings = resolve_training(SFTSettings, "sft", config_file, set_pairs, flags)
+    settings = check_training(SFTSettings, "sft", config_file=config_file, set_pairs=set_pairs, flags=flags,
+                              out_dir=out_dir, resume=resume, overwrite=overwrite,
+                              files={"--data": data_file, "--eval": eval_file})
     from rung.trainers.sft import train_sft
 
-    train_sft(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
+    with fresh_output(out_dir):
+        train_sft(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
 
 
 @train.command("dpo")
 @_training_options(DPOSettings)
-def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, config_file: Path | None,
-        set_pairs: tuple[str, ...], **flags: Any) -> None:
+def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, overwrite: bool,
+        config_file: Path | None, set_pairs: tuple[str, ...], **flags: Any) -> None:
     """Tune toward preferred answers (DPO), from a base model or an SFT output folder."""
-    settings = resolve_training(DPOSettings, "dpo", config_file, set_pairs, flags)
+    settings = check_training(DPOSettings, "dpo", config_file=config_file, set_pairs=set_pairs, flags=flags,
+                              out_dir=out_dir, resume=resume, overwrite=overwrite,
+                              files={"--data": data_file, "--eval": eval_file})
     from rung.trainers.dpo import train_dpo
 
-    train_dpo(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
+    with fresh_output(out_dir):
+        train_dpo(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
 
 
 # ---------------------------------------------------------------------------------------------- merge, chat
@@ -183,20 +226,22 @@ def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, co
 @click.command()
 @click.argument("adapter_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Folder for the merged model (must be new or empty).")
+              help="Folder for the merged model (new, empty, or an earlier merge; else --overwrite).")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out that rung did not create (files of "
+                                                "the same name are replaced).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the base model's own code to run.")
-def merge(adapter_dir: Path, out_dir: Path, trust_remote_code: bool) -> None:
+def merge(adapter_dir: Path, out_dir: Path, overwrite: bool, trust_remote_code: bool) -> None:
     """Merge a LoRA adapter into its base model so AutoModelForCausalLM loads it alone."""
     from rung.trainers.merge import merge_adapter
 
-    merge_adapter(adapter_dir, out_dir, trust_remote_code=trust_remote_code)
+    merge_adapter(adapter_dir, out_dir, trust_remote_code=trust_remote_code, overwrite=overwrite)
 
 
 def _generation_options(function):
     function = click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run.")(function)
-    function = click.option("--temperature", type=float, default=0.0, show_default=True,
+    function = click.option("--temperature", type=Checked(float, minimum=0), default=0.0, show_default=True,
                             help="0 = greedy; above 0 samples.")(function)
-    function = click.option("--max-new-tokens", type=int, default=128, show_default=True,
+    function = click.option("--max-new-tokens", type=Checked(int, minimum=1), default=128, show_default=True,
                             help="Most tokens to generate per answer.")(function)
     function = click.option("--system", default=None, help="System prompt.")(function)
     return function
@@ -210,6 +255,7 @@ def _generation_options(function):
 def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tokens: int, temperature: float,
              trust_remote_code: bool) -> None:
     """Answer one prompt with a model folder, an adapter folder or builtin:tiny."""
+    check_model_argument(model)
     from rung.trainers.common import quiet_libraries
     from rung.core.models import load_for_inference
     from rung.trainers.generate import generate as run
@@ -225,6 +271,7 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tok
 @_generation_options
 def chat(model: str, system: str | None, max_new_tokens: int, temperature: float, trust_remote_code: bool) -> None:
     """Chat interactively with a model folder, an adapter folder or builtin:tiny."""
+    check_model_argument(model)
     from rung.trainers.common import quiet_libraries
     from rung.core.models import load_for_inference
     from rung.trainers.generate import chat_loop
@@ -233,6 +280,13 @@ def chat(model: str, system: str | None, max_new_tokens: int, temperature: float
     loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)
     chat_loop(loaded, tokenizer, system=system, max_new_tokens=max_new_tokens, temperature=temperature,
               read=lambda text: input(text), echo=click.echo)
+
+
+def check_model_argument(model: str) -> None:
+    """MODEL of generate/chat, checked before torch loads: a builtin, a model or adapter folder, a hub id."""
+    problem = check_model_spec(model, Path.cwd(), "MODEL")[1]
+    if problem:
+        raise RungError(problem)
 
 
 __all__ = ["data", "train", "merge", "chat", "generate"]

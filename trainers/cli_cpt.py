@@ -13,9 +13,10 @@ from typing import Any
 import click
 
 from rung.core.errors import RungError
-from rung.core.options import settings_options
+from rung.core.options import Checked, settings_options
 from rung.core.settings import CPTSettings
-from rung.trainers.cli import resolve_training
+from rung.trainers.cli import check_training
+
 
 @click.command("cpt")
 @click.option("--corpus", "corpus", multiple=True, type=click.Path(path_type=Path), required=True,
@@ -27,13 +28,14 @@ from rung.trainers.cli import resolve_training
               help="With LoRA, also train the embeddings and LM head (lora_modules_to_save) for new vocabulary.")
 @click.option("--general-text", type=click.Path(path_type=Path), default=None,
               help="A .txt file of general text for the forgetting monitor (default: held-out Python help topics).")
-@click.option("--gpus", type=int, default=1, show_default=True,
+@click.option("--gpus", type=Checked(int, minimum=1), default=1, show_default=True,
               help="Processes (GPUs) per node; more than 1 starts the run through `accelerate launch`.")
-@click.option("--nodes", type=int, default=1, show_default=True, help="Machines taking part (num_machines).")
-@click.option("--node-rank", type=int, default=0, show_default=True,
+@click.option("--nodes", type=Checked(int, minimum=1), default=1, show_default=True,
+              help="Machines taking part (num_machines).")
+@click.option("--node-rank", type=Checked(int, minimum=0), default=0, show_default=True,
               help="This machine's rank, 0..nodes-1 (run the same command on every node, changing only this).")
 @click.option("--main-address", default=None, help="Address of the rank-0 node (several nodes).")
-@click.option("--main-port", type=int, default=29500, show_default=True,
+@click.option("--main-port", type=Checked(int, minimum=0, maximum=65535), default=29500, show_default=True,
               help="Port on the rank-0 node for the process group (0: pick a free one, single node only).")
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp", "zero2", "zero3"]), default=None,
               help="Distributed strategy; default: chosen from the estimator's memory figure.")
@@ -42,24 +44,46 @@ from rung.trainers.cli import resolve_training
 @click.option("--dry-run", is_flag=True, help="Write the accelerate config and job file, print the exact command; "
                                               "train nothing.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out: same step, same data position.")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out that rung did not create (files of "
+                                                "the same name are replaced).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="YAML of settings, or a plan.yaml (its cpt step's settings); flags win.")
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
               help="Any CPTSettings field (transformers/TRL names), e.g. --set warmup_ratio=0.05; repeatable; wins.")
 def cpt(corpus: tuple[Path, ...], out_dir: Path, trainable_embeddings: bool | None, general_text: Path | None,
         gpus: int, nodes: int, node_rank: int, main_address: str | None, main_port: int, strategy: str | None,
-        cpu: bool, dry_run: bool, resume: bool, config_file: Path | None, set_pairs: tuple[str, ...],
-        **flags: Any) -> None:
+        cpu: bool, dry_run: bool, resume: bool, overwrite: bool, config_file: Path | None,
+        set_pairs: tuple[str, ...], **flags: Any) -> None:
     """Continue pretraining a base model on a domain corpus, watching general-text perplexity for forgetting."""
     if trainable_embeddings:
         flags["lora_modules_to_save"] = ["embed_tokens", "lm_head"]
-    settings = resolve_training(CPTSettings, "cpt", config_file, set_pairs, flags)
-    if trainable_embeddings and settings.adapter == "full":
-        raise RungError("--trainable-embeddings goes with --adapter lora (full training trains them anyway)")
     from rung.trainers.cpt import corpus_files
 
-    corpus_files(corpus)  # every corpus problem now, before any launch
+    try:
+        corpus_files(corpus)  # every corpus problem now, before any launch
+        corpus_problems: tuple[str, ...] = ()
+    except RungError as error:
+        corpus_problems = tuple(error.message.splitlines())
+    settings = check_training(CPTSettings, "cpt", config_file=config_file, set_pairs=set_pairs, flags=flags,
+                              out_dir=out_dir, resume=resume, overwrite=overwrite,
+                              files={"--general-text": general_text}, more=corpus_problems)
+    if trainable_embeddings and settings.adapter == "full":
+        raise RungError("--trainable-embeddings goes with --adapter lora (full training trains them anyway)")
+    import contextlib
 
+    from rung.core.inputs import fresh_output
+
+    # several nodes share --out: one failing node must not remove what the others write
+    with fresh_output(out_dir) if nodes == 1 else contextlib.nullcontext():
+        train_or_launch(settings, corpus, out_dir, general_text=general_text, gpus=gpus, nodes=nodes,
+                        node_rank=node_rank, main_address=main_address, main_port=main_port, strategy=strategy,
+                        cpu=cpu, dry_run=dry_run, resume=resume)
+
+
+def train_or_launch(settings: CPTSettings, corpus: tuple[Path, ...], out_dir: Path, *, general_text: Path | None,
+                    gpus: int, nodes: int, node_rank: int, main_address: str | None, main_port: int,
+                    strategy: str | None, cpu: bool, dry_run: bool, resume: bool) -> None:
+    """Train in this process, or write the launch files and start `accelerate launch` (or print it: --dry-run)."""
     if gpus > 1 or nodes > 1 or dry_run:
         if not dry_run and not cpu:
             import torch

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from rung.core.errors import RungError
-from rung.core.fileio import read_text
+from rung.core.fileio import read_bytes, read_text
 
 KINDS = ("sft", "dpo", "text")
 ROLES = ("system", "user", "assistant", "tool")
@@ -97,6 +97,8 @@ def read_objects(path: Path) -> tuple[list[tuple[int, Any]], list[str]]:
         except json.JSONDecodeError as error:
             problems.append(f"{path}:{error.lineno}: bad JSON: {error.msg} (column {error.colno}); "
                             "the rest of the file was not read")
+        except RecursionError:
+            problems.append(f"{path}: bad JSON: nested too deeply; the file was not read")
         return items, problems
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -105,6 +107,8 @@ def read_objects(path: Path) -> tuple[list[tuple[int, Any]], list[str]]:
             items.append((number, json.loads(line)))
         except json.JSONDecodeError as error:
             problems.append(f"{path}:{number}: bad JSON: {error.msg} (column {error.colno})")
+        except RecursionError:
+            problems.append(f"{path}:{number}: bad JSON: nested too deeply")
     if not items and not problems:
         problems.append(f"{path}: the file has no rows")
     return items, problems
@@ -282,7 +286,7 @@ def check_file(path: str | Path, kind: str | None = None) -> DataReport:
     path = Path(path)
     if kind == "text" and path.suffix.lower() in (".txt", ".md"):
         report = DataReport(path=path, kind="text")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_bytes(path, what="text file").decode("utf-8", errors="replace")  # regular files only
         if text.strip():
             report.rows.append(Row(1, {"text": text}, "text"))
         else:

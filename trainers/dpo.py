@@ -128,25 +128,26 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     out_dir = Path(out_dir)
     data_path = Path(data_path)
 
-    # 1. Settings, printed and saved before any work.
+    # 1. Checks that write nothing: existing checkpoints, QLoRA on CPU, every pair problem with its line.
+    from rung.core.fileio import make_dir
     from rung.core.models import adapter_base, is_adapter_dir
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     starting_adapter = is_adapter_dir(settings.model_name_or_path)
     adapter_base_model = None
     if settings.adapter != "full":
         adapter_base_model = (adapter_base(Path(settings.model_name_or_path)) if starting_adapter
                               else settings.model_name_or_path)
+    checkpoint, start_step = common.resume_point(out_dir, resume, echo)
+    device_mod.check_qlora(settings)
+    train_pairs, eval_pairs, split = data.load_train_eval(data_path, eval_path, "dpo", settings.eval_fraction,
+                                                          settings.seed)
+
+    # 2. Settings, printed and saved before any model loads.
     config = common.resolved_config(settings, pipeline="dpo", data=str(data_path),
                                     eval_data=str(eval_path) if eval_path else None,
                                     adapter_base_model=adapter_base_model)
-    checkpoint, start_step = common.resume_point(out_dir, resume, echo)
+    make_dir(out_dir, what="output folder")
     common.announce_config(config, out_dir, echo)
-    device_mod.check_qlora(settings)
-
-    # 2. Pairs: every problem with its line, before any model loads.
-    train_pairs, eval_pairs, split = data.load_train_eval(data_path, eval_path, "dpo", settings.eval_fraction,
-                                                          settings.seed)
     echo(f"Data: {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data_path} ({split})")
 
     # 3. Policy, reference, tokenizer.

@@ -54,11 +54,10 @@ def general_documents(general_text: str | os.PathLike | None = None) -> list[str
     if general_text is None:
         topics = _topics()
         return [topics[name] for name in general_topic_names()]
+    from rung.core.fileio import read_bytes
+
     path = Path(general_text).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise RungError(f"{path}: cannot read the general-text file: {error}") from None
+    text = read_bytes(path, what="general-text file").decode("utf-8", errors="replace")  # regular files only
     if not text.strip():
         raise RungError(f"{path}: the general-text file is empty")
     return [text]

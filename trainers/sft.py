@@ -28,6 +28,7 @@ from typing import Any, Callable
 import click
 
 from rung.core.errors import RungError
+from rung.core.fileio import make_dir
 from rung.core.resolve import step_settings
 from rung.trainers import common, data
 from rung.trainers import device as device_mod
@@ -92,19 +93,19 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
         timings[name] = round(now - clock, 3)
         clock = now
 
-    # 1. Settings first: print them and save them, so a failed run still says what it tried.
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # 1. Checks that write nothing: existing checkpoints, QLoRA on CPU, every data problem with its line.
+    checkpoint, start_step = common.resume_point(out_dir, resume, echo)
+    device_mod.check_qlora(settings)                                   # CPU + qlora: one clear line, nothing loaded
+    train_rows, eval_rows, split = data.load_train_eval(data_path, eval_path, "sft", settings.eval_fraction,
+                                                        settings.seed)
+
+    # 2. Settings printed and saved before any model loads, so a failed run still says what it tried.
     config = common.resolved_config(settings, pipeline="sft", data=str(data_path),
                                     eval_data=str(eval_path) if eval_path else None,
                                     adapter_base_model=None if settings.adapter == "full"
                                     else settings.model_name_or_path)
-    checkpoint, start_step = common.resume_point(out_dir, resume, echo)
+    make_dir(out_dir, what="output folder")
     common.announce_config(config, out_dir, echo)
-    device_mod.check_qlora(settings)                                   # CPU + qlora: one clear line, nothing loaded
-
-    # 2. Data: every problem with its line, before any model loads.
-    train_rows, eval_rows, split = data.load_train_eval(data_path, eval_path, "sft", settings.eval_fraction,
-                                                        settings.seed)
     echo(f"Data: {len(train_rows)} train / {len(eval_rows)} eval rows from {data_path} ({split})")
 
     # 3. Model and tokenizer; the chat template decides where EOS goes.

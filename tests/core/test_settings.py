@@ -35,3 +35,44 @@ def test_pipelines_have_their_own_defaults():
     assert DPOSettings().beta == 0.1
     assert CPTSettings().adapter == "full"
     assert SFTSettings().adapter == "lora"
+
+
+def test_every_number_setting_declares_its_range_and_its_default_lies_in_it():
+    import dataclasses
+    import typing
+
+    from rung.core.resolve import is_integer_hint, range_problem
+    from rung.core.settings import SETTINGS_BY_ENGINE
+
+    for cls in SETTINGS_BY_ENGINE.values():
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            options = [h for h in (typing.get_args(hints[field.name]) or (hints[field.name],)) if h is not type(None)]
+            if options not in ([int], [float]):
+                continue
+            meta = field.metadata
+            assert meta.get("minimum") is not None or meta.get("gt") is not None, (cls.__name__, field.name)
+            default = cls().__getattribute__(field.name)
+            assert default is None or range_problem(default, meta, is_integer_hint(hints[field.name])) is None, \
+                (cls.__name__, field.name, default)
+
+
+def test_ranges_are_checked_in_the_resolve_all_at_once_naming_the_source():
+    with pytest.raises(RungError) as info:
+        resolve(SFTSettings, [("plan.yaml: steps[0].settings", {"learning_rate": float("nan"), "lora_r": 0,
+                                                                 "eval_fraction": 1.0, "max_steps": 0}),
+                              ("option", {"per_device_train_batch_size": -1})])
+    assert info.value.message.splitlines() == [
+        "plan.yaml: steps[0].settings.learning_rate: must be a finite number above 0, got nan",
+        "plan.yaml: steps[0].settings.lora_r: must be an integer at least 1, got 0",
+        "plan.yaml: steps[0].settings.eval_fraction: must be a finite number at least 0 and below 1, got 1.0",
+        "plan.yaml: steps[0].settings.max_steps: must be an integer at least 1 (or -1), got 0",
+        "--batch-size: must be an integer at least 1, got -1",
+    ]
+
+
+def test_zero_epochs_are_legal_with_max_steps_and_eval_fraction_zero_stays_legal():
+    settings = resolve(SFTSettings, [("option", {"num_train_epochs": 0, "max_steps": 5, "eval_fraction": 0})])
+    assert settings.max_steps == 5 and settings.eval_fraction == 0
+    with pytest.raises(RungError, match="epochs and no max_steps would train nothing"):
+        resolve(SFTSettings, [("option", {"num_train_epochs": 0})])

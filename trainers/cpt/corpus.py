@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json
+from rung.core.inputs import source_problem
 from rung.core.settings import CPTSettings
 
 CORPUS_SUFFIXES = (".txt", ".md", ".jsonl")
@@ -44,8 +45,8 @@ def corpus_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
                 problems.append(f"{path}: unsupported corpus file (use .txt, .md, or .jsonl with a \"text\" field)")
             else:
                 files.append(path)
-        else:
-            problems.append(f"{path}: corpus path does not exist")
+        else:  # missing, a FIFO or device (never opened: a FIFO would block the read), a symlink loop
+            problems.append(source_problem(path, "corpus path") or f"{path}: corpus path is not a file or folder")
     if not paths:
         problems.append("no corpus given: pass --corpus PATH (a folder or .txt/.md/.jsonl files)")
     if problems:

@@ -192,8 +192,10 @@ def launch_cpt(settings, corpus: Sequence[Path], out_dir: Path, *, gpus: int, no
     if gpus < 1 or nodes < 1 or not 0 <= node_rank < nodes:
         raise RungError(f"--gpus {gpus} --nodes {nodes} --node-rank {node_rank}: need gpus >= 1, nodes >= 1 and "
                         "0 <= node-rank < nodes")
+    from rung.core.fileio import make_dir
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir, what="output folder")
     total = gpus * nodes  # 8 GPUs per node × 2 nodes = 16 processes, one per GPU
     why = "set with --strategy"
     if strategy is None:

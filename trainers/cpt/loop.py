@@ -210,8 +210,10 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
 
     quiet_libraries()
 
+    from rung.core.fileio import make_dir
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir, what="output folder")
     on_gpu = _on_gpu()
     state = PartialState(cpu=not on_gpu)
     world = state.num_processes
