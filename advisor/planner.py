@@ -22,6 +22,7 @@ from rung.advisor.estimator import GENERATED_PAIRS
 from rung.advisor.rulebook import RuleBook, load_rulebook
 from rung.core.errors import RungError, did_you_mean
 from rung.core.plan import DATA_ROLES, PLAN_VERSION, validate_plan
+from rung.core.vocab import ENGINE_DATA
 
 DEFAULT_BASE_MODEL = "builtin:tiny"
 EFFECTIVE_BATCH = 16  # per optimizer step: micro-batch x gradient_accumulation_steps (x GPUs)
@@ -78,11 +79,9 @@ def parse_data(entries: list[str], route: str, method: str | None, out_dir: Path
 
 
 def needed_roles(steps: list[dict[str, Any]]) -> list[str]:
-    needs = {"prompting": ["examples"], "rag_index": ["documents"], "rag_eval": ["queries"], "sft": ["train"],
-             "dpo": ["preferences"], "cpt": ["corpus"]}
     roles: list[str] = []
     for step in steps:
-        for role in needs.get(step["engine"], []):
+        for role in ENGINE_DATA.get(step["engine"], ()):
             if role not in roles:
                 roles.append(role)
     return roles
@@ -199,6 +198,12 @@ def build_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str,
         steps.append({"id": "bigger_model", "engine": "bigger_model",
                       "description": "Shortlist bigger or stronger open models that fit your GPUs and compare them",
                       "settings": {}})
+    tuned = [step["id"] for step in steps if step["engine"] in ("sft", "dpo")]
+    if tuned:  # a trained chat model ships only if it beats the cheaper rung on held-out rows
+        steps.append({"id": "gate", "engine": "gate", "from_step": tuned[-1],
+                      "description": "Ship gate: the trained model against the base model with its best prompt, on "
+                                     "held-out rows (data.eval, else the rows training held out)",
+                      "settings": {"max_rows": 20, "max_new_tokens": 64} if cpu_run else {}})
     return steps
 
 

@@ -6,6 +6,7 @@ offer to probe is made here and handed to it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,15 @@ def offer_probe(out: str, measured: list[Path]):
     def measure(answers: dict[str, Any]) -> dict[str, Any] | None:
         if answers["goal"] not in MEASURABLE_GOALS:
             return None
+        try:
+            return offer(answers)
+        except click.Abort:
+            if sys.stdin.isatty():
+                raise
+            click.echo("\n(input ended: no probe)")
+            return None
+
+    def offer(answers: dict[str, Any]) -> dict[str, Any] | None:
         click.echo("\nMeasured beats guessed: with held-out examples, rung can score your prompt on them now.")
         path = click.prompt("Held-out examples to measure on (JSONL of {input, output}; empty = skip)",
                             default="", show_default=False, prompt_suffix=": ").strip()

@@ -150,9 +150,15 @@ RUNG_ONLY_FIELDS = frozenset(
 
 @dataclass
 class PromptingSettings:
-    model_name_or_path: str | None = setting(None, "Model that answers; the plan's base_model unless set; none: "
-                                             "write the prompts only.")
+    model_name_or_path: str | None = setting(None, "Model that answers (a folder, hub id, builtin:tiny, or openai:NAME "
+                                             "at an endpoint); the plan's base_model unless set; none: write the "
+                                             "prompts only.")
     trust_remote_code: bool = setting(False, "Allow the model's own code to run.")
+    api_base: str | None = setting(None, "Base URL of the OpenAI-compatible endpoint for an openai:NAME model "
+                                   "(default: $OPENAI_BASE_URL).")
+    api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
+                               "never written anywhere).")
+    concurrency: int = setting(4, "Endpoint requests in flight at once.", minimum=1)
     system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
     num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).",
                                minimum=0)
@@ -214,11 +220,34 @@ class RagEvalSettings:
     """rag_eval has no settings today: the depth (10) and the metrics are fixed so runs compare."""
 
 
+@dataclass
+class GateSettings:
+    baseline: str | None = setting(None, "The cheaper rung the trained model must beat: a model spec; default: the "
+                                   "plan's base_model, asked with its best prompt (few-shot from data.examples or "
+                                   "data.train).")
+    candidate: str | None = setting(None, "The model that must win: default, the output of the step named by "
+                                    "from_step.")
+    metric: str | None = setting(None, "Task metric (engines/metrics.py); default: chosen from the goal and the rows.")
+    target: float = setting(0.9, "The score that counts as good enough, reported beside the verdict.", gt=0, maximum=1)
+    max_rows: int = setting(50, "Held-out rows scored: data.eval, else the training step's held-out rows.",
+                            minimum=1)
+    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1)
+    num_examples: int = setting(4, "Few-shot examples in the baseline's prompt.", minimum=1)
+    ppl_warn_ratio: float = setting(1.2, "A forgetting warning (DON'T SHIP) when the candidate's general-text "
+                                    "perplexity passes this multiple of the baseline's.", gt=1)
+    api_base: str | None = setting(None, "Base URL of the OpenAI-compatible endpoint for an openai:NAME model "
+                                   "(default: $OPENAI_BASE_URL).")
+    api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
+                               "never written anywhere).")
+    concurrency: int = setting(4, "Endpoint requests in flight at once.", minimum=1)
+    trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
+
+
 # engine name -> its settings dataclass (engines/registry.py checks it covers every engine).
 SETTINGS_BY_ENGINE: dict[str, type] = {
     "sft": SFTSettings, "dpo": DPOSettings, "cpt": CPTSettings, "prompting": PromptingSettings,
     "bigger_model": BiggerModelSettings, "manual": ManualSettings, "rag_index": RagIndexSettings,
-    "rag_eval": RagEvalSettings,
+    "rag_eval": RagEvalSettings, "gate": GateSettings,
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.generation import check_generation, open_chat_model
+from rung.core.protocol import StepContext, StepResult
 from rung.engines import metrics
 from rung.engines.probe import GENERIC_SYSTEM
 from rung.engines.prompting import build_prompt, build_system_prompt, read_rows, to_chat
@@ -173,3 +174,48 @@ def write(result: dict[str, Any], rows: list[dict[str, str]], answers: dict[str,
                 "candidate": answers["candidate"][i]} for i, r in enumerate(rows)]
     atomic_write_text(out_dir / "gate_answers.jsonl", "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records))
     atomic_write_text(out_dir / "gate.md", markdown(result))
+
+
+# ---------------------------------------------------------------------------------------------- engine `gate`
+
+
+def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
+    """Engine `gate` for `rung run`: the from_step model against the plan's base model with its best prompt."""
+    from rung.core.resolve import step_settings
+    from rung.core.settings import GateSettings
+
+    settings = step_settings(GateSettings, step, ctx)
+    source = step.get("from_step")
+    trained = ctx.outputs.get(source, {}) if source else {}
+    candidate = settings.candidate or trained.get("model_dir")
+    baseline = settings.baseline or ctx.plan.get("base_model")
+    eval_path = ctx.data_path("eval") or (Path(trained["heldout"]) if trained.get("heldout") else None)
+    examples = ctx.data_path("examples") or ctx.data_path("train")
+    problems = []
+    if not candidate:
+        problems.append(f"step {step.get('id')}: no candidate: set settings.candidate or from_step (a training step)")
+    if not baseline:
+        problems.append(f"step {step.get('id')}: no baseline: set settings.baseline or the plan's base_model")
+    if eval_path is None:
+        problems.append(f"step {step.get('id')}: no held-out rows: add data.eval (or let the training step hold "
+                        "rows out: eval_fraction > 0)")
+    if problems:
+        raise RungError(problems)
+    request = GateRequest(baseline=str(baseline), candidate=str(candidate), eval_path=Path(eval_path),
+                          out_dir=ctx.run_dir, goal=str(ctx.plan.get("goal") or ""), metric=settings.metric,
+                          target=settings.target, examples_path=examples, num_examples=settings.num_examples,
+                          max_rows=settings.max_rows, max_new_tokens=settings.max_new_tokens,
+                          ppl_warn_ratio=settings.ppl_warn_ratio, api_base=settings.api_base,
+                          api_key_env=settings.api_key_env, concurrency=settings.concurrency,
+                          trust_remote_code=settings.trust_remote_code)
+    result = gate(request, echo=print)
+    metrics_out = {"verdict": result["verdict"], "baseline_score": result["baseline"]["score"],
+                   "candidate_score": result["candidate"]["score"], "difference": result["difference"]["difference"],
+                   "p_value": result["difference"]["p_value"], "metric": result["metric"], "rows": result["n"]}
+    if result["forgetting"].get("checked"):
+        metrics_out["general_ppl_ratio"] = result["forgetting"]["ratio"]
+    return StepResult(outputs={"gate": str(ctx.run_dir / "gate.json"), "report": str(ctx.run_dir / "gate.md")},
+                      metrics=metrics_out, summary=markdown(result).split("\n", 1)[1].strip()
+                      + f"\n\n**Verdict: {result['verdict']}**"
+                      + ("" if result["verdict"] == SHIP else
+                         f" — ship the cheaper rung (`{baseline}` with its prompt) until a candidate beats it."))

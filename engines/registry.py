@@ -22,20 +22,12 @@ ENGINES: dict[str, str] = {
     "dpo": "rung.trainers.dpo:run_step",                   # preference tuning, usually after sft
     "cpt": "rung.trainers.cpt:run_step",                   # continued pretraining on a domain corpus
     "bigger_model": "rung.engines.bigger_model:run_step",  # catalog of open models that fit, side-by-side eval
+    "gate": "rung.engines.gate:run_step",                  # the trained model against the cheaper rung: SHIP or not
     "manual": "rung.engines.manual:run_step",              # a to-do for a person; the report lists it as open
 }
 
 # engine -> data roles (core/vocab.py DATA_ROLES) the plan must give it. Every role a plan names must exist.
-REQUIRED_DATA: dict[str, tuple[str, ...]] = {
-    "prompting": ("examples",),
-    "rag_index": ("documents",),
-    "rag_eval": ("queries",),
-    "sft": ("train",),
-    "dpo": ("preferences",),
-    "cpt": ("corpus",),
-    "bigger_model": (),
-    "manual": (),
-}
+REQUIRED_DATA = vocab.ENGINE_DATA
 
 # Which engines take the plan's base_model and adapter: core/vocab.py (MODEL_ENGINES, PLAN_ADAPTER_ENGINES).
 # Each engine's settings dataclass: core/settings.py (SETTINGS_BY_ENGINE).
@@ -47,8 +39,8 @@ PLAN_ADAPTER_ENGINES = vocab.PLAN_ADAPTER_ENGINES
 ROUTE_ENGINES: dict[str, tuple[str, ...]] = {
     "prompting": ("prompting", "manual"),
     "rag": ("rag_index", "rag_eval", "manual"),
-    "fine_tuning": ("manual", "sft", "dpo"),
-    "continued_pretraining": ("cpt", "sft", "manual"),
+    "fine_tuning": ("manual", "sft", "dpo", "gate"),
+    "continued_pretraining": ("cpt", "sft", "manual", "gate"),
     "bigger_model": ("bigger_model",),
 }
 

@@ -11,6 +11,7 @@ Heavy imports live inside functions.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -291,6 +292,36 @@ def end_of_turn_token(tokenizer) -> tuple[str | None, str]:
                            f"using {token} as EOS so the model learns to stop and generation stops there")
     return None, ("the chat template puts no stop token after an assistant turn: the model may not learn to stop; "
                   "use a template that ends turns with EOS (rung's ChatML does)")
+
+
+HELDOUT = "heldout.jsonl"  # the rows a run held out, as {input, output}: what `rung gate` scores after training
+
+
+def _text(value: Any, role: str) -> str:
+    """A prompt or answer as text: a string as is; a message list -> its last message of `role` (or the last)."""
+    if isinstance(value, list):
+        chosen = [m for m in value if isinstance(m, dict) and m.get("role") == role] or value
+        last = chosen[-1]
+        return str(last.get("content", "")) if isinstance(last, dict) else str(last)
+    return "" if value is None else str(value)
+
+
+def write_heldout(out_dir: Path, rows: list[dict]) -> Path | None:
+    """Save the held-out rows as {input, output} (chat rows: the last user turn and the assistant answer;
+    preference pairs: the prompt and the chosen answer), so the ship gate scores exactly what training never saw."""
+    if not rows:
+        return None
+    lines = []
+    for row in rows:
+        if "messages" in row:
+            user = _text([m for m in row["messages"] if m.get("role") != "assistant"], "user")
+            lines.append({"input": user, "output": _text(row["messages"], "assistant")})
+        else:
+            answer = row.get("completion", row.get("chosen"))
+            lines.append({"input": _text(row.get("prompt"), "user"), "output": _text(answer, "assistant")})
+    path = Path(out_dir) / HELDOUT
+    atomic_write_text(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    return path
 
 
 def fmt(value: Any) -> str:

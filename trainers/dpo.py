@@ -149,6 +149,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     make_dir(out_dir, what="output folder")
     common.announce_config(config, out_dir, echo)
     echo(f"Data: {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data_path} ({split})")
+    common.write_heldout(out_dir, eval_pairs)
 
     # 3. Policy, reference, tokenizer.
     common.quiet_libraries()
@@ -267,9 +268,11 @@ def run_step(step: dict, ctx) -> Any:
         raise RungError(f"step {step['id']}: the plan has no data.preferences (prompt/chosen/rejected pairs)")
     summary = train_dpo(settings, pairs, ctx.run_dir, resume=ctx.resume)
     after = summary.get("pairs_after") or {}
+    heldout = Path(ctx.run_dir) / common.HELDOUT
     return StepResult(
         outputs={"model_dir": str(ctx.run_dir), "adapter": settings.adapter != "full",
-                 "samples": str(Path(ctx.run_dir) / "samples.md"), "loss_plot": str(Path(ctx.run_dir) / "loss.png")},
+                 "samples": str(Path(ctx.run_dir) / "samples.md"), "loss_plot": str(Path(ctx.run_dir) / "loss.png"),
+                 **({"heldout": str(heldout)} if heldout.exists() else {})},
         metrics={"final_loss": summary.get("final_loss"), "reward_margin": after.get("reward_margin"),
                  "accuracy": after.get("accuracy"), "eval_reward_margin": summary.get("eval_reward_margin"),
                  "global_step": summary.get("global_step"), "wall_s": summary.get("wall_s")},

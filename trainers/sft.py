@@ -107,6 +107,7 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     make_dir(out_dir, what="output folder")
     common.announce_config(config, out_dir, echo)
     echo(f"Data: {len(train_rows)} train / {len(eval_rows)} eval rows from {data_path} ({split})")
+    common.write_heldout(out_dir, eval_rows)
 
     # 3. Model and tokenizer; the chat template decides where EOS goes.
     common.quiet_libraries()
@@ -250,7 +251,9 @@ def run_step(step: dict, ctx) -> Any:
     keys = ("final_loss", "final_eval_loss", "global_step", "wall_s", "tokens_per_s")
     return StepResult(
         outputs={"model_dir": str(ctx.run_dir), "adapter": settings.adapter != "full",
-                 "samples": str(Path(ctx.run_dir) / "samples.md"), "loss_plot": str(Path(ctx.run_dir) / "loss.png")},
+                 "samples": str(Path(ctx.run_dir) / "samples.md"), "loss_plot": str(Path(ctx.run_dir) / "loss.png"),
+                 **({"heldout": str(Path(ctx.run_dir) / common.HELDOUT)}
+                    if (Path(ctx.run_dir) / common.HELDOUT).exists() else {})},
         metrics={k: summary.get(k) for k in keys},
         summary=(f"SFT ({settings.adapter}) of {settings.model_name_or_path}: "
                  f"loss {common.fmt(summary.get('first_loss'))} -> {common.fmt(summary.get('final_loss'))}, "

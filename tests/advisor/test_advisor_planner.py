@@ -59,17 +59,18 @@ def test_route_steps(rung, tmp_path):
         ({"goal": "preferences", "preference_pairs": 10}, [("prompting", "prompting", None),
                                                            ("collect_preferences", "manual", None)]),
         ({"goal": "facts"}, [("index", "rag_index", None), ("write_eval_queries", "manual", None)]),
-        ({**inconsistent, "labeled_examples": 500}, [("sft", "sft", None)]),
+        ({**inconsistent, "labeled_examples": 500}, [("sft", "sft", None), ("gate", "gate", "sft")]),
         ({"goal": "preferences", "preference_pairs": 500, **{k: inconsistent[k] for k in ("gpu_memory_gb", "gpu_count")}},
-         [("dpo", "dpo", None)]),
-        ({**inconsistent, "labeled_examples": 500, "preference_pairs": 500}, [("sft", "sft", None), ("dpo", "dpo", "sft")]),
+         [("dpo", "dpo", None), ("gate", "gate", "dpo")]),
+        ({**inconsistent, "labeled_examples": 500, "preference_pairs": 500}, [("sft", "sft", None), ("dpo", "dpo", "sft"),
+                                                                             ("gate", "gate", "dpo")]),
         ({"goal": "domain_language", "domain_corpus_tokens": 60_000_000}, [("cpt", "cpt", None),
                                                                           ("collect_instructions", "manual", None)]),
         ({"goal": "domain_language", "domain_corpus_tokens": 60_000_000, "labeled_examples": 300},
-         [("cpt", "cpt", None), ("sft", "sft", "cpt")]),
+         [("cpt", "cpt", None), ("sft", "sft", "cpt"), ("gate", "gate", "sft")]),
         ({"goal": "new_capability"}, [("bigger_model", "bigger_model", None)]),
         ({"goal": "shorten_prompt", "prompt_tokens": 4000, "requests_per_day": 5000},
-         [("generate_pairs", "manual", None), ("sft", "sft", None)]),
+         [("generate_pairs", "manual", None), ("sft", "sft", None), ("gate", "gate", "sft")]),
     ]
     for index, (answers, expected) in enumerate(cases):
         plan, _, _ = make_plan(rung, tmp_path, answers, out=f"p{index}")

@@ -94,7 +94,7 @@ ASK_INPUT = "style\ninconsistent\n60\n0\n24\n1\n\n\n7\ny\n"
 
 
 def test_questionnaire_follows_the_threshold(rung, tmp_path, monkeypatch, lowered):
-    result = rung("ask", "--out", tmp_path / "a.yaml", input=ASK_INPUT)
+    result = rung("ask", "--out", tmp_path / "a.yaml", "--no-probe", input=ASK_INPUT)
     assert result.exit_code == 0, result.output
     assert "How much memory does each of your GPUs" in result.output
     assert "Recommendation: fine_tuning (method sft, adapter lora)" in result.output
@@ -102,7 +102,7 @@ def test_questionnaire_follows_the_threshold(rung, tmp_path, monkeypatch, lowere
     assert saved["gpu_memory_gb"] == 24 and saved["base_model_params_b"] == 7
 
     monkeypatch.delenv(RULES_ENV)  # the shipped 100: 60 examples cannot end on training, so no GPU questions
-    result = rung("ask", "--out", tmp_path / "b.yaml", input=ASK_INPUT)
+    result = rung("ask", "--out", tmp_path / "b.yaml", "--no-probe", input=ASK_INPUT)
     assert result.exit_code == 0, result.output
     assert "GPUs" not in result.output and "Recommendation: prompting" in result.output
     assert "gpu_memory_gb" not in yaml.safe_load((tmp_path / "b.yaml").read_text())

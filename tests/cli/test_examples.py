@@ -27,7 +27,8 @@ ROUTES = {"tone": "prompting", "support_docs": "rag", "sql_assistant": "fine_tun
 CAPS = {"sft": ["max_steps=6", "eval_steps=3", "save_steps=3"], "dpo": ["max_steps=4", "eval_steps=2", "save_steps=2"],
         "cpt": ["max_steps=4", "eval_steps=2", "save_steps=2"],
         "prompting": ["max_eval_examples=4", "max_new_tokens=16"],
-        "bigger_model": ["max_eval_examples=3", "max_new_tokens=8"]}
+        "bigger_model": ["max_eval_examples=3", "max_new_tokens=8"],
+        "gate": ["max_rows=4", "max_new_tokens=8"]}
 
 
 def test_one_example_per_route_found_recursively():
@@ -85,9 +86,13 @@ def test_example_runs_end_to_end_offline(example, tmp_path, rung):
         assert f". {step['id']}\n" in report
     outputs = {s: state["steps"][s].get("outputs") or {} for s in statuses}
     if example.name in ("sql_assistant", "preferences", "domain_corpus"):
-        last = plan["steps"][-1]["id"]
-        assert Path(outputs[last]["model_dir"]).is_dir()
+        trained = [s for s in plan["steps"] if s["engine"] in ("sft", "dpo")][-1]["id"]
+        assert Path(outputs[trained]["model_dir"]).is_dir()
         assert "![loss]" in report
+        # every training plan ends with the ship gate, and the report shows its verdict
+        assert plan["steps"][-1]["engine"] == "gate" and plan["steps"][-1]["from_step"] == trained
+        verdict = state["steps"]["gate"]["metrics"]["verdict"]
+        assert verdict in ("SHIP", "DON'T SHIP") and f"**Verdict: {verdict}**" in report
     if example.name == "tone":
         assert (tmp_path / "run" / "prompting" / "few_shot_prompt.txt").exists()
     if example.name == "support_docs":

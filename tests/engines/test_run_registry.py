@@ -75,7 +75,7 @@ def test_every_plan_the_advisor_writes_names_registered_engines(case, tmp_path):
         assert set(step.get("settings") or {}) <= known, (case, step)
     if plan["route"] == "fine_tuning":
         assert plan["method"] == case
-        assert engines == {"sft": ["sft"], "dpo": ["dpo"], "sft_then_dpo": ["sft", "dpo"]}[case]
+        assert engines == {"sft": ["sft", "gate"], "dpo": ["dpo", "gate"], "sft_then_dpo": ["sft", "dpo", "gate"]}[case]
 
 
 def test_the_cases_reach_every_route_and_method(tmp_path):
