@@ -57,8 +57,9 @@ class LocalChat:
     def loaded(self) -> tuple[Any, Any]:
         """(model, tokenizer), loaded on first use."""
         if self._loaded is None:
-            from rung.core.models import load_for_inference
+            from rung.core.models import load_for_inference, quiet_libraries
 
+            quiet_libraries()  # rung's own lines (and --json) stay clean of progress bars
             self._loaded = load_for_inference(self.spec, trust_remote_code=self.trust_remote_code)
         return self._loaded
 

@@ -340,3 +340,21 @@ def load_for_inference(spec: str, *, trust_remote_code: bool = False, is_trainab
     if not is_trainable:
         model.eval()
     return model, tokenizer
+
+
+def quiet_libraries() -> None:
+    """Keep the console for rung's lines: no progress bars from datasets, no info logs from transformers."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*(gradient_checkpointing|activation_checkpointing).*",
+                            category=FutureWarning)
+    try:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass

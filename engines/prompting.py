@@ -105,9 +105,13 @@ def load_schema(path: Path | None) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- prompts ---------------------------------
 
 def wants_json(plan: dict[str, Any], rows: list[dict[str, str]], schema: Any) -> bool:
-    if schema is not None or str(plan.get("goal", "")).lower() in ("schema", "json", "structured_output"):
+    """JSON answers: a JSON Schema was given, or every example's output is a JSON object or list. A `schema`
+    goal alone does not say JSON: the format may be SQL or a template."""
+    from rung.engines.metrics import parse_json
+
+    if schema is not None:
         return True
-    return bool(rows) and all(_parse_json(r["output"]) is not None for r in rows)
+    return bool(rows) and all(isinstance(parse_json(r["output"]), (dict, list)) for r in rows)
 
 
 def build_system_prompt(plan: dict[str, Any], rows: list[dict[str, str]], schema: Any) -> str:
@@ -166,92 +170,43 @@ def save_prompts(folder: Path, system: str, prompt) -> dict[str, str]:
 
 # ---------------------------------------------------------------- generation and scoring ------------------
 
-def _parse_json(text: str) -> Any:
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.strip("`")
-        body = body[4:] if body.startswith("json") else body
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, ValueError):
-        return None
-
-
-def token_f1(output: str, expected: str) -> float:
-    """SQuAD-style F1 over lower-cased whitespace tokens (bag of words)."""
-    from collections import Counter
-
-    got, want = Counter(output.lower().split()), Counter(expected.lower().split())
-    common = sum((got & want).values())
-    if not common:
-        return 0.0
-    precision, recall = common / sum(got.values()), common / sum(want.values())
-    return 2 * precision * recall / (precision + recall)
-
-
 def score(outputs: list[str], expected: list[str], *, json_goal: bool = False, schema: Any = None) -> dict[str, float]:
-    """Adherence on 0..1: exact match; token F1 for free text; for JSON goals json_valid, json_match (same
-    value) and schema_valid. The headline (verdict) metric is schema_valid, json_match or exact_match."""
-    n = len(expected) or 1
-    metrics = {"exact_match": sum(o.strip() == e.strip() for o, e in zip(outputs, expected)) / n}
+    """Adherence on 0..1 (engines/metrics.py): exact match; token F1 for free text; for JSON goals json_valid,
+    json_match (same value) and schema_valid. The headline (verdict) metric is schema_valid, json_match or
+    exact_match."""
+    from rung.engines import metrics
+
+    def mean(name: str, **options: Any) -> float:
+        return round(metrics.score(outputs, expected, name, **options).mean, 4) if expected else 0.0
+
+    result = {"exact_match": mean("exact_match")}
     if not (json_goal or schema is not None):  # free text: partial credit shows progress exact match hides
-        metrics["token_f1"] = sum(token_f1(o, e) for o, e in zip(outputs, expected)) / n
-    if json_goal or schema is not None:
-        parsed = [_parse_json(o) for o in outputs]
-        ok = [p is not None or o.strip() == "null" for p, o in zip(parsed, outputs)]
-        metrics["json_valid"] = sum(ok) / n
-        metrics["json_match"] = sum(v and p == _parse_json(e) for p, e, v in zip(parsed, expected, ok)) / n
+        result["token_f1"] = mean("token_f1")
+    else:
+        result["json_valid"] = mean("json_valid")
+        result["json_match"] = round(sum(metrics.json_match(o, e) for o, e in zip(outputs, expected)
+                                         if metrics.parse_json(e) is not None) / max(len(expected), 1), 4)
         if schema is not None:
-            import jsonschema
-
-            validator = jsonschema.validators.validator_for(schema)(schema)
-            metrics["schema_valid"] = sum(v and validator.is_valid(p) for p, v in zip(parsed, ok)) / n
-    return {k: round(v, 4) for k, v in metrics.items()}
-
-
-def generate(model, tokenizer, chats: list[list[dict[str, str]]], *, max_new_tokens: int, batch_size: int = 8) -> list[str]:
-    """Greedy answers, batched with left padding. Prompts longer than the model's window keep their end."""
-    import torch
-
-    window = getattr(model.config, "max_position_embeddings", None) or 4096
-    budget = max(16, window - max_new_tokens)
-    tokenizer.padding_side = "left"
-    answers: list[str] = []
-    model.eval()
-    for start in range(0, len(chats), batch_size):
-        batch = chats[start:start + batch_size]
-        ids = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True) for c in batch]
-        ids = [list(i["input_ids"] if isinstance(i, dict) or hasattr(i, "keys") else i)[-budget:] for i in ids]
-        width = max(len(i) for i in ids)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])
-        mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
-        with torch.no_grad():
-            out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                                 max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=pad)
-        for row in out:
-            answers.append(tokenizer.decode(row[width:], skip_special_tokens=True).strip())
-    return answers
+            result["schema_valid"] = mean("json_schema", schema=schema)
+    return result
 
 
 def evaluate(model_spec: str, prompts: dict[str, Any], rows: list[dict[str, str]], *, max_new_tokens: int,
-             batch_size: int = 8, json_goal: bool = False, schema: Any = None,
-             trust_remote_code: bool = False) -> dict[str, dict[str, Any]]:
-    """Run each prompt template over the eval rows with one model: {variant: {"outputs", "metrics"}}."""
-    import torch
+             batch_size: int = 8, json_goal: bool = False, schema: Any = None, trust_remote_code: bool = False,
+             api_base: str | None = None, api_key_env: str | None = None,
+             concurrency: int = 4) -> dict[str, dict[str, Any]]:
+    """Run each prompt template over the eval rows with one model (local, or openai:NAME at an endpoint):
+    {variant: {"outputs", "metrics"}}, plus the model's usage under "usage"."""
+    from rung.core.generation import open_chat_model
 
-    from rung.core.models import load_model_and_tokenizer
-
-    torch.manual_seed(0)
-    model, tokenizer = load_model_and_tokenizer(model_spec, trust_remote_code=trust_remote_code)
+    model = open_chat_model(model_spec, api_base=api_base, api_key_env=api_key_env, concurrency=concurrency,
+                            trust_remote_code=trust_remote_code, batch_size=batch_size)
     expected = [r["output"] for r in rows]
-    results = {}
+    results: dict[str, Any] = {}
     for name, prompt in prompts.items():
-        outputs = generate(model, tokenizer, [to_chat(prompt, r["input"]) for r in rows],
-                           max_new_tokens=max_new_tokens, batch_size=batch_size)
+        outputs = model.chat([to_chat(prompt, r["input"]) for r in rows], max_new_tokens=max_new_tokens)
         results[name] = {"outputs": outputs, "metrics": score(outputs, expected, json_goal=json_goal, schema=schema)}
-    del model
+    results["usage"] = model.usage
     return results
 
 
@@ -309,7 +264,9 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         prompts = {"zero_shot": build_prompt(system, []), **prompts}
     results = evaluate(str(model_spec), prompts, eval_rows, max_new_tokens=settings.max_new_tokens,
                        batch_size=settings.batch_size, json_goal=json_goal, schema=schema,
-                       trust_remote_code=settings.trust_remote_code)
+                       trust_remote_code=settings.trust_remote_code, api_base=settings.api_base,
+                       api_key_env=settings.api_key_env, concurrency=settings.concurrency)
+    usage = results.pop("usage")
     key = headline_metric(results["few_shot"]["metrics"])
     best = max(result["metrics"][key] for result in results.values())
     # adherence first: report.md's step table shows the first numbers
@@ -332,11 +289,46 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     for name, result in results.items():
         table.append(f"| {name} | " + " | ".join(f"{v:.0%}" for v in result["metrics"].values()) + " |")
     summary.append(f"Adherence of `{model_spec}` on {len(eval_rows)} eval examples:\n\n" + "\n".join(table))
+    metrics["model_requests"] = usage.get("requests")
+    evidence_path, next_line = write_evidence(ctx, settings.target, results, eval_rows, schema)
+    outputs["evidence"] = str(evidence_path)
     if best >= settings.target:
         summary.append(f"**Verdict:** {key} {best:.0%} meets the target of {settings.target:.0%}: prompting is "
                        "enough. Ship the prompt; no training needed.")
     else:
-        summary.append(f"**Verdict:** {key} {best:.0%} is below the target of {settings.target:.0%}. Improve the "
-                       "prompt or the model first; if it stays below, climbing to fine-tuning (LoRA SFT on a few "
-                       "hundred labelled examples) is justified: `rung advise`.")
+        summary.append(f"**Verdict:** {key} {best:.0%} is below the target of {settings.target:.0%}. " + next_line)
     return StepResult(outputs=outputs, metrics=metrics, summary="\n\n".join(summary))
+
+
+def write_evidence(ctx: StepContext, target: float, results: dict[str, dict[str, Any]], rows: list[dict[str, str]],
+                   schema: Any) -> tuple[Path, str]:
+    """The step's scores as evidence.yaml (the task metric with bootstrap CIs, as `rung probe` writes them) and
+    the advice it gives: the next rung, with the exact command that re-plans from the evidence."""
+    from rung.advisor.answers import validate_answers
+    from rung.advisor.evidence import validate_evidence
+    from rung.advisor.rules import advise
+    from rung.core.fileio import atomic_write_yaml
+    from rung.engines import metrics
+
+    expected = [r["output"] for r in rows]
+    metric = metrics.choose_metric(str(ctx.plan.get("goal") or ""), expected, schema)
+    rungs = {}
+    for name, result in results.items():
+        scored = metrics.score(result["outputs"], expected, metric, **({"schema": schema} if metric == "json_schema" else {}))
+        mean = round(scored.mean, 4)
+        rungs[name] = {"score": mean, "ci": [min(mean, round(scored.ci_low, 4)), max(mean, round(scored.ci_high, 4))]}
+    evidence = {"version": 1, "metric": metric, "target": target, "n": len(rows), "rungs": rungs}
+    path = ctx.run_dir / "evidence.yaml"
+    atomic_write_yaml(path, evidence)
+    answers, problems = validate_answers(dict(ctx.plan.get("answers") or {"goal": ctx.plan.get("goal")}))
+    if problems or validate_evidence(evidence, str(path)) or target <= 0:
+        return path, "Climb only with evidence: `rung advise --evidence` reads the scores in evidence.yaml."
+    answers_path = ctx.run_dir / "answers.yaml"
+    atomic_write_yaml(answers_path, answers)
+    advice = advise(answers, evidence=evidence)
+    route = advice["route"] + (f" ({advice['method']}, {advice['adapter']})" if advice.get("method") else "")
+    command = (f"rung plan --answers {answers_path} --evidence {path} --out {ctx.plan_dir / 'next'}"
+               + "".join(f" --data {role}={value}" for role, value in (ctx.plan.get("data") or {}).items()
+                         if isinstance(value, str)))
+    return path, (f"Measured with `{metric}`, the next rung is **{route}** "
+                  f"({advice['rules'][0]['id']}). Re-plan from this evidence:\n\n```\n{command}\n```")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_yaml
+from rung.core.models import quiet_libraries  # noqa: F401  (the pipelines call common.quiet_libraries)
 from rung.core.settings import RUNG_ONLY_FIELDS
 
 Echo = Callable[[str], None]
@@ -221,24 +221,6 @@ def write_samples(out_dir: Path, prompts: list[Any], references: list[str], befo
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split()).replace("`", "'")
     return text if len(text) <= limit else text[:limit] + " ..."
-
-
-def quiet_libraries() -> None:
-    """Keep the console for rung's lines: no progress bars from datasets, no info logs from transformers."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*(gradient_checkpointing|activation_checkpointing).*",
-                            category=FutureWarning)
-    try:
-        import datasets
-        import transformers
-
-        datasets.disable_progress_bars()
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def progress_callback(echo: Echo):

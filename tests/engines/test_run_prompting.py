@@ -73,7 +73,9 @@ def test_scores_exact_match_json_validity_and_schema():
     assert metrics == {"exact_match": 0.25, "json_valid": 0.75, "json_match": 0.5, "schema_valid": 0.5}
     assert prompting.headline_metric(metrics) == "schema_valid"
     assert prompting.score(["a ", "b"], ["a", "c"]) == {"exact_match": 0.5, "token_f1": 0.5}
-    assert prompting.token_f1("Thanks for asking!", "thanks for waiting") == pytest.approx(2 / 3)
+    from rung.engines.metrics import token_f1  # the one token F1, shared with probe and gate
+
+    assert token_f1("Thanks for asking!", "thanks for waiting") == pytest.approx(2 / 3)
 
 
 def test_an_invalid_schema_is_refused(tmp_path):
@@ -107,7 +109,13 @@ def test_engine_runs_the_prompt_on_a_model_and_reports_adherence(tmp_path):
     assert all(isinstance(r["few_shot"], str) and isinstance(r["zero_shot"], str) for r in records)
     assert "| input | expected | zero_shot | few_shot |" in (run_dir / "samples.md").read_text()
     assert "**Verdict:** schema_valid" in result.summary  # a random toy model cannot meet a 90% target
-    assert "climbing to fine-tuning" in result.summary
+    # below target: the report names the next rung and the exact command that re-plans from the evidence
+    assert "the next rung is **" in result.summary and "Re-plan from this evidence" in result.summary
+    assert f"rung plan --answers {run_dir / 'answers.yaml'} --evidence {run_dir / 'evidence.yaml'}" in result.summary
+    from rung.advisor.evidence import load_evidence
+
+    evidence = load_evidence(run_dir / "evidence.yaml")
+    assert set(evidence["rungs"]) == {"zero_shot", "few_shot"} and evidence["n"] == len(records)
 
 
 def test_without_an_eval_set_it_writes_the_prompts_only(tmp_path):
