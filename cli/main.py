@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "merge": "rung.trainers.cli:merge",
     "chat": "rung.trainers.cli:chat",
     "generate": "rung.trainers.cli:generate",
+    "export": "rung.cli.export:export",
+    "serve": "rung.cli.serve:serve",
     # measuring: the cheap rungs on your model, and the trained model against them
     "probe": "rung.cli.measure:probe",
     "gate": "rung.cli.measure:gate",
