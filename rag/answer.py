@@ -67,16 +67,31 @@ def check_generation(*, max_new_tokens: Any = 128, temperature: Any = 0.0, top_p
 
 
 def answer(rag_index, question: str, *, model: str = DEFAULT_GENERATOR, k: int = 4, max_new_tokens: int = 128,
-           temperature: float = 0.0, top_p: float = 1.0, trust_remote_code: bool = False) -> dict[str, Any]:
+           temperature: float = 0.0, top_p: float = 1.0, trust_remote_code: bool = False,
+           api_base: str | None = None, api_key_env: str | None = None) -> dict[str, Any]:
     """{"question", "answer", "sources": [{n, source, line, page, heading, score, cited}], "model", "toy"}.
 
-    temperature 0 (the default) decodes greedily; above 0 it samples, with top_p."""
+    temperature 0 (the default) decodes greedily; above 0 it samples, with top_p. `model` may be openai:NAME, a
+    model behind an OpenAI-compatible endpoint (api_base, key from the api_key_env variable)."""
     check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, k=k)
+    from rung.core.endpoint import is_endpoint
+
+    hits = rag_index.search(question, k)
+    if is_endpoint(model):
+        from rung.core.generation import open_chat_model
+
+        chat = open_chat_model(model, api_base=api_base, api_key_env=api_key_env)
+        blocks = [f"[{n}] ({hit.where}{' — ' + hit.chunk['heading'] if hit.chunk.get('heading') else ''})\n"
+                  f"{hit.chunk['text'].strip()}" for n, hit in enumerate(hits, start=1)]
+        messages = [{"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"}]
+        text = chat.chat([messages], max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_p=top_p if temperature > 0 else None)[0]
+        return cited_answer(question, text, hits, model)
     import torch
 
     from rung.core.models import load_model_and_tokenizer
 
-    hits = rag_index.search(question, k)
     lm, tokenizer = load_model_and_tokenizer(model, trust_remote_code=trust_remote_code)
     lm.eval()
     budget = context_limit(lm, tokenizer) - max_new_tokens
@@ -99,6 +114,11 @@ def answer(rag_index, question: str, *, model: str = DEFAULT_GENERATOR, k: int =
             {"do_sample": False}
         output = lm.generate(**ids, max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling)
     text = tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return cited_answer(question, text, used, model)
+
+
+def cited_answer(question: str, text: str, used, model: str) -> dict[str, Any]:
+    """The answer with its numbered sources, each marked cited when the answer names it ([n])."""
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
     sources = [{"n": n, "source": h.chunk["source"], "line": h.chunk["line"], "page": h.chunk.get("page"),
                 "heading": h.chunk.get("heading", ""), "score": round(h.score, 4), "cited": n in cited}

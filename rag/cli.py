@@ -110,7 +110,8 @@ def query_cmd(question, index_dir, k, model, as_json, width):
 @click.argument("question")
 @click.option("--index", "index_dir", required=True, type=click.Path(path_type=str), help=INDEX_HELP)
 @click.option("--model", default="builtin:tiny", show_default=True,
-              help="Causal LM that writes the answer: hub id, local path, or builtin:tiny (a toy).")
+              help="Causal LM that writes the answer: hub id, local path, builtin:tiny (a toy), or openai:NAME at an "
+                   "OpenAI-compatible endpoint.")
 @click.option("-k", "k", type=click.IntRange(1, 50), default=4, show_default=True, help="How many chunks to give it.")
 @click.option("--max-new-tokens", type=int, default=128, show_default=True, help="Longest answer, in tokens (1 or more).")
 @click.option("--temperature", type=float, default=0.0, show_default=True,
@@ -118,15 +119,21 @@ def query_cmd(question, index_dir, k, model, as_json, width):
 @click.option("--top-p", type=float, default=1.0, show_default=True,
               help="When sampling, draw from the smallest set of tokens whose probability adds up to this (0 < p <= 1).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own Python code (off by default).")
+@click.option("--api-base", default=None, metavar="URL",
+              help="For --model openai:NAME: the OpenAI-compatible endpoint's base URL (default: $OPENAI_BASE_URL).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
+              help="For --model openai:NAME: the environment variable holding the API key.")
 @click.option("--json", "as_json", is_flag=True, help="Print answer and sources as JSON.")
-def answer_cmd(question, index_dir, model, k, max_new_tokens, temperature, top_p, trust_remote_code, as_json):
-    """Answer QUESTION from the index with a local LM that cites sources as [1], [2]."""
+def answer_cmd(question, index_dir, model, k, max_new_tokens, temperature, top_p, trust_remote_code, api_base,
+               api_key_env, as_json):
+    """Answer QUESTION from the index with a model that cites sources as [1], [2] (local, or at an endpoint)."""
     from rung.rag.answer import answer, check_generation
     from rung.rag.store import RagIndex
 
     check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, k=k)  # before any load
     result = answer(RagIndex.load(index_dir), question, model=model, k=k, max_new_tokens=max_new_tokens,
-                    temperature=temperature, top_p=top_p, trust_remote_code=trust_remote_code)
+                    temperature=temperature, top_p=top_p, trust_remote_code=trust_remote_code, api_base=api_base,
+                    api_key_env=api_key_env)
     if as_json:
         click.echo(to_json(result, indent=2, ensure_ascii=False))
         return
