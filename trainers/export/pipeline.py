@@ -128,6 +128,7 @@ def export_model(spec: str, out_dir: str | Path, *, fmt: str = "safetensors", qu
         reference = verify.build_reference(model, tokenizer, source.prompts,
                                            round_to=quant if quant in LOSSLESS_QUANTS else None)
         del model, source.model
+        _free_accelerator_memory()
         timings["reference_s"] = time.perf_counter() - tick
         if before_verify is not None:
             before_verify(staging)
@@ -168,6 +169,16 @@ def export_model(spec: str, out_dir: str | Path, *, fmt: str = "safetensors", qu
         shutil.rmtree(staging, ignore_errors=True)
     echo(f"Passed. {out_dir}: {', '.join(written + [REPORT_NAME])} ({timings['total_s']:.1f} s)")
     return out_dir
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _model_name(spec: str) -> str:

@@ -76,6 +76,7 @@ class Reference:
     exact_logits: list[Any] | None = None  # raw logits of the source as the file stores it (rounded, lossless)
     exact_answers: list[list[int]] | None = None
     rounded_to: str | None = None
+    device: str = "cpu"                   # the reloaded model runs where the source ran: same kernels
 
 
 @dataclass
@@ -201,7 +202,7 @@ def build_reference(model, tokenizer, prompts: list[Any], *, round_to: str | Non
         cases.append(Case(prompt=prompt, text=text, ids=ids, answer=scorer.greedy(ids, stops, pad)))
     logits = [scorer.logits(c.ids + c.answer)[:-1] for c in cases]
     reference = Reference(cases=cases, stops=stops, pad=pad, logprobs=[torch.log_softmax(x, dim=-1) for x in logits],
-                          exact_logits=logits, exact_answers=[c.answer for c in cases])
+                          exact_logits=logits, exact_answers=[c.answer for c in cases], device=str(model.device))
     if round_to is not None:
         dtype = {"f16": torch.float16, "bf16": torch.bfloat16}[round_to]
         with torch.no_grad():
@@ -282,7 +283,7 @@ def verify_safetensors(folder: str, reference: Reference) -> Verification:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     result = Verification()
-    model = AutoModelForCausalLM.from_pretrained(folder).float().eval()
+    model = AutoModelForCausalLM.from_pretrained(folder).float().eval().to(reference.device)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     figures = compare(reference, TransformersScorer(model), tokenize=lambda text: encode(tokenizer, text))
     _template_check(result, reference, tokenizer, "transformers")
@@ -304,7 +305,7 @@ def verify_gguf(path: str, reference: Reference, quant: str, *, chat_template: s
     file = Path(path)
     with _no_progress_bars():  # transformers' GGUF loader draws a tqdm bar per load
         model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name,
-                                                     dtype=torch.float32).eval()
+                                                     dtype=torch.float32).eval().to(reference.device)
         tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
     lossless = quant in ("f16", "bf16")
     figures = compare(reference, TransformersScorer(model), tokenize=lambda text: encode(tokenizer, text))
