@@ -233,3 +233,41 @@ def test_serve_builtin_tiny_with_transformers_answers_the_openai_client_and_stop
         if rung.poll() is None:
             rung.kill()
             rung.wait()
+
+
+@pytest.mark.slow
+def test_serve_a_gguf_with_llama_cpp(tiny_model_dir, tmp_path):
+    """Only where llama-cpp-python[server] is installed (`rung[export]`)."""
+    missing = [m for m in ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "openai",
+                           "gguf") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f'needs {", ".join(missing)}: pip install "rung[export]"')
+    import openai
+
+    from rung.trainers.export.pipeline import export_model
+
+    export_model("builtin:tiny", tmp_path / "gguf", fmt="gguf", quant="q8_0", echo=lambda _: None)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rung = subprocess.Popen([sys.executable, "-c", "from rung.cli.main import main; main()", "serve",
+                             str(tmp_path / "gguf"), "--port", "0", "--log", str(tmp_path / "server.log"), "--",
+                             "--n_threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        for line in rung.stdout:
+            lines.append(line)
+            if line.startswith("Measure it:") or "Error" in line:
+                break
+        text = "".join(lines)
+        assert "Serving at" in text, text + (tmp_path / "server.log").read_text()[-2000:]
+        assert "-m llama_cpp.server --model " in text and "--model_alias model-q8_0" in text
+        base_url = text.split("Serving at ")[1].split()[0]
+        client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=0)
+        reply = client.chat.completions.create(model="model-q8_0", max_tokens=5,
+                                               messages=[{"role": "user", "content": "Hello"}])
+        assert isinstance(reply.choices[0].message.content, str)
+        rung.send_signal(signal.SIGINT)
+        assert rung.wait(timeout=30) == 0
+    finally:
+        if rung.poll() is None:
+            rung.kill()
+            rung.wait()

@@ -135,6 +135,23 @@ def test_a_tampered_gguf_fails_the_check_and_leaves_nothing(sft_run, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("quant", ["f16", "q8_0"])
+def test_llama_cpp_reads_the_gguf_like_the_source(sft_run, tmp_path, quant):
+    """Only where llama-cpp-python is installed (`rung[export]`, a ~6-minute compile): llama.cpp itself loads the
+    file, tokenizes every prompt the same way and agrees with the source within LLAMA_CPP_THRESHOLDS."""
+    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed: pip install "rung[export]"')
+    from rung.trainers.export.verify import LLAMA_CPP_THRESHOLDS
+
+    out = tmp_path / f"cpp-{quant}"
+    result, record = export(sft_run, out, "--format", "gguf", "--quant", quant)
+    figures = record["figures"]["llama.cpp"]
+    assert figures["tokens_identical"] == figures["prompts"]
+    assert figures["top1"] >= LLAMA_CPP_THRESHOLDS[quant].min_top1
+    assert figures["mean_kl"] <= LLAMA_CPP_THRESHOLDS[quant].max_kl
+    assert "| tokenizer ids | llama.cpp |" in (out / "export_report.md").read_text()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["Qwen2ForCausalLM", "MistralForCausalLM"])
 def test_the_other_supported_architectures_round_trip(tiny_model_dir, tmp_path, architecture):
     """Qwen2 (q/k/v biases, no rotary permutation) and Mistral (written as llama), tiny, random weights."""
