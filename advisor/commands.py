@@ -49,7 +49,7 @@ def advise(answers_path: str, evidence_path: str | None, as_json: bool) -> None:
 
         click.echo(json.dumps(result, indent=2, allow_nan=False))
     else:
-        click.echo(render_advice(result, answers_path))
+        click.echo(render_advice(result, answers_path, evidence_path))
 
 
 @click.command()

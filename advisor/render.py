@@ -68,7 +68,7 @@ def estimate_lines(estimate: dict) -> list[str]:
     return lines
 
 
-def render_advice(result: dict, answers_path: str | None = None) -> str:
+def render_advice(result: dict, answers_path: str | None = None, evidence_path: str | None = None) -> str:
     """Human-readable recommendation: route, why, warnings, flip when, estimate."""
     est = result["estimate"]
     model = result.get("model") or {}
@@ -102,7 +102,7 @@ def render_advice(result: dict, answers_path: str | None = None) -> str:
     if est.get("gpu") is None:
         lines += ["", "Estimate:"] + estimate_lines(est)
         if answers_path:
-            lines += ["", f"Next: rung plan --answers {answers_path} --out plan/"]
+            lines += ["", next_command(answers_path, evidence_path)]
         return "\n".join(lines)
     size = f"{model.get('params_b', 0):g}B" if model.get("params_b", 0) >= 0.01 else f"{model.get('params_b', 0) * 1000:.1f}M"
     source = {"config.json": "read from config.json", "name": "from the model's name", "given": "as given",
@@ -114,5 +114,10 @@ def render_advice(result: dict, answers_path: str | None = None) -> str:
     head += f"; priced as {est.get('priced_as')})" if est.get("priced_as") else ")"
     lines += ["", head + ":"] + estimate_lines(est)
     if answers_path:
-        lines += ["", f"Next: rung plan --answers {answers_path} --out plan/"]
+        lines += ["", next_command(answers_path, evidence_path)]
     return "\n".join(lines)
+
+
+def next_command(answers_path: str, evidence_path: str | None) -> str:
+    return (f"Next: rung plan --answers {answers_path}" + (f" --evidence {evidence_path}" if evidence_path else "")
+            + " --out plan/")

@@ -216,6 +216,14 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         metrics_out["general_ppl_ratio"] = result["forgetting"]["ratio"]
     return StepResult(outputs={"gate": str(ctx.run_dir / "gate.json"), "report": str(ctx.run_dir / "gate.md")},
                       metrics=metrics_out, summary=markdown(result).split("\n", 1)[1].strip()
-                      + f"\n\n**Verdict: {result['verdict']}**"
-                      + ("" if result["verdict"] == SHIP else
-                         f" — ship the cheaper rung (`{baseline}` with its prompt) until a candidate beats it."))
+                      + f"\n\n**Verdict: {result['verdict']}**" + next_move(result, str(baseline)))
+
+
+def next_move(result: dict[str, Any], baseline: str) -> str:
+    """What a DON'T SHIP asks for next, by its reason."""
+    if result["verdict"] == SHIP:
+        return ""
+    if result["forgetting"].get("warning"):
+        return (" — the candidate won on the task but forgot general text: retrain with LoRA (it leaves the base "
+                "weights alone), a lower learning rate or fewer steps, and gate again.")
+    return f" — ship the cheaper rung (`{baseline}` with its prompt) until a candidate beats it."
