@@ -1,4 +1,4 @@
-"""The advisor's commands: ask, advise, plan, estimate, rules. Pure Python; start-up stays near `import click, yaml`.
+"""The advisor's commands: advise, plan, estimate, rules (`rung ask` is cli/ask.py: it may offer a probe). Pure Python; start-up stays near `import click, yaml`.
 
 Modules are imported inside each command so `rung advise` loads only what it uses (no dataclasses-heavy
 settings, no json unless --json).
@@ -13,16 +13,6 @@ from rung.core.errors import RungError
 from rung.core.options import Checked
 
 METHOD_CHOICES = ("full", "lora", "qlora", "dpo", "cpt")
-
-
-@click.command()
-@click.option("--out", "out", default="answers.yaml", show_default=True, type=click.Path(dir_okay=False),
-              help="Where to save the answers file.")
-def ask(out: str) -> None:
-    """Answer a few questions, one at a time, and get a recommendation; saves the answers file."""
-    from rung.advisor.questionnaire import run_questionnaire
-
-    run_questionnaire(out)
 
 
 @click.command()
