@@ -1,4 +1,5 @@
-"""The advisor's commands: advise, plan, estimate, rules (`rung ask` is cli/ask.py: it may offer a probe). Pure Python; start-up stays near `import click, yaml`.
+"""The advisor's commands: advise, plan, estimate, rules. Pure Python; start-up stays near `import click, yaml`.
+(`rung ask` is cli/ask.py: it may offer a probe, which needs models.)
 
 Modules are imported inside each command so `rung advise` loads only what it uses (no dataclasses-heavy
 settings, no json unless --json).
