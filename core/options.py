@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import click
 
-from rung.core.resolve import range_problem
 
 
 def _click_type(hint: Any, choices: tuple[str, ...] | None) -> Any:
@@ -35,6 +34,8 @@ class _Checked:
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         number = (click.INT if self.integer else click.FLOAT).convert(value, param, ctx)
+        from rung.core.resolve import range_problem  # here: `rung advise` imports this module, not the resolve
+
         problem = range_problem(number, self.meta, self.integer)
         if problem:
             self.fail(problem, param, ctx)
