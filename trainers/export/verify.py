@@ -27,7 +27,6 @@ What is required depends on what the format promises:
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -331,15 +330,11 @@ def verify_gguf(path: str, reference: Reference, quant: str, *, chat_template: s
 
 @contextlib.contextmanager
 def _no_progress_bars():
-    old = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
+    """transformers' GGUF loader draws a tqdm bar on stderr (tqdm.auto, not its own switchable one)."""
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):
         yield
-    finally:
-        if old is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old
 
 
 def _template_check(result: Verification, reference: Reference, tokenizer, engine: str) -> None:
