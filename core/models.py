@@ -253,10 +253,13 @@ def load_model_and_tokenizer(
     dtype: Any = None,
     quantization: str | None = None,
     device_map: Any = None,
+    quant_storage: Any = None,
 ):
     """Load a causal LM and its tokenizer from a hub id, a local folder or builtin:tiny. Safetensors only.
 
     quantization: None or "4bit" (QLoRA: bitsandbytes NF4 with double quantization, bf16 compute), CUDA only.
+    quant_storage: the dtype the 4-bit weights are packed in (bitsandbytes' default uint8 when None); FSDP and
+    ZeRO-3 shard only floating-point tensors, so a sharded QLoRA run stores them as bfloat16 (trainers/launch.py).
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -270,9 +273,11 @@ def load_model_and_tokenizer(
             raise RungError(f"{problem}: use adapter lora on CPU" if "none" in problem else problem)
         from transformers import BitsAndBytesConfig
 
+        storage = getattr(torch, quant_storage) if isinstance(quant_storage, str) else quant_storage
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
+            **({"bnb_4bit_quant_storage": storage} if storage is not None else {}),
         )
         kwargs.setdefault("device_map", {"": torch.cuda.current_device()})
     elif quantization is not None:

@@ -11,6 +11,10 @@ Before the first byte is written, `check_training` lists every problem at once (
 ranges, input files by kind (a regular file, not a folder, FIFO or device), the model spec, and --out (a
 non-empty folder rung did not write needs --resume or --overwrite). A run that then fails before its first
 checkpoint removes the --out folder it created (core/inputs.py fresh_output).
+
+`--gpus N [--nodes N --node-rank R --main-address HOST --main-port P] [--strategy S] [--cpu] [--dry-run]` are the
+same for sft, dpo and cpt (cluster_options): their problems join that list, and a run with more than one process
+goes through the shared launcher (trainers/launch.py).
 """
 
 from __future__ import annotations
@@ -192,32 +196,141 @@ def _training_options(cls: type):
     return decorate
 
 
+# ---------------------------------------------------------------------------------------------- several GPUs
+
+CLUSTER_FLAGS = ("gpus", "nodes", "node_rank", "main_address", "main_port", "strategy", "cpu", "dry_run")
+
+
+def cluster_options(function):
+    """--gpus --nodes --node-rank --main-address --main-port --strategy --cpu --dry-run: how `rung train sft|dpo|cpt`
+    starts through `accelerate launch` (trainers/launch.py). The command pops them with pop_cluster."""
+    options = [
+        click.option("--gpus", type=Checked(int, minimum=1), default=1, show_default=True,
+                     help="Processes (GPUs) per node; more than 1 starts the run through `accelerate launch`."),
+        click.option("--nodes", type=Checked(int, minimum=1), default=1, show_default=True,
+                     help="Machines taking part (num_machines)."),
+        click.option("--node-rank", type=Checked(int, minimum=0), default=0, show_default=True,
+                     help="This machine's rank, 0..nodes-1 (run the same command on every node, changing only this)."),
+        click.option("--main-address", default=None, help="Address of the rank-0 node (several nodes)."),
+        click.option("--main-port", type=Checked(int, minimum=0, maximum=65535), default=29500, show_default=True,
+                     help="Port on the rank-0 node for the process group (0: pick a free one, single node only)."),
+        click.option("--strategy", type=click.Choice(["ddp", "fsdp", "zero2", "zero3"]), default=None,
+                     help="Distributed strategy; default: chosen from the estimator's memory figure."),
+        click.option("--cpu", is_flag=True, help="Run the --gpus N processes on CPU (gloo): tests the distributed path "
+                                                 "without GPUs."),
+        click.option("--dry-run", is_flag=True, help="Write the accelerate config and job file, print the exact "
+                                                     "command; train nothing."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def pop_cluster(flags: dict[str, Any]) -> dict[str, Any]:
+    """The cluster flags out of a command's **flags (the rest are settings)."""
+    return {name: flags.pop(name) for name in CLUSTER_FLAGS}
+
+
+def cluster_problems(cluster: dict[str, Any]) -> tuple[str, ...]:
+    """The cluster flags' problems, one line each, for check_training's list (nothing is written before)."""
+    from rung.trainers.launch import cluster_problems as problems
+
+    return tuple(problems(gpus=cluster["gpus"], nodes=cluster["nodes"], node_rank=cluster["node_rank"],
+                          main_address=cluster["main_address"], main_port=cluster["main_port"],
+                          strategy=cluster["strategy"], cpu=cluster["cpu"]))
+
+
+def launches(cluster: dict[str, Any]) -> bool:
+    """Whether the command goes through `accelerate launch` (or prints it: --dry-run) instead of this process."""
+    return cluster["gpus"] > 1 or cluster["nodes"] > 1 or cluster["dry_run"]
+
+
+def require_gpus(cluster: dict[str, Any]) -> None:
+    """A real launch on GPUs needs CUDA here: say so in one line, with the --cpu alternative."""
+    if cluster["dry_run"] or cluster["cpu"] or not launches(cluster):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RungError(f"--gpus {cluster['gpus']}: this machine has no CUDA GPU; add --cpu to run "
+                        f"{cluster['gpus']} CPU processes (gloo) instead")
+
+
+def output_guard(out_dir: Path, cluster: dict[str, Any]):
+    """fresh_output on one node; several nodes share --out, and one failing node must not remove what the
+    others write."""
+    import contextlib
+
+    return fresh_output(out_dir) if cluster["nodes"] == 1 else contextlib.nullcontext()
+
+
+def launch_pipeline(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], cluster: dict[str, Any],
+                    resume: bool) -> dict[str, Any] | None:
+    """`rung train sft|dpo --gpus N ...`: write the launch files and run `accelerate launch` (or print it);
+    returns the main process's metrics.json on the rank-0 node after a real run, else None."""
+    import json
+
+    from rung.trainers.launch import launch
+
+    require_gpus(cluster)
+    launch(pipeline, settings, out_dir, job=job, gpus=cluster["gpus"], nodes=cluster["nodes"],
+           node_rank=cluster["node_rank"], main_address=cluster["main_address"], main_port=cluster["main_port"],
+           strategy=cluster["strategy"], cpu=cluster["cpu"], resume=resume, dry_run=cluster["dry_run"],
+           echo=click.echo)
+    metrics = Path(out_dir) / "metrics.json"
+    if cluster["dry_run"] or not metrics.is_file():
+        return None
+    summary = json.loads(metrics.read_text())
+    loss = summary.get("final_loss")
+    click.echo(f"Done on {summary.get('processes')} processes: step {summary.get('global_step')}, final loss "
+               f"{loss if not isinstance(loss, float) else round(loss, 4)}; outputs in {out_dir}")
+    return summary
+
+
 @train.command("sft")
 @_training_options(SFTSettings)
+@cluster_options
 def sft(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, overwrite: bool,
         config_file: Path | None, set_pairs: tuple[str, ...], **flags: Any) -> None:
-    """Fine-tune on demonstrations (SFT) with LoRA, QLoRA or full weights."""
+    """Fine-tune on demonstrations (SFT) with LoRA, QLoRA or full weights.
+
+    With --gpus N (or --nodes) the run starts through `accelerate launch` (DDP, FSDP, FSDP + QLoRA or DeepSpeed,
+    chosen from the memory estimate unless --strategy); --dry-run prints the exact command."""
+    cluster = pop_cluster(flags)
     settings = check_training(SFTSettings, "sft", config_file=config_file, set_pairs=set_pairs, flags=flags,
                               out_dir=out_dir, resume=resume, overwrite=overwrite,
-                              files={"--data": data_file, "--eval": eval_file})
-    from rung.trainers.sft import train_sft
+                              files={"--data": data_file, "--eval": eval_file}, more=cluster_problems(cluster))
+    from rung.trainers.sft import sft_job, train_sft
 
-    with fresh_output(out_dir):
-        train_sft(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
+    with output_guard(out_dir, cluster):
+        if launches(cluster):
+            launch_pipeline("sft", settings, out_dir, job=sft_job(settings, data_file, eval_file), cluster=cluster,
+                            resume=resume)
+        else:
+            train_sft(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
 
 
 @train.command("dpo")
 @_training_options(DPOSettings)
+@cluster_options
 def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, overwrite: bool,
         config_file: Path | None, set_pairs: tuple[str, ...], **flags: Any) -> None:
-    """Tune toward preferred answers (DPO), from a base model or an SFT output folder."""
+    """Tune toward preferred answers (DPO), from a base model or an SFT output folder.
+
+    With --gpus N (or --nodes) the run starts through `accelerate launch`, as for sft; --dry-run prints the exact
+    command."""
+    cluster = pop_cluster(flags)
     settings = check_training(DPOSettings, "dpo", config_file=config_file, set_pairs=set_pairs, flags=flags,
                               out_dir=out_dir, resume=resume, overwrite=overwrite,
-                              files={"--data": data_file, "--eval": eval_file})
-    from rung.trainers.dpo import train_dpo
+                              files={"--data": data_file, "--eval": eval_file}, more=cluster_problems(cluster))
+    from rung.trainers.dpo import dpo_job, train_dpo
 
-    with fresh_output(out_dir):
-        train_dpo(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
+    with output_guard(out_dir, cluster):
+        if launches(cluster):
+            launch_pipeline("dpo", settings, out_dir, job=dpo_job(settings, data_file, eval_file), cluster=cluster,
+                            resume=resume)
+        else:
+            train_dpo(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
 
 
 # ---------------------------------------------------------------------------------------------- merge, chat

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -62,6 +63,12 @@ def trl_fields(settings: Any, config_cls: type) -> dict[str, Any]:
         raise RungError(f"settings {', '.join(unknown)} are not {config_cls.__name__} fields in this TRL version")
     if values.get("eval_strategy") != "no" and values.get("eval_steps") is None:
         values.pop("eval_steps", None)
+    if os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
+        # a launched FSDP run whose accelerate config checkpoints activations (trainers/launch.py): the Trainer
+        # refuses its own checkpointing on top of FSDP's
+        for key in ("activation_checkpointing", "gradient_checkpointing"):
+            if key in values:
+                values[key] = False
     return values
 
 
@@ -127,8 +134,10 @@ def step_counter():
 # ---------------------------------------------------------------------------------------------- outputs
 
 
-def write_metrics(out_dir: Path, log_history: list[dict], extra: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json: the final numbers first, then the full log history."""
+def write_metrics(out_dir: Path, log_history: list[dict], extra: dict[str, Any], *,
+                  write: bool = True) -> dict[str, Any]:
+    """metrics.json: the final numbers first, then the full log history (write=False: the summary only, for the
+    processes of a launched run other than the main one)."""
     train_logs = [h for h in log_history if "loss" in h and "step" in h]
     eval_logs = [h for h in log_history if "eval_loss" in h]
     summary: dict[str, Any] = dict(extra)
@@ -142,7 +151,8 @@ def write_metrics(out_dir: Path, log_history: list[dict], extra: dict[str, Any])
         summary["train_runtime_s"] = final.get("train_runtime")
         summary["train_loss_mean"] = final.get("train_loss")
     summary["log_history"] = log_history
-    atomic_write_json(out_dir / "metrics.json", _jsonable(summary))
+    if write:
+        atomic_write_json(out_dir / "metrics.json", _jsonable(summary))
     return summary
 
 
@@ -311,13 +321,49 @@ def fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def warn_one_process(step: dict[str, Any], ctx: Any, label: str) -> None:
-    """SFT and DPO run in this one process: say so when `rung run --gpus N` asked for more."""
-    if (ctx.gpus or 0) > 1:
-        import click
+def process_place() -> tuple[int, int]:
+    """(rank, world size) of this process: torchrun's RANK and WORLD_SIZE under `accelerate launch`, else (0, 1).
+    Read from the environment, so a pipeline knows before any import whether it is the main process."""
+    return int(os.environ.get("RANK", "0")), max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
-        click.echo(f"Warning: step {step['id']}: {label} runs in this one process (one GPU); --gpus {ctx.gpus} "
-                   "applies to cpt steps only.", err=True)
+
+def join_processes(device_kind: str) -> None:
+    """In a launched run, start accelerate's process state now (the process group, and torch.cuda's current
+    device = this rank's GPU), before any weight loads: model.to("cuda") and bitsandbytes' device_map then
+    put each rank's copy on its own GPU."""
+    if process_place()[1] > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=device_kind == "cpu")
+
+
+def silent(_line: str) -> None:
+    """The echo of every process but the main one in a launched run."""
+
+
+def save_full_state(trainer) -> None:
+    """Before the final save under FSDP with SHARDED_STATE_DICT checkpoints (FSDP + QLoRA): switch to a full state
+    dict, so the adapter is written as ordinary safetensors (PEFT's examples/sft/train.py does the same)."""
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if plugin is not None and "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+        plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
+def wait_for_everyone() -> None:
+    """A barrier in a launched run (every rank's files are written before the launcher returns); else nothing."""
+    if process_place()[1] > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+def skipped_samples_note(out_dir: Path, title: str, world: int) -> None:
+    """samples.md when the weights are sharded over the processes (FSDP, ZeRO-3): no process holds the whole
+    model to generate with, so say how to get the samples instead."""
+    atomic_write_text(out_dir / "samples.md",
+                      f"# {title}: samples before and after training\n\nSkipped: the weights were sharded over "
+                      f"{world} processes, so no process held the whole model to generate with. Answer the "
+                      f"held-out prompts ({HELDOUT}) with `rung generate {out_dir} --prompt ...` or `rung gate`.\n")
 
 
 def final_eval(trainer, has_eval: bool) -> dict[str, Any]:

@@ -100,7 +100,8 @@ def memory_check(model_path: str, settings: Any, *, method: str, tokens: int, se
          f"{seq_len} tokens); device: {where}")
     result = {"estimate_gb": round(memory_gb, 3), "free_gb": round(device.free_gb, 2), "device": device.name}
     if device.free_gb and memory_gb > device.free_gb:
-        advice = advice or suggestions(settings, device)
+        advice = (advice or suggestions(settings, device)) + sharding_suggestion(model_path, settings, method,
+                                                                                 seq_len, device.free_gb)
         raise RungError([f"not enough memory: the estimate is {_gb(memory_gb)} but {device.name} has "
                          f"{device.free_gb:.1f} GB free. Change one of:"] + [f"  - {a}" for a in advice])
     return result
@@ -122,6 +123,25 @@ def suggestions(settings: Any, device: Device) -> list[str]:
     advice.append("--max-length lower (activations grow with sequence length)")
     advice.append("more GPUs (rung run --gpus N) or a GPU with more memory")
     return advice
+
+
+def sharding_suggestion(model_path: str, settings: Any, method: str, seq_len: int, gpu_gb: float) -> list[str]:
+    """For LoRA and QLoRA (the estimator already sizes full-weight sharding): the fewest GPUs over which FSDP's
+    shards of the frozen base weights fit, through `--gpus N` (trainers/launch.py); with QLoRA, FSDP + QLoRA."""
+    if settings.adapter == "full":
+        return []
+    from rung.trainers.launch import HEADROOM, memory_terms
+
+    for gpus in (2, 4, 8):
+        _, sharded = memory_terms(model_path, settings.adapter, method="dpo" if method == "dpo" else
+                                  "cpt" if method == "cpt" else "sft", gpus=gpus, seq_len=seq_len,
+                                  micro_batch=settings.per_device_train_batch_size,
+                                  gradient_checkpointing=bool(settings.gradient_checkpointing))
+        need = sum(sharded.values())
+        if need <= gpu_gb * HEADROOM:
+            what = "FSDP + QLoRA" if settings.adapter == "qlora" else "FSDP"
+            return [f"--gpus {gpus} with --strategy fsdp ({what} shards the base weights): ~{_gb(need)} per GPU"]
+    return []
 
 
 def _gb(value: float) -> str:

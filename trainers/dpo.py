@@ -3,6 +3,11 @@
     train_dpo(settings, data, out)         the pipeline; `rung train dpo` and the `dpo` engine both call it
     build_dpo_config(settings, ...)        DPOSettings -> (DPOConfig, LoraConfig | None), the only translation
     run_step(step, ctx)                    the `dpo` engine for `rung run` (core/protocol.py)
+    run_job(job)                           one process of `rung train dpo --gpus N` (trainers/worker.py)
+
+On several GPUs or nodes the shared launcher (trainers/launch.py) starts train_dpo once per GPU through
+`accelerate launch`, as for SFT: each process gets a slice of every global batch of pairs, the main process
+prints and writes the files, and with sharded weights (FSDP, ZeRO-3) no samples are generated.
 
 Where the policy starts and what the reference model is (DPO's loss compares the policy's log-probabilities
 of chosen vs rejected with the reference's; beta scales how far the policy may move from it):
@@ -55,6 +60,7 @@ def build_dpo_config(settings: DPOSettings, output_dir: Path, device: device_mod
         disable_tqdm=True,
         save_only_model=False,
         logging_first_step=True,
+        ddp_find_unused_parameters=False,  # launched: every trainable weight is used in each forward pass
         **device_mod.device_args(settings, device),
     )
     if not has_eval:
@@ -78,16 +84,18 @@ def _load_policy(settings: DPOSettings, device: device_mod.Device, echo):
 
     from rung.core.models import adapter_base, is_adapter_dir
     from rung.core.models import load_model_and_tokenizer, load_tokenizer
+    from rung.trainers.launch import quant_storage_dtype
 
     spec = settings.model_name_or_path
     quantization = "4bit" if settings.adapter == "qlora" else None
     dtype = torch.bfloat16 if device.kind == "cuda" and device.bf16 and settings.bf16 is not False else None
+    storage = quant_storage_dtype() if quantization else None  # bfloat16 when FSDP / ZeRO-3 shard the 4-bit base
     if is_adapter_dir(spec):
         from peft import PeftModel
 
         base = adapter_base(Path(spec))
         model, _ = load_model_and_tokenizer(base, trust_remote_code=settings.trust_remote_code,
-                                            quantization=quantization, dtype=dtype)
+                                            quantization=quantization, dtype=dtype, quant_storage=storage)
         tokenizer = load_tokenizer(spec, trust_remote_code=settings.trust_remote_code)
         if settings.adapter == "full":
             model = PeftModel.from_pretrained(model, spec).merge_and_unload()
@@ -101,7 +109,7 @@ def _load_policy(settings: DPOSettings, device: device_mod.Device, echo):
                 f"policy = the SFT adapter {spec} (keeps training); reference = a frozen copy of it (TRL's 'ref' "
                 "adapter), i.e. the SFT model")
     model, tokenizer = load_model_and_tokenizer(spec, trust_remote_code=settings.trust_remote_code,
-                                                quantization=quantization, dtype=dtype)
+                                                quantization=quantization, dtype=dtype, quant_storage=storage)
     if settings.adapter == "full":
         ref = copy.deepcopy(model).eval()
         for p in ref.parameters():
@@ -121,12 +129,36 @@ def _pair_scores(trainer, dataset) -> dict[str, float]:
             "loss": pick("_loss")}
 
 
+def _probe_at_start(trainer, probe):
+    """A TrainerCallback that scores the probe pairs when training starts (step 0), into its .scores.
+
+    Not before trainer.train(): an evaluate() first leaves the model marked as prepared by accelerate but not
+    wrapped in DistributedDataParallel, and every DDP rank then trains on its own (transformers 5.24 + accelerate
+    1.15; measured: the two ranks' LoRA weights differed after one step; trainers/forgetting.py has the same note).
+    In on_train_begin the Trainer has already wrapped the model."""
+    from transformers import TrainerCallback
+
+    class ProbeAtStart(TrainerCallback):
+        scores: dict[str, float] | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.global_step == 0:
+                self.scores = _pair_scores(trainer, probe)
+
+    callback = ProbeAtStart()
+    trainer.add_callback(callback)
+    return callback
+
+
 def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path, *,
               eval_path: str | Path | None = None, resume: bool = False,
               echo: Callable[[str], None] = click.echo) -> dict[str, Any]:
     """Preference-tune settings.model_name_or_path (a base model or an SFT output) on pairs into out_dir."""
     out_dir = Path(out_dir)
     data_path = Path(data_path)
+    rank, world = common.process_place()      # (0, 1) unless `accelerate launch` started this process
+    main = rank == 0
+    echo = echo if main else common.silent
 
     # 1. Checks that write nothing: existing checkpoints, QLoRA on CPU, every pair problem with its line.
     from rung.core.fileio import make_dir
@@ -147,9 +179,10 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
                                     eval_data=str(eval_path) if eval_path else None,
                                     adapter_base_model=adapter_base_model)
     make_dir(out_dir, what="output folder")
-    common.announce_config(config, out_dir, echo)
+    if main:
+        common.announce_config(config, out_dir, echo)
+        common.write_heldout(out_dir, eval_pairs)
     echo(f"Data: {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data_path} ({split})")
-    common.write_heldout(out_dir, eval_pairs)
 
     # 3. Policy, reference, tokenizer.
     common.quiet_libraries()
@@ -157,13 +190,17 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     from trl import DPOTrainer
 
     from rung.trainers.generate import answers
+    from rung.trainers.launch import weights_sharded
     from rung.core.models import resolve_model
 
     device = device_mod.detect_device()
+    common.join_processes(device.kind)       # a launched run: this rank's GPU is torch's current device
+    sharded = weights_sharded()              # FSDP / ZeRO-3: each process will hold a shard of the weights
     model, tokenizer, _, ref_model, new_adapter, reference = _load_policy(settings, device, echo)
-    device_mod.place_on_device(model, device)
-    if ref_model is not None:
-        device_mod.place_on_device(ref_model, device)
+    if not sharded:                          # FSDP / ZeRO-3 place the shards (TRL prepares the reference too)
+        device_mod.place_on_device(model, device)
+        if ref_model is not None:
+            device_mod.place_on_device(ref_model, device)
     device_mod.warn_learning_rate(settings, echo, lora_floor=1e-5, suggested="5e-7")
     echo(f"Reference model: {reference}")
     conversational = isinstance(train_pairs[0]["prompt"], list)
@@ -186,14 +223,17 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
         echo("Warning: " + note)
     base_path = resolve_model(adapter_base(Path(settings.model_name_or_path)) if starting_adapter
                               else settings.model_name_or_path)
-    memory = device_mod.memory_check(base_path, settings, method="dpo", tokens=2 * stats["total_tokens"],
-                                 seq_len=min(settings.max_length or stats["max"], stats["max"]), device=device,
-                                 echo=echo)
+    memory = None
+    if world == 1:  # launched: the launcher sized the run per GPU for its strategy (trainers/launch.py)
+        memory = device_mod.memory_check(base_path, settings, method="dpo", tokens=2 * stats["total_tokens"],
+                                         seq_len=min(settings.max_length or stats["max"], stats["max"]),
+                                         device=device, echo=echo)
 
     # 5. Samples before training.
     sample_rows = (eval_pairs or train_pairs)[:SAMPLE_PROMPTS]
     prompts, references = zip(*[common.prompt_of(r) for r in sample_rows]) if sample_rows else ((), ())
-    before = answers(model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+    samples = main and not sharded  # generation needs the whole model: the main process's copy
+    before = answers(model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS) if samples else []
 
     # 6. The trainer. Each step sees batch x accumulation pairs, i.e. twice as many sequences (chosen + rejected).
     dpo_config, lora = build_dpo_config(settings, common.checkpoint_dir(out_dir), device,
@@ -208,12 +248,16 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     trainer.add_callback(counter)
     n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     echo(f"Training: DPO ({settings.adapter}, beta {settings.beta}, loss {settings.loss_type}), "
-         f"{n_trainable:,} parameters trainable; {len(trainer.train_dataset)} pairs")
+         f"{n_trainable:,} parameters trainable; {len(trainer.train_dataset)} pairs"
+         # per device x accumulation x processes: 4 x 1 x 2 GPUs = 8 pairs per optimizer step
+         + (f", {settings.per_device_train_batch_size * settings.gradient_accumulation_steps * world} per step "
+            f"over {world} processes" if world > 1 else ""))
     probe = Dataset.from_list(train_pairs[:PROBE_PAIRS])
-    pairs_before = _pair_scores(trainer, probe) if checkpoint is None else None
+    before_probe = _probe_at_start(trainer, probe) if checkpoint is None else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.perf_counter() - started
+    pairs_before = before_probe.scores if before_probe else None
     pairs_after = _pair_scores(trainer, probe)
     if pairs_before:
         echo(f"Training pairs ({len(probe)}): reward margin {pairs_before['reward_margin']} -> "
@@ -221,18 +265,29 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
              f"{pairs_after['accuracy']:.0%}")
 
     # 7. Outputs: only the trained adapter (not TRL's "ref" copy), tokenizer, metrics, loss curve, samples.
+    #    Sharded weights (FSDP, ZeRO-3): every process takes part in the Trainer's save, which gathers them.
+    import shutil
+
     from accelerate.utils import is_peft_model
 
     final = trainer.accelerator.unwrap_model(trainer.model)
-    if is_peft_model(final):
-        final.save_pretrained(str(out_dir), selected_adapters=["default"])
+    if is_peft_model(final) and not sharded:
+        if main:
+            final.save_pretrained(str(out_dir), selected_adapters=["default"])
     else:
+        common.save_full_state(trainer)
         trainer.save_model(str(out_dir))
-        (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds the settings
-    tokenizer.save_pretrained(str(out_dir))
+        if main:
+            (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds it
+            shutil.rmtree(out_dir / "ref", ignore_errors=True)    # TRL's frozen copy of a starting adapter
+    if main:
+        tokenizer.save_pretrained(str(out_dir))
     eval_metrics = common.final_eval(trainer, bool(eval_pairs))
-    after = answers(final, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
-    common.write_samples(out_dir, list(prompts), list(references), before, after, "DPO")
+    if samples:
+        after = answers(final, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+        common.write_samples(out_dir, list(prompts), list(references), before, after, "DPO")
+    elif main:
+        common.skipped_samples_note(out_dir, "DPO", world)
     summary = common.write_metrics(out_dir, trainer.state.log_history, {
         "pipeline": "dpo", "adapter": settings.adapter, "start": settings.model_name_or_path,
         "reference_model": reference, "global_step": trainer.state.global_step,
@@ -241,9 +296,11 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
         "eval_loss": eval_metrics.get("eval_loss"),
         "eval_reward_margin": eval_metrics.get("eval_rewards/margins"),
         "eval_accuracy": eval_metrics.get("eval_rewards/accuracies"),
-        "trainable_params": n_trainable, "memory": memory,
-    })
-    common.plot_loss(out_dir, trainer.state.log_history, f"DPO ({settings.adapter}) on {data_path.name}")
+        "trainable_params": n_trainable, "memory": memory, "processes": world,
+    }, write=main)
+    if main:
+        common.plot_loss(out_dir, trainer.state.log_history, f"DPO ({settings.adapter}) on {data_path.name}")
+    common.wait_for_everyone()  # the launcher returns once every file is written
     last = summary.get("final_loss")
     echo(f"Done in {wall:.1f} s: step {trainer.state.global_step}, final loss {last if last is None else round(last, 4)}"
          + (f", eval reward margin {eval_metrics.get('eval_rewards/margins', 0):.3f}, eval chosen>rejected "
@@ -258,15 +315,19 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
 
 def run_step(step: dict, ctx) -> Any:
     """The `dpo` engine: starts from an earlier step's model_dir (sft_then_dpo) or the plan's base model;
-    pairs from data.preferences."""
+    pairs from data.preferences. With `rung run --gpus N` (N > 1) or --nodes, the step runs through
+    `accelerate launch` (trainers/launch.py)."""
     from rung.core.protocol import StepResult
+    from rung.trainers import launch
 
     settings = step_settings(DPOSettings, step, ctx)
-    common.warn_one_process(step, ctx, "DPO")
     pairs = ctx.data_path("preferences")
     if pairs is None:
         raise RungError(f"step {step['id']}: the plan has no data.preferences (prompt/chosen/rejected pairs)")
-    summary = train_dpo(settings, pairs, ctx.run_dir, resume=ctx.resume)
+    if launch.step_launches(ctx):
+        summary = launch.launch_step("dpo", settings, ctx, job=dpo_job(settings, pairs, None), echo=click.echo)
+    else:
+        summary = train_dpo(settings, pairs, ctx.run_dir, resume=ctx.resume)
     after = summary.get("pairs_after") or {}
     heldout = Path(ctx.run_dir) / common.HELDOUT
     return StepResult(
@@ -279,6 +340,26 @@ def run_step(step: dict, ctx) -> Any:
         summary=(f"DPO ({settings.adapter}) from {settings.model_name_or_path}: reference = "
                  f"{summary.get('reference_model')}. Training pairs: reward margin "
                  f"{common.fmt((summary.get('pairs_before') or {}).get('reward_margin'))} -> "
-                 f"{common.fmt(after.get('reward_margin'))}, chosen>rejected {common.fmt(after.get('accuracy'))}. "
-                 "Samples before/after: samples.md."),
+                 f"{common.fmt(after.get('reward_margin'))}, chosen>rejected {common.fmt(after.get('accuracy'))}"
+                 + (f"; {summary['processes']} processes" if (summary.get("processes") or 1) > 1 else "")
+                 + ". Samples before/after: samples.md."),
     )
+
+
+# ---------------------------------------------------------------------------------------------- launched
+
+
+def dpo_job(settings: DPOSettings, data_path: str | Path, eval_path: str | Path | None) -> dict[str, Any]:
+    """The job's DPO fields (trainers/launch.py writes them beside the settings), after every pair problem has
+    been reported here, once, before any process starts."""
+    data.load_train_eval(Path(data_path), Path(eval_path) if eval_path else None, "dpo", settings.eval_fraction,
+                         settings.seed)
+    return {"data": str(Path(data_path).resolve()), "eval_data": str(Path(eval_path).resolve()) if eval_path else None}
+
+
+def run_job(job: dict[str, Any], resume: bool = False) -> dict[str, Any]:
+    """One process of a launched DPO run: `python -m rung.trainers.worker --job dpo_job.json`."""
+    from rung.trainers.launch import job_settings
+
+    return train_dpo(job_settings(DPOSettings, job), job["data"], job["out_dir"], eval_path=job.get("eval_data"),
+                     resume=bool(job.get("resume")) or resume)

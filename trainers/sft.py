@@ -3,6 +3,12 @@
     train_sft(settings, data, out)         the pipeline; `rung train sft` and the `sft` engine both call it
     build_sft_config(settings, ...)        SFTSettings -> (SFTConfig, LoraConfig | None), the only translation
     run_step(step, ctx)                    the `sft` engine for `rung run` (core/protocol.py)
+    run_job(job)                           one process of `rung train sft --gpus N` (trainers/worker.py)
+
+On several GPUs or nodes (`--gpus N`, `rung run --gpus N`) the shared launcher (trainers/launch.py) starts
+train_sft once per GPU through `accelerate launch`: every process reads the same rows, the Trainer gives each
+a slice of every global batch (per_device_train_batch_size x processes x accumulation), only the main process
+prints and writes the run folder's files, and with sharded weights (FSDP, ZeRO-3) no samples are generated.
 
 What ends up in OUT:
     adapter_model.safetensors + adapter_config.json (LoRA/QLoRA, PEFT format) or model.safetensors (full)
@@ -56,6 +62,7 @@ def build_sft_config(settings: SFTSettings, output_dir: Path, device: device_mod
         disable_tqdm=True,
         save_only_model=False,            # optimizer + scheduler + RNG state: --resume continues exactly
         logging_first_step=True,
+        ddp_find_unused_parameters=False,  # launched: every trainable weight is used in each forward pass
         dataset_num_proc=None,
         **device_mod.device_args(settings, device),
     )
@@ -84,6 +91,9 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     """Fine-tune settings.model_name_or_path on data_path into out_dir. Returns the metrics summary."""
     out_dir = Path(out_dir)
     data_path = Path(data_path)
+    rank, world = common.process_place()      # (0, 1) unless `accelerate launch` started this process
+    main = rank == 0
+    echo = echo if main else common.silent
     clock = time.perf_counter()
     timings: dict[str, float] = {}  # seconds per phase, in metrics.json: what rung adds around trainer.train()
 
@@ -105,9 +115,10 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
                                     adapter_base_model=None if settings.adapter == "full"
                                     else settings.model_name_or_path)
     make_dir(out_dir, what="output folder")
-    common.announce_config(config, out_dir, echo)
+    if main:
+        common.announce_config(config, out_dir, echo)
+        common.write_heldout(out_dir, eval_rows)
     echo(f"Data: {len(train_rows)} train / {len(eval_rows)} eval rows from {data_path} ({split})")
-    common.write_heldout(out_dir, eval_rows)
 
     # 3. Model and tokenizer; the chat template decides where EOS goes.
     common.quiet_libraries()
@@ -116,16 +127,21 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     from trl import SFTTrainer
 
     from rung.trainers.generate import answers
+    from rung.trainers.launch import quant_storage_dtype, weights_sharded
     from rung.core.models import load_model_and_tokenizer, resolve_model
 
     device = device_mod.detect_device()
+    common.join_processes(device.kind)       # a launched run: this rank's GPU is torch's current device
+    sharded = weights_sharded()              # FSDP / ZeRO-3: each process will hold a shard of the weights
     model_path = resolve_model(settings.model_name_or_path)
     model, tokenizer = load_model_and_tokenizer(
         settings.model_name_or_path, trust_remote_code=settings.trust_remote_code,
         quantization="4bit" if settings.adapter == "qlora" else None,
         dtype=(torch.bfloat16 if device.kind == "cuda" and device.bf16 and settings.bf16 is not False else None),
+        quant_storage=quant_storage_dtype() if settings.adapter == "qlora" else None,
     )
-    device_mod.place_on_device(model, device)
+    if not sharded:                          # FSDP / ZeRO-3 place the shards themselves
+        device_mod.place_on_device(model, device)
     device_mod.warn_learning_rate(settings, echo)
     # what the base really is, measured on the loaded model (bitsandbytes swaps Linear for Linear4bit)
     base_4bit_linears = sum(1 for module in model.modules() if type(module).__name__ == "Linear4bit")
@@ -164,14 +180,17 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
 
     # 5. Memory: the estimator's figure for this run against the device's free memory.
     seq_len = min(settings.max_length or stats["max"], stats["max"]) if not settings.packing else (settings.max_length or stats["max"])
-    memory = device_mod.memory_check(model_path, settings, method="sft", tokens=stats["total_tokens"],
-                                 seq_len=seq_len, device=device, echo=echo)
+    memory = None
+    if world == 1:  # launched: the launcher sized the run per GPU for its strategy (trainers/launch.py)
+        memory = device_mod.memory_check(model_path, settings, method="sft", tokens=stats["total_tokens"],
+                                         seq_len=seq_len, device=device, echo=echo)
 
     # 6. Held-out prompts answered before training (samples.md).
     sample_rows = (eval_rows or train_rows)[:SAMPLE_PROMPTS]
     prompts, references = zip(*[common.prompt_of(r) for r in sample_rows]) if sample_rows else ((), ())
     lap("prepare")            # config, data checks, imports, model load, token stats, memory check
-    before = answers(model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+    samples = main and not sharded  # generation needs the whole model: the main process's copy
+    before = answers(model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS) if samples else []
     lap("samples_before")
 
     # 7. The trainer. Steps: ceil(rows / (batch x accumulation)) x epochs, unless max_steps is set.
@@ -189,10 +208,13 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     n_trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in trained.parameters())
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-    batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * max(1, device.count)
+    # per device x accumulation x processes: 4 x 1 x 2 GPUs = 8 examples per optimizer step
+    batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * \
+        (world if world > 1 else max(1, device.count))
     echo(f"Training: {settings.adapter}, {n_trainable:,} of {n_total:,} parameters trainable "
          f"({n_trainable / max(n_total, 1):.2%}); {len(trainer.train_dataset)} sequences"
-         f"{' (packed)' if settings.packing else ''}, {tokens_per_epoch:,} tokens per epoch, effective batch {batch}")
+         f"{' (packed)' if settings.packing else ''}, {tokens_per_epoch:,} tokens per epoch, effective batch {batch}"
+         + (f" over {world} processes" if world > 1 else ""))
     lap("trainer_init")       # TRL's dataset preparation (template, tokenize, labels) and model wrapping
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -200,18 +222,25 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     clock = time.perf_counter()
     timings["train"] = round(wall, 3)
 
-    # 8. Outputs: adapter or weights, tokenizer, metrics, loss curve, samples.
+    # 8. Outputs: adapter or weights, tokenizer, metrics, loss curve, samples. Every process takes part in the
+    #    save (FSDP gathers the shards) and the evaluation; the main process writes the rest.
+    common.save_full_state(trainer)
     trainer.save_model(str(out_dir))
-    (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds the settings
-    tokenizer.save_pretrained(str(out_dir))
     eval_metrics = common.final_eval(trainer, bool(eval_rows))
+    if main:
+        (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds the settings
+        tokenizer.save_pretrained(str(out_dir))
     lap("save_and_eval")
-    after = answers(trainer.model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+    after = answers(trainer.model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS) if samples else []
     lap("samples_after")
-    common.write_samples(out_dir, list(prompts), list(references), before, after, "SFT")
+    if samples:
+        common.write_samples(out_dir, list(prompts), list(references), before, after, "SFT")
+    elif main:
+        common.skipped_samples_note(out_dir, "SFT", world)
     # tokens this process trained on: a resumed run covers only the epochs after its checkpoint
     epochs_run = (trainer.state.epoch or 0) * counter.steps / max(trainer.state.global_step, 1)
-    common.plot_loss(out_dir, trainer.state.log_history, f"SFT ({settings.adapter}) on {data_path.name}")
+    if main:
+        common.plot_loss(out_dir, trainer.state.log_history, f"SFT ({settings.adapter}) on {data_path.name}")
     lap("plot")
     summary = common.write_metrics(out_dir, trainer.state.log_history, {
         "pipeline": "sft", "adapter": settings.adapter, "base_model": settings.model_name_or_path,
@@ -223,9 +252,10 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
         "assistant_only_loss": assistant_only, "eos_token": eos_token or tokenizer.eos_token,
         "token_stats": {k: v for k, v in stats.items() if k not in ("over_max_length", "prompt_fills_max_length")}
         | {"over_max_length": len(stats["over_max_length"])},
-        "memory": memory, "base_4bit_linears": base_4bit_linears,
+        "memory": memory, "base_4bit_linears": base_4bit_linears, "processes": world,
         "timings_s": timings,
-    })
+    }, write=main)
+    common.wait_for_everyone()  # the launcher returns once every file is written
     last = summary.get("final_loss")
     echo(f"Done in {wall:.1f} s: step {trainer.state.global_step}, final train loss "
          f"{last if last is None else round(last, 4)}"
@@ -239,15 +269,21 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
 
 
 def run_step(step: dict, ctx) -> Any:
-    """The `sft` engine: base model from the plan (or an earlier step's model_dir), data.train / data.eval."""
+    """The `sft` engine: base model from the plan (or an earlier step's model_dir), data.train / data.eval.
+    With `rung run --gpus N` (N > 1) or --nodes, the step runs through `accelerate launch` (trainers/launch.py)."""
     from rung.core.protocol import StepResult
+    from rung.trainers import launch
 
     settings = step_settings(SFTSettings, step, ctx)
-    common.warn_one_process(step, ctx, "SFT")
     train_path = ctx.data_path("train")
     if train_path is None:
         raise RungError(f"step {step['id']}: the plan has no data.train (SFT examples)")
-    summary = train_sft(settings, train_path, ctx.run_dir, eval_path=ctx.data_path("eval"), resume=ctx.resume)
+    eval_path = ctx.data_path("eval")
+    if launch.step_launches(ctx):
+        summary = launch.launch_step("sft", settings, ctx, job=sft_job(settings, train_path, eval_path),
+                                     echo=click.echo)
+    else:
+        summary = train_sft(settings, train_path, ctx.run_dir, eval_path=eval_path, resume=ctx.resume)
     keys = ("final_loss", "final_eval_loss", "global_step", "wall_s", "tokens_per_s")
     return StepResult(
         outputs={"model_dir": str(ctx.run_dir), "adapter": settings.adapter != "full",
@@ -258,8 +294,29 @@ def run_step(step: dict, ctx) -> Any:
         summary=(f"SFT ({settings.adapter}) of {settings.model_name_or_path}: "
                  f"loss {common.fmt(summary.get('first_loss'))} -> {common.fmt(summary.get('final_loss'))}, "
                  f"eval loss {common.fmt(summary.get('final_eval_loss'))}, "
-                 f"{summary.get('global_step')} steps. Samples before/after: samples.md."),
+                 f"{summary.get('global_step')} steps"
+                 + (f" on {summary['processes']} processes" if (summary.get("processes") or 1) > 1 else "")
+                 + ". Samples before/after: samples.md."),
     )
 
 
-__all__ = ["build_sft_config", "train_sft", "run_step", "to_dict"]
+# ---------------------------------------------------------------------------------------------- launched
+
+
+def sft_job(settings: SFTSettings, data_path: str | Path, eval_path: str | Path | None) -> dict[str, Any]:
+    """The job's SFT fields (trainers/launch.py writes them beside the settings), after every data problem has
+    been reported here, once, before any process starts."""
+    data.load_train_eval(Path(data_path), Path(eval_path) if eval_path else None, "sft", settings.eval_fraction,
+                         settings.seed)
+    return {"data": str(Path(data_path).resolve()), "eval_data": str(Path(eval_path).resolve()) if eval_path else None}
+
+
+def run_job(job: dict[str, Any], resume: bool = False) -> dict[str, Any]:
+    """One process of a launched SFT run: `python -m rung.trainers.worker --job sft_job.json`."""
+    from rung.trainers.launch import job_settings
+
+    return train_sft(job_settings(SFTSettings, job), job["data"], job["out_dir"], eval_path=job.get("eval_data"),
+                     resume=bool(job.get("resume")) or resume)
+
+
+__all__ = ["build_sft_config", "train_sft", "run_job", "run_step", "sft_job", "to_dict"]

@@ -7,7 +7,6 @@ from pathlib import Path
 from rung.core.protocol import StepContext
 from rung.core.resolve import step_settings
 from rung.core.settings import CPTSettings, DPOSettings, SFTSettings
-from rung.trainers.common import warn_one_process
 
 
 def ctx(**kwargs) -> StepContext:
@@ -38,7 +37,3 @@ def test_cpt_keeps_its_own_adapter_default(capsys):
     assert settings.adapter == CPTSettings().adapter
     assert "Warning" not in capsys.readouterr().err
 
-
-def test_single_process_pipelines_say_so_when_given_several_gpus(capsys):
-    warn_one_process({"id": "sft"}, ctx(gpus=4), "SFT")
-    assert "SFT runs in this one process" in capsys.readouterr().err

@@ -29,7 +29,8 @@ Entry points: `train_cpt(settings, corpus, out_dir)`, the engine `run_step(step,
 `python -m rung.trainers.cpt --job cpt_job.json` (what `accelerate launch` runs), and `pretrained_tiny_path()`.
 
 Files: corpus.py (pieces, split, packing, the stream), loop.py (the Trainer run), engine.py (`rung run`),
-launch.py (accelerate config and command), worker.py (one launched process), base_model.py (builtin:tiny-base).
+launch.py (CPT's use of the shared launcher, trainers/launch.py), worker.py (CPT's job file and what one
+launched process runs), base_model.py (builtin:tiny-base).
 """
 
 from rung.trainers.cpt.base_model import TINY_BASE_SPEC, pretrained_tiny_path

@@ -137,9 +137,12 @@ def _load_model(settings: CPTSettings, on_gpu: bool):
     bf16_gpu = on_gpu and settings.bf16 is not False and torch.cuda.is_bf16_supported()
     # full: fp32 master weights, bf16 autocast (mixed precision). LoRA: the frozen base can sit in bf16.
     dtype = torch.bfloat16 if (bf16_gpu and settings.adapter in ("lora", "qlora")) else torch.float32
+    from rung.trainers.launch import quant_storage_dtype, weights_sharded
+
     model, tokenizer = load_model_and_tokenizer(
         settings.model_name_or_path, trust_remote_code=settings.trust_remote_code, dtype=dtype,
-        quantization="4bit" if settings.adapter == "qlora" else None)
+        quantization="4bit" if settings.adapter == "qlora" else None,
+        quant_storage=quant_storage_dtype() if settings.adapter == "qlora" else None)
     if on_gpu:
         attn = "sdpa"
         try:
@@ -157,7 +160,8 @@ def _load_model(settings: CPTSettings, on_gpu: bool):
     if settings.adapter in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
-        if settings.adapter == "qlora":
+        if settings.adapter == "qlora" and not weights_sharded():
+            # (sharded: it would cast the non-4-bit weights to fp32, and FSDP1 flattens one dtype per unit)
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
@@ -206,7 +210,8 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
     from accelerate import PartialState
 
     from rung.trainers import forgetting, throughput
-    from rung.trainers.common import announce_config, quiet_libraries, resolved_config, write_metrics
+    from rung.trainers.common import (announce_config, quiet_libraries, resolved_config, save_full_state,
+                                      write_metrics)
 
     quiet_libraries()
 
@@ -304,6 +309,7 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
         trainer.evaluate()  # "after" (unless the last step's evaluation already ran)
 
     model_dir = out_dir / MODEL_SUBDIR
+    save_full_state(trainer)  # FSDP + QLoRA checkpoints are sharded; the saved adapter is not
     if settings.adapter == "full":
         trainer.save_model(str(model_dir))  # gathers FSDP / ZeRO-3 shards; safetensors
     else:
