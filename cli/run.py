@@ -27,7 +27,7 @@ from rung.core.errors import RungError
                    "Fails before any work when torch sees fewer CUDA GPUs (there is no multi-process CPU mode).")
 @click.option("--nodes", type=int, default=1, show_default=True,
               help="Machines in a multi-node run: start the same command on each, with its own --node-rank "
-                   "(continued pretraining steps launch across them through accelerate).")
+                   "(SFT, DPO and continued pretraining steps launch across them through accelerate).")
 @click.option("--node-rank", type=int, default=0, show_default=True, help="This machine's rank, 0 on the main node.")
 @click.option("--main-address", default=None, help="Address of the rank-0 machine (needed with --nodes > 1).")
 @click.option("--main-port", type=int, default=None, help="Rendezvous port on the rank-0 machine (default: accelerate's).")

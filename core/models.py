@@ -17,11 +17,7 @@ Heavy imports live inside the functions, so importing this module is cheap.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,12 +71,18 @@ def cache_root() -> Path:
 
 
 def spec_key(spec: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def cached_build(target: Path, build: Callable[[Path], Path | None], prefix: str) -> Path:
     """Return `target`, building it first if needed: `build(staging)` fills a temp folder (or returns the
     folder it wrote inside it), which is then renamed into place, so a crash never leaves half a model."""
+    import shutil
+    import tempfile
+
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +116,8 @@ def _tokenizer_corpus() -> list[str]:
 
 
 def _build_tiny(folder: Path) -> None:
+    import json  # here, not at the top: `rung advise` imports this module and never builds a model
+
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -301,6 +305,8 @@ def load_model_and_tokenizer(
 
 def adapter_base(adapter_dir: Path) -> str:
     """The base model an adapter was trained on: rung's spec when we wrote the folder, else PEFT's record."""
+    import json
+
     from rung.core.fileio import read_text, read_yaml
 
     resolved = adapter_dir / "resolved_config.yaml"

@@ -357,7 +357,20 @@ def _generation_options(function):
     function = click.option("--max-new-tokens", type=Checked(int, minimum=1), default=128, show_default=True,
                             help="Most tokens to generate per answer.")(function)
     function = click.option("--system", default=None, help="System prompt.")(function)
+    function = click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
+                            help="For MODEL openai:NAME: the environment variable holding the API key.")(function)
+    function = click.option("--api-base", default=None, metavar="URL",
+                            help="For MODEL openai:NAME: the OpenAI-compatible endpoint's base URL "
+                                 "(default: $OPENAI_BASE_URL).")(function)
     return function
+
+
+def endpoint_reply(model: str, api_base: str | None, api_key_env: str, max_new_tokens: int, temperature: float):
+    """reply_to(messages) -> text, from an openai:NAME model behind an endpoint (core/endpoint.py)."""
+    from rung.core.generation import open_chat_model
+
+    client = open_chat_model(model, api_base=api_base, api_key_env=api_key_env)
+    return lambda messages: client.chat([messages], max_new_tokens=max_new_tokens, temperature=temperature)[0]
 
 
 @click.command()
@@ -366,8 +379,18 @@ def _generation_options(function):
 @click.option("--raw", is_flag=True, help="Feed --prompt as plain text, without the chat template.")
 @_generation_options
 def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tokens: int, temperature: float,
-             trust_remote_code: bool) -> None:
-    """Answer one prompt with a model folder, an adapter folder or builtin:tiny."""
+             trust_remote_code: bool, api_base: str | None, api_key_env: str) -> None:
+    """Answer one prompt with a model folder, an adapter folder, builtin:tiny or openai:NAME at an endpoint."""
+    from rung.core.endpoint import is_endpoint
+
+    if is_endpoint(model):
+        if raw:
+            raise RungError("--raw feeds plain text to a local model; an endpoint takes chat messages")
+        from rung.trainers.generate import as_messages
+
+        reply_to = endpoint_reply(model, api_base, api_key_env, max_new_tokens, temperature)
+        click.echo(reply_to(as_messages(prompt, system)))
+        return
     check_model_argument(model)
     from rung.trainers.common import quiet_libraries
     from rung.core.models import load_for_inference
@@ -382,17 +405,25 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tok
 @click.command()
 @click.argument("model")
 @_generation_options
-def chat(model: str, system: str | None, max_new_tokens: int, temperature: float, trust_remote_code: bool) -> None:
-    """Chat interactively with a model folder, an adapter folder or builtin:tiny."""
-    check_model_argument(model)
-    from rung.trainers.common import quiet_libraries
-    from rung.core.models import load_for_inference
-    from rung.trainers.generate import chat_loop
+def chat(model: str, system: str | None, max_new_tokens: int, temperature: float, trust_remote_code: bool,
+         api_base: str | None, api_key_env: str) -> None:
+    """Chat interactively with a model folder, an adapter folder, builtin:tiny or openai:NAME at an endpoint."""
+    from rung.core.endpoint import is_endpoint
+    from rung.trainers.generate import chat_loop, generate as run
 
-    quiet_libraries()
-    loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)
-    chat_loop(loaded, tokenizer, system=system, max_new_tokens=max_new_tokens, temperature=temperature,
-              read=lambda text: input(text), echo=click.echo)
+    if is_endpoint(model):
+        reply_to = endpoint_reply(model, api_base, api_key_env, max_new_tokens, temperature)
+    else:
+        check_model_argument(model)
+        from rung.core.models import load_for_inference
+        from rung.trainers.common import quiet_libraries
+
+        quiet_libraries()
+        loaded, tokenizer = load_for_inference(model, trust_remote_code=trust_remote_code)
+
+        def reply_to(messages: list[dict]) -> str:
+            return run(loaded, tokenizer, messages, max_new_tokens=max_new_tokens, temperature=temperature)
+    chat_loop(reply_to, system=system, read=lambda text: input(text), echo=click.echo)
 
 
 def check_model_argument(model: str) -> None:

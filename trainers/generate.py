@@ -75,9 +75,10 @@ def answers(model, tokenizer, prompts: list[Any], max_new_tokens: int = 64) -> l
             model.train()
 
 
-def chat_loop(model, tokenizer, *, system: str | None, max_new_tokens: int, temperature: float,
-              read: Callable[[str], str], echo: Callable[[str], None]) -> None:
-    """Interactive chat keeping the conversation; /reset clears it, /quit (or end of input) leaves."""
+def chat_loop(reply_to: Callable[[list[dict]], str], *, system: str | None, read: Callable[[str], str],
+              echo: Callable[[str], None]) -> None:
+    """Interactive chat keeping the conversation; /reset clears it, /quit (or end of input) leaves.
+    `reply_to(messages)` answers the conversation so far (a local model or an endpoint)."""
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     echo("Chat: type a message; /reset clears the conversation, /quit leaves.")
     while True:
@@ -96,6 +97,6 @@ def chat_loop(model, tokenizer, *, system: str | None, max_new_tokens: int, temp
         if not text:
             continue
         history.append({"role": "user", "content": text})
-        reply = generate(model, tokenizer, history, max_new_tokens=max_new_tokens, temperature=temperature)
+        reply = reply_to(history)
         history.append({"role": "assistant", "content": reply})
         echo(f"model> {reply}")
