@@ -103,12 +103,12 @@ class AnswerCache:
         return self.known.get((rung, row, key))
 
     def add(self, rung: str, rows: list[int], keys: list[str], outputs: list[str], seconds: float) -> None:
-        each = seconds / max(len(rows), 1)
+        each = round(seconds / max(len(rows), 1), 4)  # as stored, so a resumed probe computes the same means
         with open(self.path, "a", encoding="utf-8") as handle:
             for row, key, output in zip(rows, keys, outputs):
                 self.known[(rung, row, key)] = (output, each)
                 handle.write(json.dumps({"rung": rung, "row": row, "fingerprint": key, "output": output,
-                                         "seconds": round(each, 4)}, ensure_ascii=False) + "\n")
+                                         "seconds": each}, ensure_ascii=False) + "\n")
             handle.flush()
 
 
