@@ -22,8 +22,8 @@ from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.generation import check_generation, open_chat_model
 from rung.core.protocol import StepContext, StepResult
 from rung.engines import metrics
-from rung.engines.probe import GENERIC_SYSTEM
-from rung.engines.prompting import build_prompt, build_system_prompt, read_rows, to_chat
+from rung.engines.probe import best_prompt, task_rows
+from rung.engines.prompting import to_chat
 
 Echo = Callable[[str], None]
 SHIP, DONT_SHIP = "SHIP", "DON'T SHIP"
@@ -86,17 +86,10 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
     """Score both models on the same rows and decide; writes gate.json and gate.md when out_dir is set."""
     from rung.core.endpoint import is_endpoint
 
-    problems = check_request(req)
-    rows = read_rows(req.eval_path, "eval rows")[: req.max_rows] if not problems else []
-    examples = read_rows(req.examples_path, "examples") if req.examples_path else []
-    if not problems and not rows:
-        problems.append(f"{req.eval_path}: no rows to score")
-    if problems:
-        raise RungError(problems)
+    rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
     metric = metrics.choose_metric(req.goal, references, metric=req.metric)
-    system = build_system_prompt({"goal": req.goal, "name": "this task"}, examples, None) if examples else GENERIC_SYSTEM
-    prompt = build_prompt(system, examples[: req.num_examples])
+    prompt = best_prompt(req.goal, examples, req.num_examples)
     prompted = [to_chat(prompt, r["input"]) for r in rows]
     plain = [[{"role": "user", "content": r["input"]}] for r in rows]
     answers: dict[str, list[str]] = {}

@@ -173,28 +173,40 @@ def short_lora(req: ProbeRequest, examples: list[dict[str, str]], echo: Echo) ->
     return folder
 
 
+def task_rows(problems: list[str], eval_path: Path, max_rows: int,
+              examples_path: Path | None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(held-out rows, examples), read only when the request itself is sound; every problem raised at once."""
+    rows = read_rows(eval_path, "eval rows")[:max_rows] if not problems else []
+    examples = read_rows(examples_path, "examples") if examples_path else []
+    if not problems and not rows:
+        problems.append(f"{eval_path}: no rows to score")
+    if problems:
+        raise RungError(problems)
+    return rows, examples
+
+
+def best_prompt(goal: str, examples: list[dict[str, str]], shots: int):
+    """The prompt the cheap rung gets: a system prompt written from the examples (a plain instruction without
+    them) and the first `shots` examples (none: zero-shot)."""
+    system = build_system_prompt({"goal": goal, "name": "this task"}, examples, None) if examples else GENERIC_SYSTEM
+    return build_prompt(system, examples[:shots])
+
+
 def probe(req: ProbeRequest, echo: Echo = print) -> dict[str, Any]:
     """Run the probe; returns the evidence mapping it wrote to DIR/evidence.yaml."""
     from rung.core.endpoint import is_endpoint
 
-    problems = check_request(req)
-    rows = read_rows(req.eval_path, "eval rows")[: req.max_rows] if not problems else []
-    examples = read_rows(req.examples_path, "examples") if req.examples_path else []
-    if not problems and not rows:
-        problems.append(f"{req.eval_path}: no rows to score")
-    if problems:
-        raise RungError(problems)
+    rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
     metric = metrics.choose_metric(req.goal, references, metric=req.metric)
     req.out_dir.mkdir(parents=True, exist_ok=True)
     cache = AnswerCache(req.out_dir / ANSWERS_FILE)
     model = open_chat_model(req.model, api_base=req.api_base, api_key_env=req.api_key_env,
                             concurrency=req.concurrency, trust_remote_code=req.trust_remote_code)
-    system = build_system_prompt({"goal": req.goal, "name": "this task"}, examples, None) if examples else GENERIC_SYSTEM
     plans: dict[str, list[list[dict[str, str]]]] = {
-        "zero_shot": [to_chat(build_prompt(system, []), r["input"]) for r in rows]}
+        "zero_shot": [to_chat(best_prompt(req.goal, examples, 0), r["input"]) for r in rows]}
     if examples:
-        shots = build_prompt(system, examples[: req.num_examples])
+        shots = best_prompt(req.goal, examples, req.num_examples)
         plans["few_shot"] = [to_chat(shots, r["input"]) for r in rows]
     if req.docs is not None:
         plans["rag"] = rag_conversations(rows, req.docs, req.out_dir, req.rag_k, echo)
