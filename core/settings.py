@@ -243,11 +243,21 @@ class GateSettings:
     trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
 
 
+@dataclass
+class ExportSettings:
+    format: str = setting("safetensors", "safetensors (merged, for transformers and vLLM) or gguf (llama.cpp, "
+                          "Ollama).", choices=("safetensors", "gguf"))
+    quant: str | None = setting(None, "GGUF tensor type: f16 (default), bf16, q8_0 or q4_0.",
+                                choices=("f16", "bf16", "q8_0", "q4_0"))
+    ollama: bool = setting(False, "Also write an Ollama Modelfile beside the GGUF.")
+    trust_remote_code: bool = setting(False, "Allow the model's own code to run.")
+
+
 # engine name -> its settings dataclass (engines/registry.py checks it covers every engine).
 SETTINGS_BY_ENGINE: dict[str, type] = {
     "sft": SFTSettings, "dpo": DPOSettings, "cpt": CPTSettings, "prompting": PromptingSettings,
     "bigger_model": BiggerModelSettings, "manual": ManualSettings, "rag_index": RagIndexSettings,
-    "rag_eval": RagEvalSettings, "gate": GateSettings,
+    "rag_eval": RagEvalSettings, "gate": GateSettings, "export": ExportSettings,
 }
 
 

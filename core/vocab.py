@@ -13,12 +13,13 @@ METHODS = ("sft", "dpo", "sft_then_dpo")
 ADAPTERS = ("lora", "qlora", "full")
 # Engines a plan step may name. `manual` is a to-do for a person (say, collect 100 labelled examples):
 # `rung run` lists it in the report and moves on.
-ENGINES = ("prompting", "rag_index", "rag_eval", "sft", "dpo", "cpt", "bigger_model", "gate", "manual")
+ENGINES = ("prompting", "rag_index", "rag_eval", "sft", "dpo", "cpt", "bigger_model", "gate", "export", "manual")
 # engine -> the data roles a plan must give it (the planner fills in defaults; `rung run` checks they exist).
 ENGINE_DATA: dict[str, tuple[str, ...]] = {
     "prompting": ("examples",), "rag_index": ("documents",), "rag_eval": ("queries",), "sft": ("train",),
     "dpo": ("preferences",), "cpt": ("corpus",), "bigger_model": (), "manual": (),
     "gate": (),  # data.eval when the plan has it, else the rows the training step held out
+    "export": (),  # the from_step model; its check prompts come from that run's eval rows
 }
 # Data roles -> what they hold.
 DATA_ROLES = {

@@ -23,6 +23,7 @@ ENGINES: dict[str, str] = {
     "cpt": "rung.trainers.cpt:run_step",                   # continued pretraining on a domain corpus
     "bigger_model": "rung.engines.bigger_model:run_step",  # catalog of open models that fit, side-by-side eval
     "gate": "rung.engines.gate:run_step",                  # the trained model against the cheaper rung: SHIP or not
+    "export": "rung.trainers.export.engine:run_step",      # optional: merged safetensors or GGUF, checked by reloading
     "manual": "rung.engines.manual:run_step",              # a to-do for a person; the report lists it as open
 }
 
@@ -39,8 +40,8 @@ PLAN_ADAPTER_ENGINES = vocab.PLAN_ADAPTER_ENGINES
 ROUTE_ENGINES: dict[str, tuple[str, ...]] = {
     "prompting": ("prompting", "manual"),
     "rag": ("rag_index", "rag_eval", "manual"),
-    "fine_tuning": ("manual", "sft", "dpo", "gate"),
-    "continued_pretraining": ("cpt", "sft", "manual", "gate"),
+    "fine_tuning": ("manual", "sft", "dpo", "gate", "export"),
+    "continued_pretraining": ("cpt", "sft", "manual", "gate", "export"),
     "bigger_model": ("bigger_model",),
 }
 
