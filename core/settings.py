@@ -217,7 +217,10 @@ class RagIndexSettings:
 
 @dataclass
 class RagEvalSettings:
-    """rag_eval has no settings today: the depth (10) and the metrics are fixed so runs compare."""
+    """The depth (10) and the metrics are fixed so runs compare; the target says what is good enough."""
+
+    target: float = setting(0.8, "recall@10 that counts as good enough; below it the report says what to do "
+                            "before climbing.", minimum=0, maximum=1)
 
 
 @dataclass

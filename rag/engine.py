@@ -64,7 +64,7 @@ def eval_step(step: dict, ctx: StepContext) -> StepResult:
     from rung.rag.metrics import read_queries
     from rung.rag.store import RagIndex
 
-    step_settings(RagEvalSettings, step, ctx)
+    settings = step_settings(RagEvalSettings, step, ctx)
     index_dir = None
     for output in reversed(list(ctx.outputs.values())):
         if isinstance(output, dict) and output.get("index_dir"):
@@ -80,4 +80,13 @@ def eval_step(step: dict, ctx: StepContext) -> StepResult:
     summary = " · ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "queries") + f" over {metrics['queries']} queries"
     if result["unknown_relevant"]:
         summary += f"\n\nRelevant documents not in the index: {', '.join(result['unknown_relevant'][:10])}"
+    recall = metrics.get("recall@10")
+    if isinstance(recall, (int, float)) and recall < settings.target:
+        documents = " ".join(str(p) for p in ctx.data_paths("documents")) or "DOCS"
+        summary += (f"\n\n**Below target:** recall@10 {recall:.0%} against {settings.target:.0%}. Retrieval comes "
+                    "first: no rung above it fixes documents that are never found. Improve the index (chunk_tokens, "
+                    "overlap, a stronger embedding model), then measure the answers on your model and let the numbers "
+                    "pick the next rung:\n\n```\n"
+                    f"rung probe --answers ANSWERS.yaml --eval EVAL.jsonl --docs {documents} --model MODEL --out probe\n"
+                    "rung plan --answers ANSWERS.yaml --evidence probe/evidence.yaml --out plan\n```")
     return StepResult(outputs={"index_dir": index_dir}, metrics=metrics, summary=summary)

@@ -183,6 +183,7 @@ def test_rung_run_engine_entries(tmp_path):
     scored = eval_step({"id": "eval", "engine": "rag_eval"}, eval_ctx)
     assert scored.metrics["queries"] == 22 and 0.8 <= scored.metrics["recall@5"] <= 1.0
     assert set(scored.metrics) == {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "queries"}
+    assert scored.metrics["recall@10"] >= 0.8 and "Below target" not in scored.summary  # the default target 0.8
     with pytest.raises(RungError, match='unknown setting "chunk_size"'):
         index_step({"id": "index", "settings": {"chunk_size": 5}}, index_ctx)
     with pytest.raises(RungError, match="earlier rag_index step"):
@@ -230,3 +231,22 @@ def test_an_existing_index_keeps_its_chunk_settings(tmp_path):
     assert read_manifest(tmp_path / "index")["chunker"]["chunk_tokens"] == 64
     changed = ingest([docs], tmp_path / "index", chunk_tokens=0, progress=False)  # asked for the default: re-chunk
     assert changed.wrote and read_manifest(tmp_path / "index")["chunker"]["chunk_tokens"] == 128
+
+
+def test_retrieval_below_its_target_says_what_comes_before_climbing(tmp_path, monkeypatch):
+    from rung.core.protocol import StepContext
+    from rung.rag import engine
+    from rung.rag.store import RagIndex
+
+    monkeypatch.setattr(RagIndex, "load", classmethod(lambda cls, *a, **k: None))
+    monkeypatch.setattr(engine, "evaluate_index", lambda index, queries: {
+        "recall@1": 0.2, "recall@5": 0.4, "recall@10": 0.5, "mrr@10": 0.3, "ndcg@10": 0.35, "queries": 4,
+        "unknown_relevant": []})
+    (tmp_path / "q.jsonl").write_text('{"query": "q", "relevant": ["a.md"]}\n')
+    plan = {"data": {"documents": str(tmp_path / "docs"), "queries": str(tmp_path / "q.jsonl")}}
+    ctx = StepContext(plan=plan, plan_dir=tmp_path, run_dir=tmp_path / "eval",
+                      outputs={"index": {"index_dir": str(tmp_path / "idx")}})
+    scored = engine.eval_step({"id": "eval", "engine": "rag_eval", "settings": {"target": 0.8}}, ctx)
+    assert "**Below target:** recall@10 50% against 80%" in scored.summary
+    assert f"rung probe --answers ANSWERS.yaml --eval EVAL.jsonl --docs {tmp_path / 'docs'}" in scored.summary
+    assert "rung plan --answers ANSWERS.yaml --evidence probe/evidence.yaml" in scored.summary
