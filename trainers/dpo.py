@@ -84,7 +84,7 @@ def _load_policy(settings: DPOSettings, device: device_mod.Device, echo):
 
     from rung.core.models import adapter_base, is_adapter_dir
     from rung.core.models import load_model_and_tokenizer, load_tokenizer
-    from rung.trainers.launch import quant_storage_dtype
+    from rung.trainers.jobs import quant_storage_dtype
 
     spec = settings.model_name_or_path
     quantization = "4bit" if settings.adapter == "qlora" else None
@@ -190,7 +190,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     from trl import DPOTrainer
 
     from rung.trainers.generate import answers
-    from rung.trainers.launch import weights_sharded
+    from rung.trainers.jobs import weights_sharded
     from rung.core.models import resolve_model
 
     device = device_mod.detect_device()
@@ -359,7 +359,7 @@ def dpo_job(settings: DPOSettings, data_path: str | Path, eval_path: str | Path 
 
 def run_job(job: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """One process of a launched DPO run: `python -m rung.trainers.worker --job dpo_job.json`."""
-    from rung.trainers.launch import job_settings
+    from rung.trainers.jobs import job_settings
 
     return train_dpo(job_settings(DPOSettings, job), job["data"], job["out_dir"], eval_path=job.get("eval_data"),
                      resume=bool(job.get("resume")) or resume)

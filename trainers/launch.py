@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rung.core.errors import RungError, did_you_mean
-from rung.core.fileio import atomic_write_json, atomic_write_yaml
+from rung.core.fileio import atomic_write_yaml
+from rung.trainers.jobs import PIPELINES, write_job
 
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")
 CONFIG_FILE = "accelerate_config.yaml"
@@ -43,7 +44,6 @@ RUN_RECORD = "resolved_config.yaml"  # what marks a run folder as rung's (core/i
 HEADROOM = 0.9  # plan to use at most 90% of a GPU's memory
 DEFAULT_PORT = 29500
 WORKER_MODULE = "rung.trainers.worker"   # `python -m rung.trainers.worker --job RUN/<pipeline>_job.json`
-PIPELINES = ("sft", "dpo", "cpt")
 
 Runner = Callable[..., Any]
 Echo = Callable[[str], None]
@@ -274,48 +274,6 @@ def cluster_problems(*, gpus: int, nodes: int, node_rank: int, main_address: str
     return problems
 
 
-# ---------------------------------------------------------------------------------------------- jobs
-
-
-def job_file(out_dir: Path, pipeline: str) -> Path:
-    return Path(out_dir) / f"{pipeline}_job.json"
-
-
-def write_job(out_dir: Path, pipeline: str, settings: Any, **fields: Any) -> Path:
-    """RUN/<pipeline>_job.json: what a launched worker reads (the pipeline, resolved settings, out_dir, data...)."""
-    from rung.core.settings import to_dict
-
-    if pipeline not in PIPELINES:
-        raise RungError(f'pipeline "{pipeline}" is not one of {", ".join(PIPELINES)}')
-    path = job_file(out_dir, pipeline)
-    atomic_write_json(path, {"pipeline": pipeline, "settings": to_dict(settings),
-                             "out_dir": str(Path(out_dir).resolve()), **fields})
-    return path
-
-
-def read_job(path: str | os.PathLike) -> dict[str, Any]:
-    from rung.core.fileio import read_text
-
-    try:
-        job = json.loads(read_text(Path(path), what="job file"))
-    except ValueError as error:
-        raise RungError(f"{path}: not a rung job file ({error})") from None
-    if not isinstance(job, dict) or not isinstance(job.get("settings"), dict):
-        raise RungError(f"{path}: not a rung job file (no settings mapping)")
-    job.setdefault("pipeline", "cpt")  # job files written before SFT/DPO launched were CPT's
-    if job["pipeline"] not in PIPELINES:
-        raise RungError(f'{path}: pipeline "{job["pipeline"]}" is not one of {", ".join(PIPELINES)}')
-    return job
-
-
-def job_settings(cls: type, job: dict[str, Any]):
-    """The job's settings as `cls`, ignoring fields this version does not have."""
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in job["settings"].items() if k in fields})
-
-
 # ---------------------------------------------------------------------------------------------- launch
 
 
@@ -441,33 +399,7 @@ def _gpu_memory_gb() -> float:
     return 80.0  # planning from a machine without the GPUs (e.g. a login node): assume 80 GB cards
 
 
-# ---------------------------------------------------------------------------------------------- in a worker
-
-
-def launched_strategy() -> str | None:
-    """In a process `accelerate launch` started: "fsdp", "zero2", "zero3" or "ddp"; None when not launched."""
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
-        return "fsdp"
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
-        return "zero3" if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" else "zero2"
-    return "ddp" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
-
-
-def weights_sharded() -> bool:
-    """Whether this process holds only a shard of the weights (FSDP, ZeRO-3): no whole-model generation, and the
-    4-bit weights must be stored in the compute dtype."""
-    return launched_strategy() in ("fsdp", "zero3")
-
-
-def quant_storage_dtype() -> str | None:
-    """bitsandbytes' bnb_4bit_quant_storage for this process: "bfloat16" when the weights are sharded (FSDP and
-    ZeRO-3 can only shard floating-point tensors; PEFT's docs: the storage dtype matches the model's dtype),
-    else None (bitsandbytes' default, uint8)."""
-    return "bfloat16" if weights_sharded() else None
-
-
 __all__ = ["CONFIG_FILE", "DEFAULT_PORT", "HEADROOM", "PIPELINES", "RUN_RECORD", "STRATEGIES", "WORKER_MODULE",
            "accelerate_config", "accelerate_executable", "choose_strategy", "cluster_problems", "deepspeed_available",
-           "estimate_strategy", "job_file", "job_settings", "launch", "launch_command", "launch_step",
-           "launched_strategy", "memory_terms", "quant_storage_dtype", "read_job", "step_launches",
-           "subprocess_runner", "weights_sharded", "write_config", "write_job"]
+           "estimate_strategy", "launch", "launch_command", "launch_step", "memory_terms", "step_launches",
+           "subprocess_runner", "write_config"]

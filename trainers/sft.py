@@ -127,7 +127,7 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     from trl import SFTTrainer
 
     from rung.trainers.generate import answers
-    from rung.trainers.launch import quant_storage_dtype, weights_sharded
+    from rung.trainers.jobs import quant_storage_dtype, weights_sharded
     from rung.core.models import load_model_and_tokenizer, resolve_model
 
     device = device_mod.detect_device()
@@ -313,7 +313,7 @@ def sft_job(settings: SFTSettings, data_path: str | Path, eval_path: str | Path 
 
 def run_job(job: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """One process of a launched SFT run: `python -m rung.trainers.worker --job sft_job.json`."""
-    from rung.trainers.launch import job_settings
+    from rung.trainers.jobs import job_settings
 
     return train_sft(job_settings(SFTSettings, job), job["data"], job["out_dir"], eval_path=job.get("eval_data"),
                      resume=bool(job.get("resume")) or resume)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m rung.trainers.
     import argparse
 
     from rung.core.errors import RungError
-    from rung.trainers.launch import read_job
+    from rung.trainers.jobs import read_job
 
     parser = argparse.ArgumentParser(prog=prog, description=main.__doc__)
     parser.add_argument("--job", required=True, help="<pipeline>_job.json written by `rung train ... --gpus N`")

@@ -15,7 +15,7 @@ import yaml
 
 from rung.core.errors import RungError
 from rung.core.settings import DPOSettings, SFTSettings
-from rung.trainers import launch
+from rung.trainers import jobs, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -198,17 +198,17 @@ def test_gpus_without_cuda_says_add_cpu(rung, tmp_path):
 
 
 def test_job_files_and_the_worker(tmp_path):
-    path = launch.write_job(tmp_path, "dpo", DPOSettings(beta=0.2), data="/d/pairs.jsonl", resume=False)
-    job = launch.read_job(path)
+    path = jobs.write_job(tmp_path, "dpo", DPOSettings(beta=0.2), data="/d/pairs.jsonl", resume=False)
+    job = jobs.read_job(path)
     assert path.name == "dpo_job.json" and job["pipeline"] == "dpo" and job["out_dir"] == str(tmp_path.resolve())
-    assert launch.job_settings(DPOSettings, job).beta == 0.2
+    assert jobs.job_settings(DPOSettings, job).beta == 0.2
     legacy = tmp_path / "cpt_job.json"  # written before SFT/DPO launched: no "pipeline"
     legacy.write_text(json.dumps({"settings": {"max_length": 64}, "corpus": [], "out_dir": str(tmp_path)}))
-    assert launch.read_job(legacy)["pipeline"] == "cpt"
+    assert jobs.read_job(legacy)["pipeline"] == "cpt"
     bad = tmp_path / "bad_job.json"
     bad.write_text(json.dumps({"pipeline": "rlhf", "settings": {}}))
     with pytest.raises(RungError, match='pipeline "rlhf" is not one of sft, dpo, cpt'):
-        launch.read_job(bad)
+        jobs.read_job(bad)
     # the worker entry: a bad job is one line and exit 2, before torch loads
     done = subprocess.run([sys.executable, "-m", "rung.trainers.worker", "--job", str(bad)], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
@@ -222,15 +222,15 @@ def test_job_files_and_the_worker(tmp_path):
 def test_launched_strategy_from_the_environment(monkeypatch):
     for key in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE", "WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
-    assert launch.launched_strategy() is None and launch.quant_storage_dtype() is None
+    assert jobs.launched_strategy() is None and jobs.quant_storage_dtype() is None
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert launch.launched_strategy() == "ddp" and not launch.weights_sharded()
+    assert jobs.launched_strategy() == "ddp" and not jobs.weights_sharded()
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
-    assert launch.launched_strategy() == "zero3" and launch.quant_storage_dtype() == "bfloat16"
+    assert jobs.launched_strategy() == "zero3" and jobs.quant_storage_dtype() == "bfloat16"
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    assert launch.launched_strategy() == "fsdp" and launch.weights_sharded()
+    assert jobs.launched_strategy() == "fsdp" and jobs.weights_sharded()
 
 
 @pytest.mark.parametrize("engine", ["sft", "dpo"])

@@ -137,7 +137,7 @@ def _load_model(settings: CPTSettings, on_gpu: bool):
     bf16_gpu = on_gpu and settings.bf16 is not False and torch.cuda.is_bf16_supported()
     # full: fp32 master weights, bf16 autocast (mixed precision). LoRA: the frozen base can sit in bf16.
     dtype = torch.bfloat16 if (bf16_gpu and settings.adapter in ("lora", "qlora")) else torch.float32
-    from rung.trainers.launch import quant_storage_dtype, weights_sharded
+    from rung.trainers.jobs import quant_storage_dtype, weights_sharded
 
     model, tokenizer = load_model_and_tokenizer(
         settings.model_name_or_path, trust_remote_code=settings.trust_remote_code, dtype=dtype,
