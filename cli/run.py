@@ -154,5 +154,9 @@ def demo(out: Path, fresh: bool) -> None:
                                        sets=DEMO_SETS)
     click.echo("\n-- before (base model) and after (fine-tuned), first held-out questions --")
     _show_samples(work / "sft" / "samples.md")
+    gate_md = work / "gate" / "gate.md"
+    if gate_md.exists():  # the plan's last step: does the fine-tuned model beat the base model with its prompt?
+        lines = [line for line in gate_md.read_text(encoding="utf-8").splitlines() if line.strip()]
+        click.echo("\n-- the ship gate --\n" + lines[0].lstrip("# ").replace("**", "") + ": " + lines[1])
     click.echo(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
     click.echo(f"Report: {work / 'report.md'}")
