@@ -53,10 +53,13 @@ def start_server(model_dir: str, log: Path) -> tuple[subprocess.Popen, str]:
 
 
 def conversations(n: int) -> list[list[dict[str, str]]]:
-    from rung.engines.prompting import read_rows
+    """The very requests `rung probe` makes for its zero-shot rung on these rows (system prompt + question)."""
+    from rung.engines.probe import best_prompt
+    from rung.engines.prompting import read_rows, to_chat
 
     rows = read_rows(EVAL, "eval")
-    return [[{"role": "user", "content": rows[i % len(rows)]["input"]}] for i in range(n)]
+    prompt = best_prompt("schema", [], 0)
+    return [to_chat(prompt, rows[i % len(rows)]["input"]) for i in range(n)]
 
 
 def bare(base: str, model: str, convs, concurrency: int) -> float:
