@@ -350,7 +350,7 @@ def run_step(step: dict, ctx) -> Any:
 
 
 def dpo_job(settings: DPOSettings, data_path: str | Path, eval_path: str | Path | None) -> dict[str, Any]:
-    """The job's DPO fields (trainers/launch.py writes them beside the settings), after every pair problem has
+    """The job's DPO fields (trainers/jobs.py writes them beside the settings), after every pair problem has
     been reported here, once, before any process starts."""
     data.load_train_eval(Path(data_path), Path(eval_path) if eval_path else None, "dpo", settings.eval_fraction,
                          settings.seed)

@@ -163,7 +163,7 @@ def accelerate_config(strategy: str, *, num_processes: int, num_machines: int = 
         # - cpu_ram_efficient_loading + sync_module_states: rank 0 reads the weights, the others receive them;
         # - the 4-bit weights must be stored in the compute dtype (bnb_4bit_quant_storage=bfloat16, the model
         #   loaded in bfloat16) so FSDP can flatten them with the rest: the worker loads them that way
-        #   (trainers/launch.py quant_storage_dtype, core/models.py);
+        #   (trainers/jobs.py quant_storage_dtype, core/models.py);
         # - SHARDED_STATE_DICT checkpoints (no 35 GB gather per save); the final adapter is saved after switching
         #   to FULL_STATE_DICT (trainers/common.py save_full_state), as PEFT's examples/sft/train.py does.
         config["distributed_type"] = "FSDP"

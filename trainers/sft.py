@@ -304,7 +304,7 @@ def run_step(step: dict, ctx) -> Any:
 
 
 def sft_job(settings: SFTSettings, data_path: str | Path, eval_path: str | Path | None) -> dict[str, Any]:
-    """The job's SFT fields (trainers/launch.py writes them beside the settings), after every data problem has
+    """The job's SFT fields (trainers/jobs.py writes them beside the settings), after every data problem has
     been reported here, once, before any process starts."""
     data.load_train_eval(Path(data_path), Path(eval_path) if eval_path else None, "sft", settings.eval_fraction,
                          settings.seed)
