@@ -20,7 +20,7 @@ export PYTHONPATH=/tmp/rung_pkg:${PYTHONPATH:-}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 $PY -c "import torch, transformers, trl, peft, datasets; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'datasets', datasets.__version__)" | tee -a "$OUT/gpu.txt"
-$PY -m pytest -q -p no:cacheprovider -m gpu -o addopts="--strict-markers -ra" tests/trainers/test_train_gpu.py \
+$PY -m pytest -q -p no:cacheprovider -m gpu -o addopts="--strict-markers -ra" tests/trainers/test_train_gpu.py tests/cli/test_serve_gpu.py \
   tests/trainers/test_cpt_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
 STEPS=${STEPS:-100}
 $PY benchmarks/gpu_cpt_mfu.py --steps "$STEPS" --max-seconds 90 --json "$OUT/mfu.json" 2>&1 | tee "$OUT/mfu.log"
