@@ -14,6 +14,15 @@ MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, o
               "an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp, TGI, `transformers serve`).")
 
 
+def judge_options(function):
+    function = click.option("--rubric", default=None,
+                            help="With --metric judge: what PASS means, in words a person could apply.")(function)
+    function = click.option("--judge-model", default=None, metavar="SPEC",
+                            help="With --metric judge: the model that grades each answer PASS or FAIL against the "
+                                 "reference (local, or openai:NAME at --api-base).")(function)
+    return function
+
+
 def endpoint_options(function):
     function = click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
                             help="Endpoint requests in flight at once.")(function)
@@ -35,7 +44,8 @@ def endpoint_options(function):
 @click.option("--docs", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A folder of documents: also measure RAG (the rag engine's index; answers cite chunks).")
 @click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows): exact_match, normalized_match, json_valid, "
-                   "json_schema, json_match, token_f1, chrf, rouge_l, regex.")
+                   "json_schema, json_match, token_f1, chrf, rouge_l, regex, or judge (an LLM grades).")
+@judge_options
 @click.option("--target", type=float, default=0.9, show_default=True, help="The score that counts as good enough.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="Most tokens per answer.")
@@ -46,7 +56,7 @@ def endpoint_options(function):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for evidence.yaml, probe.md, probe.png and the answers (a rerun resumes).")
 def probe(answers_path, eval_path, model, examples_path, docs, metric, target, max_rows, max_new_tokens, lora_steps,
-          api_base, api_key_env, concurrency, trust_remote_code, out_dir) -> None:
+          api_base, api_key_env, concurrency, trust_remote_code, out_dir, judge_model, rubric) -> None:
     """Measure zero-shot, few-shot, RAG and a short LoRA on your rows; write the evidence for `rung advise`."""
     from rung.advisor.answers import load_answers
     from rung.engines.probe import ProbeRequest, probe as run_probe
@@ -56,7 +66,8 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
                            answers_path=Path(answers_path),
                            examples_path=examples_path, docs=docs, metric=metric, target=target, max_rows=max_rows,
                            max_new_tokens=max_new_tokens, lora_steps=lora_steps, api_base=api_base,
-                           api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code)
+                           api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code,
+                           judge_model=judge_model, rubric=rubric)
     evidence = run_probe(request, echo=click.echo)
     for name, entry in evidence["rungs"].items():
         click.echo(f"{name:<10} {entry['score']:.3f}  95% CI [{entry['ci'][0]:.3f}, {entry['ci'][1]:.3f}]")
@@ -73,7 +84,8 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
 @click.option("--examples", "examples_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Labelled examples for the baseline's few-shot prompt (its best prompt).")
 @click.option("--goal", default="", help="The answers' goal (style, schema, domain_task, ...): picks the default metric.")
-@click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows).")
+@click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows), or judge.")
+@judge_options
 @click.option("--target", type=float, default=None, help="Reported beside the scores; the verdict is the paired test.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="Most tokens per answer.")
@@ -85,14 +97,15 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
               help="Folder for gate.json, gate.md and both models' answers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def gate(baseline, candidate, eval_path, examples_path, goal, metric, target, max_rows, max_new_tokens, general_text,
-         api_base, api_key_env, concurrency, trust_remote_code, out_dir, as_json) -> None:
+         api_base, api_key_env, concurrency, trust_remote_code, out_dir, as_json, judge_model, rubric) -> None:
     """Ship only a model that beats the cheaper rung: exit 0 SHIP, 1 DON'T SHIP, 2 bad input."""
     from rung.engines.gate import SHIP, GateRequest, gate as run_gate, markdown
 
     request = GateRequest(baseline=baseline, candidate=candidate, eval_path=eval_path, out_dir=out_dir, goal=goal,
                           metric=metric, target=target, examples_path=examples_path, max_rows=max_rows,
                           max_new_tokens=max_new_tokens, general_text=general_text, api_base=api_base,
-                          api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code)
+                          api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code,
+                          judge_model=judge_model, rubric=rubric)
     result = run_gate(request, echo=(lambda line: None) if as_json else click.echo)
     if as_json:
         import json

@@ -122,6 +122,6 @@ def open_chat_model(spec: str, *, api_base: str | None = None, api_key_env: str 
             concurrency=concurrency, usd_per_million_input=usd_per_million_input,
             usd_per_million_output=usd_per_million_output)
         return endpoint.EndpointChat(settings)
-    if api_base:
-        raise RungError(f"--api-base is for endpoint models (openai:NAME); {spec} is loaded in this process")
+    # api_base and the key are for openai:NAME specs; a local spec beside them (a gate's local candidate against
+    # an endpoint baseline, a local judge) simply loads here
     return LocalChat(spec, trust_remote_code=trust_remote_code, batch_size=batch_size)

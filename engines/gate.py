@@ -22,6 +22,7 @@ from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.generation import check_generation, open_chat_model
 from rung.core.protocol import StepContext, StepResult
 from rung.engines import metrics
+from rung.engines.judge import JUDGE, metric_problems, score_rows
 from rung.engines.probe import best_prompt, task_rows
 from rung.engines.prompting import to_chat
 
@@ -48,6 +49,8 @@ class GateRequest:
     api_key_env: str | None = None
     concurrency: int = 4
     trust_remote_code: bool = False
+    judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
+    rubric: str | None = None
 
 
 def check_request(req: GateRequest) -> list[str]:
@@ -58,11 +61,7 @@ def check_request(req: GateRequest) -> list[str]:
         problems.append("--max-rows, --num-examples and --concurrency must be 1 or more")
     if not req.ppl_warn_ratio > 1:
         problems.append(f"ppl_warn_ratio {req.ppl_warn_ratio}: expected a ratio above 1")
-    if req.metric:
-        try:
-            metrics.check_metric(req.metric)
-        except RungError as error:
-            problems.append(str(error.message))
+    problems += metric_problems(req.metric, req.judge_model)
     return problems
 
 
@@ -88,7 +87,7 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
 
     rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
-    metric = metrics.choose_metric(req.goal, references, metric=req.metric)
+    metric = JUDGE if req.metric == JUDGE else metrics.choose_metric(req.goal, references, metric=req.metric)
     prompt = best_prompt(req.goal, examples, req.num_examples)
     prompted = [to_chat(prompt, r["input"]) for r in rows]
     plain = [[{"role": "user", "content": r["input"]}] for r in rows]
@@ -101,7 +100,12 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
         echo(f"  {role}: {spec} on {len(rows)} rows ({'plain request' if conversations is plain else 'prompted'})")
         answers[role] = model.chat(conversations, max_new_tokens=req.max_new_tokens)
         usage[role] = model.usage
-    scores = {role: metrics.score(answers[role], references, metric) for role in answers}
+    logs = req.out_dir if req.out_dir is not None else None
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+    scores = {role: score_rows(answers[role], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
+                               api_base=req.api_base, api_key_env=req.api_key_env,
+                               log=logs / f"judge_{role}.jsonl" if logs is not None else None) for role in answers}
     diff = metrics.paired_difference(scores["candidate"].per_row, scores["baseline"].per_row)
 
     forgetting: dict[str, Any] = {"checked": False}

@@ -24,6 +24,7 @@ from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_text, atomic_write_yaml, read_text
 from rung.core.generation import ChatModel, check_generation, open_chat_model
 from rung.engines import metrics
+from rung.engines.judge import JUDGE, metric_problems, score_rows
 from rung.engines.prompting import build_prompt, build_system_prompt, read_rows, to_chat
 
 Echo = Callable[[str], None]
@@ -54,6 +55,8 @@ class ProbeRequest:
     api_key_env: str | None = None
     concurrency: int = 4
     trust_remote_code: bool = False
+    judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
+    rubric: str | None = None
 
 
 def check_request(req: ProbeRequest) -> list[str]:
@@ -67,11 +70,7 @@ def check_request(req: ProbeRequest) -> list[str]:
         problems.append("--num-examples, --rag-k, --lora-steps and --concurrency must be 1 or more")
     if req.docs is not None and not req.docs.is_dir():
         problems.append(f"--docs {req.docs}: expected a folder of documents")
-    if req.metric:
-        try:
-            metrics.check_metric(req.metric)
-        except RungError as error:
-            problems.append(str(error.message))
+    problems += metric_problems(req.metric, req.judge_model)
     return problems
 
 
@@ -198,7 +197,7 @@ def probe(req: ProbeRequest, echo: Echo = print) -> dict[str, Any]:
 
     rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
-    metric = metrics.choose_metric(req.goal, references, metric=req.metric)
+    metric = JUDGE if req.metric == JUDGE else metrics.choose_metric(req.goal, references, metric=req.metric)
     req.out_dir.mkdir(parents=True, exist_ok=True)
     cache = AnswerCache(req.out_dir / ANSWERS_FILE)
     model = open_chat_model(req.model, api_base=req.api_base, api_key_env=req.api_key_env,
@@ -230,7 +229,8 @@ def probe(req: ProbeRequest, echo: Echo = print) -> dict[str, Any]:
     evidence: dict[str, Any] = {"version": 1, "metric": metric, "target": req.target, "n": len(rows), "rungs": {},
                                 "model": req.model, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     for rung, result in results.items():
-        scored = metrics.score(result["outputs"], references, metric)
+        scored = score_rows(result["outputs"], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
+                            api_base=req.api_base, api_key_env=req.api_key_env, log=req.out_dir / f"judge_{rung}.jsonl")
         mean = round(scored.mean, 4)  # the CI is rounded outward so it always holds the rounded score
         entry: dict[str, Any] = {"score": mean, "ci": [min(mean, round(scored.ci_low, 4)), max(mean, round(scored.ci_high, 4))]}
         entry["seconds_per_row"] = round(result["seconds_per_row"], 4)
