@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from rung.core.vocab import MAX_NEW_TOKENS
+
 MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, or openai:NAME for a model behind "
               "an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp, TGI, `transformers serve`).")
 
@@ -48,7 +50,8 @@ def endpoint_options(function):
 @judge_options
 @click.option("--target", type=float, default=0.9, show_default=True, help="The score that counts as good enough.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="Most tokens per answer.")
+@click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), default=128, show_default=True,
+              help="Most tokens per answer.")
 @click.option("--lora-steps", type=click.IntRange(min=1), default=40, show_default=True,
               help="Optimizer steps of the short LoRA run (local models with --examples).")
 @endpoint_options
@@ -88,7 +91,8 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
 @judge_options
 @click.option("--target", type=float, default=None, help="Reported beside the scores; the verdict is the paired test.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="Most tokens per answer.")
+@click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), default=128, show_default=True,
+              help="Most tokens per answer.")
 @click.option("--general-text", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Text for the forgetting check (default: held-out Python help topics).")
 @endpoint_options

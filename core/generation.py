@@ -16,6 +16,8 @@ import time
 from typing import Any, Protocol
 
 from rung.core.errors import RungError
+from rung.core.fileio import short
+from rung.core.vocab import MAX_NEW_TOKENS
 
 Conversation = list[dict[str, str]]
 
@@ -32,14 +34,16 @@ def check_generation(max_new_tokens: Any, temperature: Any = 0.0, top_p: Any = N
     """Problems with generation settings, all at once: max_new_tokens >= 1, temperature finite and >= 0,
     top_p in (0, 1]."""
     problems = []
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        problems.append(f"max_new_tokens: expected a whole number >= 1, got {max_new_tokens!r}")
+    if (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
+            or not 1 <= max_new_tokens <= MAX_NEW_TOKENS):
+        problems.append(f"max_new_tokens: expected a whole number from 1 to {MAX_NEW_TOKENS:,}, got "
+                        f"{short(max_new_tokens)}")
     if (isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature)
             or temperature < 0):
-        problems.append(f"temperature: expected a finite number >= 0 (0 = greedy), got {temperature!r}")
+        problems.append(f"temperature: expected a finite number >= 0 (0 = greedy), got {short(temperature)}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
                               or not math.isfinite(top_p) or not 0 < top_p <= 1):
-        problems.append(f"top_p: expected a number in (0, 1], got {top_p!r}")
+        problems.append(f"top_p: expected a number in (0, 1], got {short(top_p)}")
     return problems
 
 

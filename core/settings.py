@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from rung.core.vocab import ADAPTERS
+from rung.core.vocab import ADAPTERS, MAX_NEW_TOKENS
 
 
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, factory: Any = None,
@@ -162,7 +162,7 @@ class PromptingSettings:
     system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
     num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).",
                                minimum=0)
-    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1)
+    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1, maximum=MAX_NEW_TOKENS)
     max_eval_examples: int = setting(50, "Rows of data.eval scored (generation is the slow part).",
                                     minimum=1)
     batch_size: int = setting(8, "Prompts generated at once.", minimum=1)
@@ -191,7 +191,7 @@ class BiggerModelSettings:
                                   factory=list)
     candidates: list[str] = setting(help="Local models to evaluate side by side on data.eval.", factory=list)
     include_base_model: bool = setting(True, "Also evaluate the plan's base_model (the model you have today).")
-    max_new_tokens: int = setting(64, "Most tokens generated per answer.", minimum=1)
+    max_new_tokens: int = setting(64, "Most tokens generated per answer.", minimum=1, maximum=MAX_NEW_TOKENS)
     max_eval_examples: int = setting(50, "Rows of data.eval scored.", minimum=1)
     batch_size: int = setting(8, "Prompts generated at once.", minimum=1)
     trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
@@ -234,7 +234,7 @@ class GateSettings:
     target: float = setting(0.9, "The score that counts as good enough, reported beside the verdict.", gt=0, maximum=1)
     max_rows: int = setting(50, "Held-out rows scored: data.eval, else the training step's held-out rows.",
                             minimum=1)
-    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1)
+    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1, maximum=MAX_NEW_TOKENS)
     num_examples: int = setting(4, "Few-shot examples in the baseline's prompt.", minimum=1)
     ppl_warn_ratio: float = setting(1.2, "A forgetting warning (DON'T SHIP) when the candidate's general-text "
                                     "perplexity passes this multiple of the baseline's.", gt=1)

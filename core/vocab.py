@@ -39,3 +39,5 @@ BUILTIN_PREFIX = "builtin:"
 MODEL_ENGINES = ("prompting", "sft", "dpo", "cpt")
 # Engines that take the plan's top-level `adapter` unless their settings say otherwise (cpt keeps full).
 PLAN_ADAPTER_ENGINES = ("sft", "dpo")
+# The longest answer rung asks any model for: past it a typo (an extra 0 or three) would generate for hours.
+MAX_NEW_TOKENS = 32_768

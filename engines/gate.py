@@ -19,11 +19,11 @@ from typing import Any, Callable
 
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text
-from rung.core.generation import check_generation, open_chat_model
+from rung.core.generation import open_chat_model
 from rung.core.protocol import StepContext, StepResult
 from rung.engines import metrics
-from rung.engines.judge import JUDGE, metric_problems, score_rows
-from rung.engines.probe import best_prompt, task_rows
+from rung.engines.judge import JUDGE, score_rows
+from rung.engines.probe import best_prompt, common_problems, task_rows
 from rung.engines.prompting import to_chat
 
 Echo = Callable[[str], None]
@@ -54,14 +54,10 @@ class GateRequest:
 
 
 def check_request(req: GateRequest) -> list[str]:
-    problems = check_generation(req.max_new_tokens)
-    if req.target is not None and not 0 < req.target <= 1:
-        problems.append(f"--target {req.target}: expected a score in (0, 1]")
-    if req.max_rows < 1 or req.num_examples < 1 or req.concurrency < 1:
-        problems.append("--max-rows, --num-examples and --concurrency must be 1 or more")
-    if not req.ppl_warn_ratio > 1:
+    problems = common_problems(req, {"--max-rows": req.max_rows, "--num-examples": req.num_examples,
+                                     "--concurrency": req.concurrency})
+    if not req.ppl_warn_ratio > 1:  # also refuses NaN
         problems.append(f"ppl_warn_ratio {req.ppl_warn_ratio}: expected a ratio above 1")
-    problems += metric_problems(req.metric, req.judge_model)
     return problems
 
 
@@ -100,9 +96,7 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
         echo(f"  {role}: {spec} on {len(rows)} rows ({'plain request' if conversations is plain else 'prompted'})")
         answers[role] = model.chat(conversations, max_new_tokens=req.max_new_tokens)
         usage[role] = model.usage
-    logs = req.out_dir if req.out_dir is not None else None
-    if logs is not None:
-        logs.mkdir(parents=True, exist_ok=True)
+    logs = req.out_dir  # judge logs are written (parents made) only once every verdict is in
     scores = {role: score_rows(answers[role], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
                                api_base=req.api_base, api_key_env=req.api_key_env,
                                log=logs / f"judge_{role}.jsonl" if logs is not None else None) for role in answers}

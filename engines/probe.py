@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,18 +60,22 @@ class ProbeRequest:
     rubric: str | None = None
 
 
+def common_problems(req: Any, counts: dict[str, int]) -> list[str]:
+    """What probe and gate requests share: generation settings, the target, counts of at least 1, the metric."""
+    problems = check_generation(req.max_new_tokens)
+    if req.target is not None and not 0 < req.target <= 1:  # also refuses NaN
+        problems.append(f"--target {req.target}: expected a score in (0, 1]")
+    problems += [f"{flag} {value}: expected 1 or more" for flag, value in counts.items() if value < 1]
+    return problems + metric_problems(req.metric, req.judge_model)
+
+
 def check_request(req: ProbeRequest) -> list[str]:
     """Every problem with the request, before any model loads or anything is written."""
-    problems = check_generation(req.max_new_tokens)
-    if not 0 < req.target <= 1:
-        problems.append(f"--target {req.target}: expected a score in (0, 1]")
-    if req.max_rows < 1:
-        problems.append(f"--max-rows {req.max_rows}: expected 1 or more")
-    if req.num_examples < 1 or req.rag_k < 1 or req.lora_steps < 1 or req.concurrency < 1:
-        problems.append("--num-examples, --rag-k, --lora-steps and --concurrency must be 1 or more")
+    problems = common_problems(req, {"--max-rows": req.max_rows, "--num-examples": req.num_examples,
+                                     "--rag-k": req.rag_k, "--lora-steps": req.lora_steps,
+                                     "--concurrency": req.concurrency})
     if req.docs is not None and not req.docs.is_dir():
         problems.append(f"--docs {req.docs}: expected a folder of documents")
-    problems += metric_problems(req.metric, req.judge_model)
     return problems
 
 
@@ -193,11 +198,24 @@ def best_prompt(goal: str, examples: list[dict[str, str]], shots: int):
 
 def probe(req: ProbeRequest, echo: Echo = print) -> dict[str, Any]:
     """Run the probe; returns the evidence mapping it wrote to DIR/evidence.yaml."""
-    from rung.core.endpoint import is_endpoint
-
     rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
     metric = JUDGE if req.metric == JUDGE else metrics.choose_metric(req.goal, references, metric=req.metric)
+    existed = req.out_dir.exists()
+    try:
+        return run_probe(req, rows, examples, references, metric, echo)
+    except BaseException:
+        # a probe that fails (a dead server, a bad model) before its first answer leaves no folder behind; one
+        # with answers keeps them, so the next run resumes
+        if not existed and not (req.out_dir / ANSWERS_FILE).exists():
+            shutil.rmtree(req.out_dir, ignore_errors=True)
+        raise
+
+
+def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict[str, str]], references: list[str],
+              metric: str, echo: Echo) -> dict[str, Any]:
+    from rung.core.endpoint import is_endpoint
+
     req.out_dir.mkdir(parents=True, exist_ok=True)
     cache = AnswerCache(req.out_dir / ANSWERS_FILE)
     model = open_chat_model(req.model, api_base=req.api_base, api_key_env=req.api_key_env,

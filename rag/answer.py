@@ -48,6 +48,7 @@ def check_generation(*, max_new_tokens: Any = 128, temperature: Any = 0.0, top_p
 
     from rung.core.errors import RungError
     from rung.core.fileio import short
+    from rung.core.vocab import MAX_NEW_TOKENS
 
     def number(value, whole=False):
         kinds = (int,) if whole else (int, float)
@@ -56,6 +57,8 @@ def check_generation(*, max_new_tokens: Any = 128, temperature: Any = 0.0, top_p
     problems = []
     if not number(max_new_tokens, whole=True) or max_new_tokens < 1:
         problems.append(f"--max-new-tokens must be a whole number, 1 or more (got {short(max_new_tokens, 30)})")
+    elif max_new_tokens > MAX_NEW_TOKENS:
+        problems.append(f"--max-new-tokens must be at most {MAX_NEW_TOKENS:,} (got {max_new_tokens:,})")
     if not number(temperature) or temperature < 0:
         problems.append(f"--temperature must be a finite number, 0 or more; 0 = greedy (got {short(temperature, 30)})")
     if not number(top_p) or not 0 < top_p <= 1:

@@ -26,6 +26,7 @@ import click
 
 from rung.core.errors import RungError
 from rung.core.fileio import MAX_TEXT_BYTES
+from rung.core.vocab import MAX_NEW_TOKENS
 from rung.core.inputs import check_model_spec, fresh_output, input_problem, out_dir_problems
 from rung.core.lazy import LazyGroup
 from rung.core.options import Checked, field_type, flag_layer, settings_options
@@ -354,7 +355,8 @@ def _generation_options(function):
     function = click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run.")(function)
     function = click.option("--temperature", type=Checked(float, minimum=0), default=0.0, show_default=True,
                             help="0 = greedy; above 0 samples.")(function)
-    function = click.option("--max-new-tokens", type=Checked(int, minimum=1), default=128, show_default=True,
+    function = click.option("--max-new-tokens", type=Checked(int, minimum=1, maximum=MAX_NEW_TOKENS), default=128,
+                            show_default=True,
                             help="Most tokens to generate per answer.")(function)
     function = click.option("--system", default=None, help="System prompt.")(function)
     function = click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",

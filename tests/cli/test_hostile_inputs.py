@@ -93,9 +93,15 @@ def make_world(root: Path) -> None:
     (root / "notjson" / "run_state.json").write_text("{not json")
     (root / "fifostate").mkdir()
     os.mkfifo(root / "fifostate" / "run_state.json")
+    (root / "answers.yaml").write_text("goal: schema\nprompting_result: inconsistent\nlabeled_examples: 500\n")
+    (root / "evidence_nan.yaml").write_text("version: 1\nmetric: m\ntarget: .nan\nn: 0\n"
+                                            "rungs: {few_shot: {score: .inf}}\n")
+    (root / "rows.jsonl").write_text('{"input": "Count rows.", "output": "SELECT 1;"}\n')
 
 
 SFT = ["train", "sft", "--data", "good.jsonl", "--out", "out"]
+PROBE = ["probe", "--answers", "answers.yaml", "--model", "builtin:tiny", "--out", "probed"]
+GATE = ["gate", "--baseline", "builtin:tiny", "--candidate", "builtin:tiny", "--out", "gated"]
 DPO = ["train", "dpo", "--data", "pairs.jsonl", "--out", "out"]
 CPT = ["train", "cpt", "--corpus", "corpus.txt", "--out", "out"]
 EST = ["estimate", "--tokens", "1M", "--gpu", "h100"]
@@ -195,6 +201,29 @@ ROWS = [
     ("advise-missing", ["advise", "--answers", "nope.yaml"], 2, "not found"),
     ("plan-alias-bomb", ["plan", "--answers", "bomb.yaml", "--out", "planned"], 2, "an alias bomb?"),
     ("plan-out-is-file", ["plan", "--answers", "bomb.yaml", "--out", "afile"], 2, "is a file"),
+    # rung advise / plan --evidence
+    ("evidence-fifo", ["advise", "--answers", "answers.yaml", "--evidence", "fifo.txt"], 2, "is a FIFO"),
+    ("evidence-alias-bomb", ["advise", "--answers", "answers.yaml", "--evidence", "bomb.yaml"], 2, "an alias bomb?"),
+    ("evidence-nan", ["advise", "--answers", "answers.yaml", "--evidence", "evidence_nan.yaml"], 2,
+     "target: expected a score in (0, 1], got nan"),
+    ("evidence-missing", ["plan", "--answers", "answers.yaml", "--evidence", "nope.yaml", "--out", "planned"], 2,
+     "not found"),
+    ("evidence-list", ["plan", "--answers", "answers.yaml", "--evidence", "list.yaml", "--out", "planned"], 2,
+     "expected a mapping"),
+    # rung probe / gate: every problem before any model loads
+    ("probe-eval-fifo", PROBE + ["--eval", "fifo.jsonl"], 2, "is a FIFO"),
+    ("probe-eval-folder", PROBE + ["--eval", "folder"], 2, "is a directory"),
+    ("probe-target-nan", PROBE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target nan: expected a score"),
+    ("probe-target-zero", PROBE + ["--eval", "rows.jsonl", "--target", "0"], 2, "--target 0.0: expected a score"),
+    ("probe-max-rows-zero", PROBE + ["--eval", "rows.jsonl", "--max-rows", "0"], 2, "--max-rows"),
+    ("probe-huge-tokens", PROBE + ["--eval", "rows.jsonl", "--max-new-tokens", "99999999999"], 2, "max"),
+    ("probe-metric-typo", PROBE + ["--eval", "rows.jsonl", "--metric", "token_fi"], 2, 'did you mean "token_f1"'),
+    ("probe-judge-alone", PROBE + ["--eval", "rows.jsonl", "--metric", "judge"], 2, "needs --judge-model"),
+    ("probe-docs-file", PROBE + ["--eval", "rows.jsonl", "--docs", "afile"], 2, "is a file"),
+    ("probe-empty-eval", PROBE + ["--eval", "corpus.txt"], 2, "corpus.txt"),
+    ("gate-eval-fifo", GATE + ["--eval", "fifo.jsonl"], 2, "is a FIFO"),
+    ("gate-target-nan", GATE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target nan: expected a score"),
+    ("gate-judge-alone", GATE + ["--eval", "rows.jsonl", "--metric", "judge"], 2, "needs --judge-model"),
     # rung estimate
     ("estimate-params-nan", EST + ["--params-b", "nan"], 2, "must be a finite number above 0, got nan"),
     ("estimate-params-inf", EST + ["--params-b", "inf"], 2, "must be a finite number above 0, got inf"),
@@ -212,7 +241,9 @@ ROWS = [
     ("generate-temperature-negative", GEN + ["--temperature", "-1"], 2, "must be a finite number at least 0, got -1.0"),
     ("generate-temperature-nan", GEN + ["--temperature", "nan"], 2, "must be a finite number at least 0, got nan"),
     ("generate-temperature-inf", GEN + ["--temperature", "inf"], 2, "got inf"),
-    ("generate-max-new-tokens-0", GEN + ["--max-new-tokens", "0"], 2, "must be an integer at least 1, got 0"),
+    ("generate-max-new-tokens-0", GEN + ["--max-new-tokens", "0"], 2,
+     "must be an integer at least 1 and at most 32,768, got 0"),
+    ("generate-max-new-tokens-huge", GEN + ["--max-new-tokens", "2000000000"], 2, "at most 32,768, got 2000000000"),
     ("generate-model-missing", ["generate", "./models/nope", "--prompt", "hi"], 2, "MODEL: model path"),
     ("generate-model-fifo", ["generate", "./fifo.jsonl", "--prompt", "hi"], 2, "is not a model folder"),
     ("chat-temperature-negative", ["chat", "builtin:tiny", "--temperature", "-0.5"], 2, "at least 0"),
@@ -309,7 +340,7 @@ def test_every_row_id_is_unique_and_every_command_is_covered():
     assert len({row[0] for row in ROWS}) == len(ROWS)
     commands = {" ".join(row[1][:2]) if row[1][0] in ("train", "data") else row[1][0] for row in ROWS}
     assert {"train sft", "train dpo", "train cpt", "run", "advise", "plan", "estimate", "generate", "chat",
-            "data check", "merge"} <= commands
+            "data check", "merge", "probe", "gate"} <= commands
     assert any("--dry-run" in row[1] for row in ROWS)
 
 

@@ -104,3 +104,17 @@ def test_probe_through_a_real_openai_compatible_server(rung, tmp_path, transform
     evidence = yaml.safe_load((out / "evidence.yaml").read_text())
     assert set(evidence["rungs"]) == {"zero_shot"} and evidence["model"] == f"openai:{name}"
     assert "requests 3" in (out / "probe.md").read_text()
+
+
+def test_a_dead_endpoint_is_one_line_and_leaves_no_folder(rung, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "probe"
+    result = rung("probe", "--answers", answers_file(tmp_path), "--eval", rows_file(tmp_path, 2), "--model",
+                  "openai:nobody", "--api-base", f"http://127.0.0.1:{port}/v1", "--out", out)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"cannot reach http://127.0.0.1:{port}/v1: connection refused" in result.output
+    assert not out.exists()
