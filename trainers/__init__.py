@@ -1,5 +1,8 @@
 """rung trainers: SFT, DPO and continued pretraining on TRL, PEFT and accelerate."""
 
+if not __name__.startswith("rung."):  # the repository root is the package: `import trainers` there is a second copy
+    raise ImportError(f"import rung.{__name__}, not {__name__}: the repository root is the package rung")
+
 from pathlib import Path
 
 from rung.core.models import register_builtin

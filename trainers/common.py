@@ -341,6 +341,12 @@ def silent(_line: str) -> None:
     """The echo of every process but the main one in a launched run."""
 
 
+def run_trainer(trainer, checkpoint: str | None):
+    """trainer.train() from `checkpoint` (None: from the start). rung's one call into the library's loop: tests
+    stop a real, fully built trainer here (rung's own seam) instead of patching the library's classes."""
+    return trainer.train(resume_from_checkpoint=checkpoint)
+
+
 def save_full_state(trainer) -> None:
     """Before the final save under FSDP with SHARDED_STATE_DICT checkpoints (FSDP + QLoRA): switch to a full state
     dict, so the adapter is written as ordinary safetensors (PEFT's examples/sft/train.py does the same)."""

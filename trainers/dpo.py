@@ -255,7 +255,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     probe = Dataset.from_list(train_pairs[:PROBE_PAIRS])
     before_probe = _probe_at_start(trainer, probe) if checkpoint is None else None
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    common.run_trainer(trainer, checkpoint)
     wall = time.perf_counter() - started
     pairs_before = before_probe.scores if before_probe else None
     pairs_after = _pair_scores(trainer, probe)

@@ -217,7 +217,7 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
          + (f" over {world} processes" if world > 1 else ""))
     lap("trainer_init")       # TRL's dataset preparation (template, tokenize, labels) and model wrapping
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    common.run_trainer(trainer, checkpoint)
     wall = time.perf_counter() - started
     clock = time.perf_counter()
     timings["train"] = round(wall, 3)

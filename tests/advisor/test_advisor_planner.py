@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from rung.core.plan import load_plan
-from advisor_cases import CASES
+from .advisor_cases import CASES
 from rung.core.settings import SETTINGS_BY_ENGINE, field_names
 
 PLAN_SECTIONS = ["## Goal", "## Recommendation", "## Rungs considered", "## Steps", "## Data checklist",

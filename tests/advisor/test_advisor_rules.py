@@ -12,7 +12,7 @@ from rung.core.errors import RungError
 from rung.core.plan import ROUTES
 from rung.advisor.rulebook import RULES_FILE, load_rulebook, load_rules, validate_rulebook, validate_rules
 from rung.advisor.rules import advise, describe_when
-from advisor_cases import CASES, ISSUE_EXAMPLES
+from .advisor_cases import CASES, ISSUE_EXAMPLES
 
 
 def run(raw: dict) -> dict:

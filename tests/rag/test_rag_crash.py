@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from rag_helpers import check_index, temp_files, write_docs
+from .rag_helpers import check_index, temp_files, write_docs
 
 from rung.rag.ingest import ingest
 from rung.rag.layout import KILL_POINTS

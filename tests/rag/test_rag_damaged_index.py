@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rag_helpers import check_index, one_error_line, write_docs
+from .rag_helpers import check_index, one_error_line, write_docs
 
 from rung.rag.ingest import ingest
 from rung.rag.store import read_manifest

@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from rag_helpers import check_index, one_error_line, write_docs
+from .rag_helpers import check_index, one_error_line, write_docs
 
 from rung.core.errors import RungError
 from rung.rag import loaders

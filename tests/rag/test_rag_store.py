@@ -4,7 +4,7 @@ RagIndex.load (not from the manifest), and the warm "nothing changed" path that 
 from __future__ import annotations
 
 import pytest
-from rag_helpers import check_index, write_docs
+from .rag_helpers import check_index, write_docs
 
 from rung.rag import embed, store
 from rung.rag.ingest import ingest

@@ -25,67 +25,53 @@ def test_launch_command_is_exact_for_two_nodes(tmp_path):
                    "-m", "rung.trainers.cpt", "--job", str(tmp_path / "cpt_job.json"), "--resume"]
 
 
-def _accelerate_parse(config: dict, tmp_path: Path, **launch):
-    """What `accelerate launch --config_file` does with our config and command, up to starting processes."""
+def _accelerate_reads(config: dict, tmp_path: Path, **launch):
+    """What accelerate's public entry points make of our files: the written config as its ClusterConfig (unknown
+    keys raise) and the command as its launch parser reads it. The plugins built from them (they need CUDA) are
+    checked under a real launch in tests/trainers/test_launch_gpu.py."""
     from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.commands.launch import launch_command_parser
 
     path = write_config(config, tmp_path)
-    assert isinstance(load_config_from_file(str(path)), ClusterConfig)  # unknown keys would raise here
+    loaded = load_config_from_file(str(path))
+    assert isinstance(loaded, ClusterConfig)
     cmd = launch_command(path, tmp_path / "cpt_job.json", accelerate=["accelerate"], **launch)
-    args = launch_command_parser().parse_args(cmd[2:])
-    args, defaults, _ = _validate_launch_command(args)
-    return args, defaults
+    return loaded, launch_command_parser().parse_args(cmd[2:])
 
 
 def test_fsdp_config_is_what_accelerate_builds_its_plugin_from(tmp_path):
-    from accelerate.utils import FullyShardedDataParallelPlugin, patch_environment
-    from accelerate.utils.launch import prepare_multi_gpu_env
-
     config = accelerate_config("fsdp", num_processes=16, num_machines=2, machine_rank=0, main_address="10.0.0.1",
                                activation_checkpointing=True)
-    args, defaults = _accelerate_parse(config, tmp_path, num_processes=16, num_machines=2, machine_rank=0,
-                                       main_address="10.0.0.1", main_port=29500)
-    assert args.use_fsdp and not args.use_deepspeed and args.module and args.training_script == "rung.trainers.cpt"
-    assert (args.num_processes, args.num_machines, args.mixed_precision) == (16, 2, "bf16")
-    env = prepare_multi_gpu_env(args)  # the environment torchrun hands every worker
-    assert args.nproc_per_node == "8" and args.nnodes == "2" and args.node_rank == 0
-    assert args.rdzv_endpoint == "10.0.0.1:29500" and args.rdzv_backend == "static"
-    fsdp_env = {k: v for k, v in env.items() if k.startswith(("FSDP_", "ACCELERATE_"))}
-    assert fsdp_env["ACCELERATE_USE_FSDP"] == "true"
-    with patch_environment(**fsdp_env):
-        plugin = FullyShardedDataParallelPlugin()  # what the worker's Accelerator builds
-    assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
-    assert plugin.auto_wrap_policy.__name__ == "transformer_auto_wrap_policy"
-    assert plugin.state_dict_type.name == "FULL_STATE_DICT" and plugin.activation_checkpointing is True
-    assert plugin.cpu_ram_efficient_loading  # (FSDP2 syncs module states itself: sync_module_states is None)
+    loaded, args = _accelerate_reads(config, tmp_path, num_processes=16, num_machines=2, machine_rank=0,
+                                     main_address="10.0.0.1", main_port=29500)
+    assert args.module and args.training_script == "rung.trainers.cpt"
+    assert (args.num_processes, args.num_machines, args.machine_rank) == (16, 2, 0)
+    assert (args.main_process_ip, args.main_process_port) == ("10.0.0.1", 29500)
+    assert str(loaded.distributed_type) == "FSDP" and loaded.mixed_precision == "bf16"
+    assert (loaded.num_processes, loaded.num_machines, loaded.rdzv_backend) == (16, 2, "static")
+    fsdp = loaded.fsdp_config
+    assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True
+    assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT" and fsdp["fsdp_activation_checkpointing"] is True
+    assert fsdp["fsdp_cpu_ram_efficient_loading"] is True
 
 
 def test_zero3_config_is_what_accelerate_builds_its_deepspeed_plugin_from(tmp_path):
-    """DeepSpeed itself need not be installed: accelerate parses the config and builds the DeepSpeed JSON."""
-    from accelerate.utils import DeepSpeedPlugin, patch_environment
-    from accelerate.utils.launch import prepare_deepspeed_cmd_env
-
+    """DeepSpeed itself need not be installed: accelerate reads the config (the JSON it builds: the gpu test)."""
     config = accelerate_config("zero3", num_processes=8, gradient_accumulation_steps=4, max_grad_norm=0.5)
-    args, defaults = _accelerate_parse(config, tmp_path, num_processes=8)
-    assert args.use_deepspeed and not args.use_fsdp
-    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)  # as launch_command does
-    cmd, env = prepare_deepspeed_cmd_env(args)
-    assert cmd is None  # one node: torchrun, no pdsh hostfile
-    ds_env = {k: v for k, v in env.items() if k.startswith("ACCELERATE_")}
-    with patch_environment(**ds_env):
-        plugin = DeepSpeedPlugin()
-    ds = plugin.deepspeed_config
-    assert plugin.zero_stage == 3 and ds["zero_optimization"]["stage"] == 3
-    assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    loaded, _ = _accelerate_reads(config, tmp_path, num_processes=8)
+    assert str(loaded.distributed_type) == "DEEPSPEED" and not loaded.fsdp_config
+    ds = loaded.deepspeed_config
+    assert ds["zero_stage"] == 3 and ds["zero3_save_16bit_model"] is True
     assert ds["gradient_accumulation_steps"] == 4 and ds["gradient_clipping"] == 0.5
-    assert plugin.zero3_init_flag is True
+    assert ds["zero3_init_flag"] is True
 
 
 def test_cpu_config_uses_the_multi_process_launcher(tmp_path):
     config = accelerate_config("ddp", num_processes=2, cpu=True)
-    args, _ = _accelerate_parse(config, tmp_path, num_processes=2)
-    assert args.multi_gpu and args.use_cpu and args.mixed_precision == "no"
+    loaded, args = _accelerate_reads(config, tmp_path, num_processes=2)
+    assert str(loaded.distributed_type) == "MULTI_GPU" and loaded.use_cpu is True and loaded.mixed_precision == "no"
+    assert args.num_processes == 2  # the real 2-process gloo run: tests/trainers/test_launch_train.py
     with pytest.raises(RungError, match="needs GPUs"):
         accelerate_config("fsdp", num_processes=2, cpu=True)
     with pytest.raises(RungError, match="--main-address"):

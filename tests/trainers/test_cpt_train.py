@@ -202,14 +202,25 @@ def test_lora_with_trainable_embeddings_through_the_engine(tmp_path, tiny_model_
 
 
 def test_pretrained_tiny_is_built_once_and_cached(tmp_path, monkeypatch, tiny_model_dir):
-    import rung.trainers.cpt as cpt
+    # Patched where pretrained_tiny_path reads them: rung.trainers.cpt.base_model, not the package's re-exports
+    # (patching those ran the full ~90 s pretraining and left the "trained again" guard unable to fire).
     import rung.core.models as models
+    import rung.trainers.cpt.base_model as base_model
 
     monkeypatch.setattr(models, "cache_root", lambda: tmp_path)
     monkeypatch.setattr(models, "builtin_tiny_path", lambda: tiny_model_dir)
-    quick = {**cpt.TINY_BASE_SPEC, "settings": {**cpt.TINY_BASE_SPEC["settings"], "max_steps": 2}}
-    monkeypatch.setattr(cpt, "TINY_BASE_SPEC", quick)
-    path = cpt.pretrained_tiny_path()
+    quick = {**base_model.TINY_BASE_SPEC, "settings": {**base_model.TINY_BASE_SPEC["settings"], "max_steps": 2}}
+    monkeypatch.setattr(base_model, "TINY_BASE_SPEC", quick)
+    trained: list[int] = []
+    real_train = base_model.train_cpt
+
+    def counted_train(*args, **kwargs):
+        trained.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(base_model, "train_cpt", counted_train)
+    path = base_model.pretrained_tiny_path()
+    assert trained == [1]  # the quick spec trained, once
     assert path.parent == tmp_path and path.name.startswith("builtin-tiny-base-")
     assert (path / "config.json").exists() and (path / "tokenizer.json").exists()
     assert "builtin:tiny-base" in (path / "RUNG_BUILTIN.md").read_text()
@@ -218,5 +229,5 @@ def test_pretrained_tiny_is_built_once_and_cached(tmp_path, monkeypatch, tiny_mo
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(cpt, "train_cpt", no_training)
-    assert cpt.pretrained_tiny_path() == path
+    monkeypatch.setattr(base_model, "train_cpt", no_training)
+    assert base_model.pretrained_tiny_path() == path

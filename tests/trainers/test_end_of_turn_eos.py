@@ -59,17 +59,18 @@ def pair_rows(tmp_path: Path, count: int = 8) -> Path:
 
 
 class TrainerBuilt(Exception):
-    """Raised by the stand-in trainer: the pipeline got as far as building its trainer."""
+    """Raised where training would start: the pipeline built its real trainer and got as far as train()."""
 
 
 def stand_in(captured: dict):
-    class Trainer:
-        def __init__(self, **kwargs):
-            captured.update(kwargs)
-            captured["eos_token_then"] = kwargs["processing_class"].eos_token
-            raise TrainerBuilt
+    """Replaces rung's one call into the trainer's loop (rung.trainers.common.run_trainer): records the trainer's
+    config and the tokenizer's EOS as the built trainer holds them, then stops."""
+    def run_trainer(trainer, checkpoint):
+        captured["args"] = trainer.args
+        captured["eos_token_then"] = trainer.processing_class.eos_token
+        raise TrainerBuilt
 
-    return Trainer
+    return run_trainer
 
 
 # ---------------------------------------------------------------------------------------------- no training
@@ -87,13 +88,12 @@ def test_the_copy_is_qwen_like_and_its_turns_end_with_another_token(qwen_like):
 
 
 def test_sft_hands_the_end_of_turn_token_to_its_trainer_config(qwen_like, tmp_path, monkeypatch):
-    import trl
-
     from rung.core.settings import SFTSettings
+    from rung.trainers import common
     from rung.trainers.sft import train_sft
 
     captured: dict = {}
-    monkeypatch.setattr(trl, "SFTTrainer", stand_in(captured))
+    monkeypatch.setattr(common, "run_trainer", stand_in(captured))
     lines: list[str] = []
     settings = SFTSettings(model_name_or_path=str(qwen_like), max_steps=3, eval_fraction=0.0)
     with pytest.raises(TrainerBuilt):
@@ -103,13 +103,12 @@ def test_sft_hands_the_end_of_turn_token_to_its_trainer_config(qwen_like, tmp_pa
 
 
 def test_sft_leaves_an_eos_that_already_ends_turns_alone(tiny_model_dir, tmp_path, monkeypatch):
-    import trl
-
     from rung.core.settings import SFTSettings
+    from rung.trainers import common
     from rung.trainers.sft import train_sft
 
     captured: dict = {}
-    monkeypatch.setattr(trl, "SFTTrainer", stand_in(captured))
+    monkeypatch.setattr(common, "run_trainer", stand_in(captured))
     with pytest.raises(TrainerBuilt):
         train_sft(SFTSettings(max_steps=3, eval_fraction=0.0), chat_rows(tmp_path), tmp_path / "out",
                   echo=lambda _: None)
@@ -117,13 +116,12 @@ def test_sft_leaves_an_eos_that_already_ends_turns_alone(tiny_model_dir, tmp_pat
 
 
 def test_dpo_sets_the_end_of_turn_token_as_eos_before_its_trainer(qwen_like, tmp_path, monkeypatch):
-    import trl
-
     from rung.core.settings import DPOSettings
+    from rung.trainers import common
     from rung.trainers.dpo import train_dpo
 
     captured: dict = {}
-    monkeypatch.setattr(trl, "DPOTrainer", stand_in(captured))
+    monkeypatch.setattr(common, "run_trainer", stand_in(captured))
     lines: list[str] = []
     settings = DPOSettings(model_name_or_path=str(qwen_like), max_steps=3, eval_fraction=0.0)
     with pytest.raises(TrainerBuilt):

@@ -23,15 +23,17 @@ SFT_DATA = EXAMPLES / "sql_assistant" / "data" / "train.jsonl"
 PAIRS = EXAMPLES / "preferences" / "data" / "pairs.jsonl"
 
 
-def _parse(config_path: Path, command: list[str]):
-    """What `accelerate launch` does with our config file and command, up to starting processes."""
+def accelerate_reads(config_path: Path, command: list[str]):
+    """What accelerate's public entry points make of our files: the config file as its ClusterConfig (unknown keys
+    raise) and the command as its launch parser reads it. Building the plugins from them needs CUDA (FSDP1 syncs
+    module states on the current device): tests/trainers/test_launch_gpu.py does that under a real launch."""
     from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.commands.launch import launch_command_parser
 
-    assert isinstance(load_config_from_file(str(config_path)), ClusterConfig)  # unknown keys would raise here
+    config = load_config_from_file(str(config_path))
+    assert isinstance(config, ClusterConfig)
     args = launch_command_parser().parse_args(command[1:] if command[0] == "launch" else command[2:])
-    args, defaults, _ = _validate_launch_command(args)
-    return args, defaults
+    return config, args
 
 
 def _dry(pipeline: str, settings, out: Path, **kwargs):
@@ -40,64 +42,43 @@ def _dry(pipeline: str, settings, out: Path, **kwargs):
                          **{"gpus": 4, **kwargs})
 
 
-def _fsdp_plugin(args):
-    from accelerate.utils import FullyShardedDataParallelPlugin, patch_environment
-    from accelerate.utils.launch import prepare_multi_gpu_env
-
-    env = prepare_multi_gpu_env(args)  # the environment torchrun hands every worker
-    with patch_environment(**{k: v for k, v in env.items() if k.startswith(("FSDP_", "ACCELERATE_"))}):
-        return FullyShardedDataParallelPlugin(), env  # what the worker's Accelerator builds
-
-
 def test_sft_fsdp_config_for_lora_parses_with_accelerate(tmp_path):
     result = _dry("sft", SFTSettings(adapter="lora", gradient_checkpointing=True), tmp_path, strategy="fsdp",
                   gpu_memory_gb=80)
-    args, _ = _parse(Path(result["config_path"]), result["command"])
-    assert args.use_fsdp and args.module and args.training_script == "rung.trainers.worker"
+    config, args = accelerate_reads(Path(result["config_path"]), result["command"])
+    assert args.module and args.training_script == "rung.trainers.worker"
     assert args.training_script_args == ["--job", str(tmp_path / "sft_job.json")]
-    plugin, env = _fsdp_plugin(args)
-    assert env["ACCELERATE_USE_FSDP"] == "true" and plugin.fsdp_version == 2
-    assert plugin.activation_checkpointing is True  # FSDP's own, and the worker turns the Trainer's off
-    assert plugin.state_dict_type.name == "FULL_STATE_DICT" and plugin.cpu_ram_efficient_loading
+    assert str(config.distributed_type) == "FSDP" and config.num_processes == 4 and config.mixed_precision == "bf16"
+    fsdp = config.fsdp_config
+    assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert fsdp["fsdp_activation_checkpointing"] is True  # FSDP's own, and the worker turns the Trainer's off
+    assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT" and fsdp["fsdp_cpu_ram_efficient_loading"] is True
 
 
-def test_sft_fsdp_qlora_config_is_the_documented_one(tmp_path, monkeypatch):
+def test_sft_fsdp_qlora_config_is_the_documented_one(tmp_path):
     """PEFT's FSDP + QLoRA recipe: FSDP1, use_orig_params false, cpu_ram_efficient_loading, sync_module_states,
     sharded checkpoints; the worker stores the 4-bit weights as bfloat16."""
-    import accelerate.utils.dataclasses as accelerate_dataclasses
-    import torch
-
-    # FSDP1's plugin picks the device module states are synced on: pretend this process has CUDA device 0
-    monkeypatch.setattr(accelerate_dataclasses, "is_cuda_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     result = _dry("sft", SFTSettings(adapter="qlora", gradient_checkpointing=True), tmp_path, strategy="fsdp",
                   gpu_memory_gb=80)
-    args, _ = _parse(Path(result["config_path"]), result["command"])
-    plugin, env = _fsdp_plugin(args)
-    assert env["FSDP_VERSION"] == "1" and plugin.fsdp_version == 1
-    assert plugin.use_orig_params is False and plugin.cpu_ram_efficient_loading and plugin.sync_module_states
-    assert plugin.sharding_strategy.name == "FULL_SHARD" and plugin.state_dict_type.name == "SHARDED_STATE_DICT"
-    assert plugin.activation_checkpointing is False  # gradient checkpointing stays the Trainer's (PEFT's recipe)
-    assert plugin.cpu_offload.offload_params is False  # a tiny model fits: no offload
-    assert args.mixed_precision == "bf16"
+    config, _ = accelerate_reads(Path(result["config_path"]), result["command"])
+    fsdp = config.fsdp_config
+    assert str(config.distributed_type) == "FSDP" and fsdp["fsdp_version"] == 1
+    assert fsdp["fsdp_use_orig_params"] is False and fsdp["fsdp_cpu_ram_efficient_loading"] is True
+    assert fsdp["fsdp_sync_module_states"] is True
+    assert fsdp["fsdp_reshard_after_forward"] == "FULL_SHARD" and fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+    assert fsdp["fsdp_activation_checkpointing"] is False  # gradient checkpointing stays the Trainer's (PEFT's recipe)
+    assert fsdp["fsdp_offload_params"] is False  # a tiny model fits: no offload
+    assert config.mixed_precision == "bf16"
 
 
 def test_sft_zero3_config_parses_with_accelerate(tmp_path):
-    """DeepSpeed itself need not be installed: accelerate parses the config and builds the DeepSpeed JSON."""
-    from accelerate.utils import DeepSpeedPlugin, patch_environment
-    from accelerate.utils.launch import prepare_deepspeed_cmd_env
-
+    """DeepSpeed itself need not be installed: accelerate reads the config (the JSON it builds: the gpu test)."""
     settings = SFTSettings(gradient_accumulation_steps=4, max_grad_norm=0.5)
     result = _dry("sft", settings, tmp_path, gpus=8, strategy="zero3")
-    args, defaults = _parse(Path(result["config_path"]), result["command"])
-    assert args.use_deepspeed and not args.use_fsdp and args.training_script == "rung.trainers.worker"
-    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)  # as launch_command does
-    cmd, env = prepare_deepspeed_cmd_env(args)
-    assert cmd is None  # one node: torchrun, no pdsh hostfile
-    with patch_environment(**{k: v for k, v in env.items() if k.startswith("ACCELERATE_")}):
-        plugin = DeepSpeedPlugin()
-    ds = plugin.deepspeed_config
-    assert plugin.zero_stage == 3 and ds["zero_optimization"]["stage"] == 3
+    config, args = accelerate_reads(Path(result["config_path"]), result["command"])
+    assert str(config.distributed_type) == "DEEPSPEED" and args.training_script == "rung.trainers.worker"
+    ds = config.deepspeed_config
+    assert ds["zero_stage"] == 3 and ds["zero3_init_flag"] is True and ds["zero3_save_16bit_model"] is True
     assert ds["gradient_accumulation_steps"] == 4 and ds["gradient_clipping"] == 0.5
 
 

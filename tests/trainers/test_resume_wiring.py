@@ -1,6 +1,7 @@
 """--resume reaches the trainer: `rung run --resume` and `rung train dpo --resume` hand the last complete checkpoint
 to trainer.train(resume_from_checkpoint=...), with no training. The real trainers are built (TRL tokenizes a few
-rows); only their train() is replaced: it records what it was given, then stops the run. The SIGKILL tests in
+rows); rung's one call into their train() (rung.trainers.common.run_trainer) is replaced: it records what it was
+given, then stops the run. The SIGKILL tests in
 test_train_resume.py and tests/run/test_run_resume_checkpoint.py show the same by training."""
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ def fake_checkpoints(folder: Path) -> None:
 
 
 def stand_in_train(calls: list, interrupt_first: bool = False):
-    def train(self, resume_from_checkpoint=None, **kwargs):
+    def train(trainer, resume_from_checkpoint=None):
         calls.append(resume_from_checkpoint)
         if interrupt_first and len(calls) == 1:  # the first run: checkpoints were written, then Ctrl-C
-            fake_checkpoints(Path(self.args.output_dir))
+            fake_checkpoints(Path(trainer.args.output_dir))
             raise KeyboardInterrupt
         raise TrainCalled
 
@@ -38,7 +39,7 @@ def stand_in_train(calls: list, interrupt_first: bool = False):
 
 @pytest.mark.parametrize("engine", ["sft", "dpo"])
 def test_rung_run_resume_hands_the_step_its_last_checkpoint(tmp_path, rung, tiny_model_dir, monkeypatch, engine):
-    import trl
+    from rung.trainers import common
 
     (tmp_path / "data").mkdir()
     source, role = {"sft": ("sql_assistant/data/train.jsonl", "train"),
@@ -52,8 +53,7 @@ def test_rung_run_resume_hands_the_step_its_last_checkpoint(tmp_path, rung, tiny
         "steps": [{"id": engine, "engine": engine, "settings": {"max_steps": 20, "save_steps": 5,
                                                               "eval_fraction": 0.0}}]}))
     calls: list = []
-    trainer = trl.SFTTrainer if engine == "sft" else trl.DPOTrainer
-    monkeypatch.setattr(trainer, "train", stand_in_train(calls, interrupt_first=True))
+    monkeypatch.setattr(common, "run_trainer", stand_in_train(calls, interrupt_first=True))
     first = rung("run", plan, "--out", tmp_path / "run")
     assert first.exit_code == 130 and calls == [None], first.output
 
@@ -64,13 +64,13 @@ def test_rung_run_resume_hands_the_step_its_last_checkpoint(tmp_path, rung, tiny
 
 
 def test_train_dpo_resume_hands_the_trainer_its_last_checkpoint(tmp_path, rung, tiny_model_dir, monkeypatch):
-    from trl import DPOTrainer
+    from rung.trainers import common
 
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("\n".join((EXAMPLES / "preferences/data/pairs.jsonl").read_text().splitlines()[:4]) + "\n")
     out = tmp_path / "out"
     calls: list = []
-    monkeypatch.setattr(DPOTrainer, "train", stand_in_train(calls, interrupt_first=True))
+    monkeypatch.setattr(common, "run_trainer", stand_in_train(calls, interrupt_first=True))
     args = ["train", "dpo", "--data", pairs, "--out", out, "--max-steps", "20", "--eval-fraction", "0"]
     interrupted = rung(*args)
     assert interrupted.exit_code == 1 and "Aborted!" in interrupted.output, interrupted.output  # click's Ctrl-C
