@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Offline before anything imports huggingface_hub; one thread because two cores shared with other
 # load slow torch 4-40x (docs/development.md, "Measured on 2 cores").
@@ -90,3 +91,20 @@ def transformers_server(tmp_path_factory, tiny_model_dir):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def sql_lora_run(tmp_path_factory, tiny_model_dir):
+    """builtin:tiny after 60 LoRA SFT steps on the SQL example (a few seconds), trained once for the whole suite:
+    the gate ships it against its base, export converts and reloads it. Tests read it; none may write into it."""
+    from click.testing import CliRunner
+
+    from rung.cli.main import cli
+
+    sql = Path(__file__).resolve().parents[1] / "examples" / "sql_assistant" / "data"
+    out = tmp_path_factory.mktemp("sql-lora") / "sft"
+    result = CliRunner().invoke(cli, ["train", "sft", "--data", str(sql / "train.jsonl"), "--out", str(out),
+                                      "--max-steps", "60", "--learning-rate", "2e-3", "--eval-fraction", "0",
+                                      "--save-steps", "1000"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out

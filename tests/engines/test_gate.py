@@ -31,11 +31,8 @@ def test_identical_baseline_and_candidate_do_not_ship(rung, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_model_fine_tuned_on_the_task_ships_against_its_base(rung, tmp_path):
-    trained = rung("train", "sft", "--data", SQL / "train.jsonl", "--out", tmp_path / "sft", "--max-steps", "60",
-                   "--learning-rate", "2e-3", "--eval-fraction", "0", "--save-steps", "1000")
-    assert trained.exit_code == 0, trained.output
-    result = rung("gate", "--baseline", "builtin:tiny", "--candidate", tmp_path / "sft", "--eval", SQL / "eval.jsonl",
+def test_a_model_fine_tuned_on_the_task_ships_against_its_base(rung, tmp_path, sql_lora_run):
+    result = rung("gate", "--baseline", "builtin:tiny", "--candidate", sql_lora_run, "--eval", SQL / "eval.jsonl",
                   "--examples", SQL / "train.jsonl", "--goal", "schema", "--max-rows", "20", "--max-new-tokens", "48",
                   "--out", tmp_path / "gate", "--json")
     assert result.exit_code == 0, result.output

@@ -47,7 +47,7 @@ def test_fsdp_config_is_what_accelerate_builds_its_plugin_from(tmp_path):
     assert args.module and args.training_script == "rung.trainers.cpt"
     assert (args.num_processes, args.num_machines, args.machine_rank) == (16, 2, 0)
     assert (args.main_process_ip, args.main_process_port) == ("10.0.0.1", 29500)
-    assert str(loaded.distributed_type) == "FSDP" and loaded.mixed_precision == "bf16"
+    assert loaded.distributed_type == "FSDP" and loaded.mixed_precision == "bf16"
     assert (loaded.num_processes, loaded.num_machines, loaded.rdzv_backend) == (16, 2, "static")
     fsdp = loaded.fsdp_config
     assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True
@@ -60,7 +60,7 @@ def test_zero3_config_is_what_accelerate_builds_its_deepspeed_plugin_from(tmp_pa
     """DeepSpeed itself need not be installed: accelerate reads the config (the JSON it builds: the gpu test)."""
     config = accelerate_config("zero3", num_processes=8, gradient_accumulation_steps=4, max_grad_norm=0.5)
     loaded, _ = _accelerate_reads(config, tmp_path, num_processes=8)
-    assert str(loaded.distributed_type) == "DEEPSPEED" and not loaded.fsdp_config
+    assert loaded.distributed_type == "DEEPSPEED" and not loaded.fsdp_config
     ds = loaded.deepspeed_config
     assert ds["zero_stage"] == 3 and ds["zero3_save_16bit_model"] is True
     assert ds["gradient_accumulation_steps"] == 4 and ds["gradient_clipping"] == 0.5
@@ -70,7 +70,7 @@ def test_zero3_config_is_what_accelerate_builds_its_deepspeed_plugin_from(tmp_pa
 def test_cpu_config_uses_the_multi_process_launcher(tmp_path):
     config = accelerate_config("ddp", num_processes=2, cpu=True)
     loaded, args = _accelerate_reads(config, tmp_path, num_processes=2)
-    assert str(loaded.distributed_type) == "MULTI_GPU" and loaded.use_cpu is True and loaded.mixed_precision == "no"
+    assert loaded.distributed_type == "MULTI_GPU" and loaded.use_cpu is True and loaded.mixed_precision == "no"
     assert args.num_processes == 2  # the real 2-process gloo run: tests/trainers/test_launch_train.py
     with pytest.raises(RungError, match="needs GPUs"):
         accelerate_config("fsdp", num_processes=2, cpu=True)

@@ -23,13 +23,9 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def sft_run(tmp_path_factory):
-    """builtin:tiny after 5 LoRA SFT steps (a few seconds)."""
-    out = tmp_path_factory.mktemp("export") / "sft"
-    result = invoke("train", "sft", "--data", TRAIN, "--out", out, "--max-steps", 5, "--eval-fraction", 0,
-                    "--save-steps", 1000)
-    assert result.exit_code == 0, result.output
-    return out
+def sft_run(sql_lora_run):
+    """builtin:tiny after LoRA SFT on the SQL rows: the suite's one shared run (tests/conftest.py)."""
+    return sql_lora_run
 
 
 def export(sft_run, out, *flags):

@@ -48,7 +48,7 @@ def test_sft_fsdp_config_for_lora_parses_with_accelerate(tmp_path):
     config, args = accelerate_reads(Path(result["config_path"]), result["command"])
     assert args.module and args.training_script == "rung.trainers.worker"
     assert args.training_script_args == ["--job", str(tmp_path / "sft_job.json")]
-    assert str(config.distributed_type) == "FSDP" and config.num_processes == 4 and config.mixed_precision == "bf16"
+    assert config.distributed_type == "FSDP" and config.num_processes == 4 and config.mixed_precision == "bf16"
     fsdp = config.fsdp_config
     assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert fsdp["fsdp_activation_checkpointing"] is True  # FSDP's own, and the worker turns the Trainer's off
@@ -62,7 +62,7 @@ def test_sft_fsdp_qlora_config_is_the_documented_one(tmp_path):
                   gpu_memory_gb=80)
     config, _ = accelerate_reads(Path(result["config_path"]), result["command"])
     fsdp = config.fsdp_config
-    assert str(config.distributed_type) == "FSDP" and fsdp["fsdp_version"] == 1
+    assert config.distributed_type == "FSDP" and fsdp["fsdp_version"] == 1
     assert fsdp["fsdp_use_orig_params"] is False and fsdp["fsdp_cpu_ram_efficient_loading"] is True
     assert fsdp["fsdp_sync_module_states"] is True
     assert fsdp["fsdp_reshard_after_forward"] == "FULL_SHARD" and fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
@@ -76,7 +76,7 @@ def test_sft_zero3_config_parses_with_accelerate(tmp_path):
     settings = SFTSettings(gradient_accumulation_steps=4, max_grad_norm=0.5)
     result = _dry("sft", settings, tmp_path, gpus=8, strategy="zero3")
     config, args = accelerate_reads(Path(result["config_path"]), result["command"])
-    assert str(config.distributed_type) == "DEEPSPEED" and args.training_script == "rung.trainers.worker"
+    assert config.distributed_type == "DEEPSPEED" and args.training_script == "rung.trainers.worker"
     ds = config.deepspeed_config
     assert ds["zero_stage"] == 3 and ds["zero3_init_flag"] is True and ds["zero3_save_16bit_model"] is True
     assert ds["gradient_accumulation_steps"] == 4 and ds["gradient_clipping"] == 0.5
