@@ -133,7 +133,8 @@ def looks_like_path(spec: str) -> bool:
 @click.option("--usd-per-gpu-hour", type=Checked(float, minimum=0), default=None,
               help="Override the table's price per GPU-hour.")
 @click.option("--explain", is_flag=True, help="Also print the arithmetic: FLOPs term by term, the MFU from the "
-              "nearest public runs, the band, GPU-hours and cost, with your numbers substituted.")
+              "nearest public runs, the band, GPU-hours and cost, with your numbers substituted (with --json: an "
+              "\"explain\" list of lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, micro_batch,
              gradient_checkpointing, mfu, usd_per_gpu_hour, explain, as_json) -> None:
@@ -161,6 +162,10 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
     if as_json:
         import json
 
+        if explain:
+            from rung.advisor.explain import explain_lines
+
+            result["explain"] = explain_lines(result)
         click.echo(json.dumps(result, indent=2, allow_nan=False))
         return
     for line in estimate_text(result, seq_len, micro_batch, gradient_checkpointing):

@@ -45,8 +45,8 @@ def band_lines(result: dict[str, Any]) -> list[str]:
     eff = result["efficiency"]
     centre, t, s = eff["fitted_mfu"], eff["t"], eff["log_spread"]
     lines = [f"Band ({eff['level']:.0%}): s = {s:.3f}, the leave-one-out spread of ln(MFU) over the {eff['runs']} runs "
-             f"(each run priced from its {eff['nearest']} nearest others); t = {t:.3f}, Student's two-sided "
-             f"{eff['level']:.0%} quantile with {eff['runs'] - 1} degrees of freedom",
+             f"(each priced from its {eff['nearest']} nearest others);",
+             f"  t = {t:.3f}, Student's two-sided {eff['level']:.0%} quantile with {eff['runs'] - 1} degrees of freedom",
              f"  MFU low  = {centre:.3f} x exp(-{t:.3f} x {s:.3f}) = {result['mfu_low']:.3f}",
              f"  MFU high = min({centre:.3f} x exp({t:.3f} x {s:.3f}), best run {eff['best_mfu']:.3f} x exp({s:.3f}), "
              f"1) = {result['mfu_high']:.3f}"]
