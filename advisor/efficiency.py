@@ -121,7 +121,9 @@ def efficiency(gpu: str, params_b: float, table: dict[str, Any] | None = None,
 
 def reference(run: Run) -> dict[str, Any]:
     keys = ("name", "params_b", "tokens", "gpu", "gpu_hours", "mfu", "source", "where")
-    return {key: round(run[key], 4) if key == "mfu" else run[key] for key in keys}
+    out = {key: round(run[key], 4) if key == "mfu" else run[key] for key in keys}
+    out["achieved_tflops"] = round(run["mfu"] * run["peak_bf16_tflops"], 1)  # per GPU, by the 6N count
+    return out
 
 
 def basis_text(eff: dict[str, Any]) -> str:
@@ -132,11 +134,11 @@ def basis_text(eff: dict[str, Any]) -> str:
 
 
 def like_text(ref: dict[str, Any]) -> str:
-    """'Llama 2 7B: 184k a100-80gb-hours for 2T tokens (MFU 41%)'."""
+    """'Llama 2 7B: 184K a100-80gb-hours for 2T tokens (MFU 41%, 127 TFLOP/s)'."""
     from rung.advisor.estimate_math import human_count
 
     return (f"{ref['name']}: {human_count(ref['gpu_hours'])} {ref['gpu']}-hours for {human_count(ref['tokens'])} "
-            f"tokens (MFU {ref['mfu']:.0%})")
+            f"tokens (MFU {ref['mfu']:.0%}, {ref['achieved_tflops']:.0f} TFLOP/s)")
 
 
 def price(flops: float, spec: dict[str, Any], params_b: float, gpus: int, usd_per_gpu_hour: float | None,

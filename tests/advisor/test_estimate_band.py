@@ -48,7 +48,7 @@ def test_text_shows_the_band_and_the_runs_it_is_like(rung):
     text = rung(*ESTIMATE).output
     data = json.loads(rung(*ESTIMATE, "--json").stdout)
     assert f"GPU-hours    {data['gpu_hours']:,.1f} (band {data['gpu_hours_low']:,.1f}-{data['gpu_hours_high']:,.0f})" in text
-    assert "like         Llama 2 7B: 184K a100-80gb-hours for 2T tokens (MFU 41%)" in text
+    assert "like         Llama 2 7B: 184K a100-80gb-hours for 2T tokens (MFU 41%, 127 TFLOP/s)" in text
     assert "the 4 nearest in size of 13 public ampere runs" in text
 
 
