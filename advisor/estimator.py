@@ -334,7 +334,7 @@ def mfu_assumption(one: dict[str, Any], spec: dict[str, Any]) -> str:
 
 def route_flops_terms(per_step: list[dict[str, Any]], shape: ModelShape) -> list[dict[str, Any]]:
     """Each step's FLOPs by term, and the gate's generation, largest first, with its share of the total."""
-    rows = [(f"{e['step']}: {term['term']}", term["flops_per_token"] * e["tokens"]) for e in per_step
+    rows = [(f"{e['step']}: {term['term']}", term["flops_per_token"] * e["tokens"]) for e in per_step if e["tokens"]
             for term in e["flops_terms"]]
     prompt = (GATE_FEW_SHOT + 1) * TOKENS_PER_EXAMPLE + TOKENS_PER_EXAMPLE  # few-shot baseline + the trained model
     rows.append((f"gate: generation, 2 models x {GATE_ROWS} rows (2N per token; not in the GPU-hours: decoding is "
