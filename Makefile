@@ -59,6 +59,7 @@ demo: venv
 # benchmarks/gpu_cpt_mfu.py needs a CUDA GPU and is run by hand there.
 bench: venv
 	$(BIN)/python benchmarks/bench_advise.py
+	$(BIN)/python benchmarks/bench_estimates.py
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_rag.py
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_sft.py --repeats 3
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_cpt.py --steps 40 --repeats 3

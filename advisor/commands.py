@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from rung.advisor.render import hours, money, recommendation_title, render_advice, wrap
+from rung.advisor.render import gpu_hours_text, hours, money, recommendation_title, render_advice, wrap
 from rung.core.errors import RungError
 from rung.core.options import Checked
 
@@ -127,13 +127,17 @@ def looks_like_path(spec: str) -> bool:
 @click.option("--micro-batch", type=Checked(int, minimum=1), default=1, show_default=True,
               help="Sequences (pairs for DPO) per GPU per step.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in the backward pass.")
-@click.option("--mfu", type=Checked(float, gt=0, maximum=1), default=0.40, show_default=True,
-              help="Model FLOPs utilization assumed.")
+@click.option("--mfu", type=Checked(float, gt=0, maximum=1), default=None,
+              help="Model FLOPs utilization to assume instead of what public runs of this GPU and size achieved "
+                   "(advisor/public_runs.yaml); the band stays the public runs'.")
 @click.option("--usd-per-gpu-hour", type=Checked(float, minimum=0), default=None,
               help="Override the table's price per GPU-hour.")
+@click.option("--explain", is_flag=True, help="Also print the arithmetic: FLOPs term by term, the MFU from the "
+              "nearest public runs, the band, GPU-hours and cost, with your numbers substituted (with --json: an "
+              "\"explain\" list of lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, micro_batch,
-             gradient_checkpointing, mfu, usd_per_gpu_hour, as_json) -> None:
+             gradient_checkpointing, mfu, usd_per_gpu_hour, explain, as_json) -> None:
     """Estimate compute, GPU-hours, cost and per-GPU memory of a training run."""
     from rung.advisor import estimator
     from rung.advisor.estimator import human_count
@@ -158,30 +162,65 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
     if as_json:
         import json
 
+        if explain:
+            from rung.advisor.explain import explain_lines
+
+            result["explain"] = explain_lines(result)
         click.echo(json.dumps(result, indent=2, allow_nan=False))
         return
-    shape = result["shape"]
+    for line in estimate_text(result, seq_len, micro_batch, gradient_checkpointing):
+        click.echo(line)
+    if explain:
+        from rung.advisor.explain import explain_lines
+
+        click.echo("")
+        for line in explain_lines(result):
+            click.echo(line)
+
+
+def estimate_text(result: dict, seq_len: int, micro_batch: int, gradient_checkpointing: bool) -> list[str]:
+    """`rung estimate`'s text: one row per figure, GPU-hours, wall-clock and cost as point (band)."""
+    from rung.advisor.efficiency import like_text
+    from rung.advisor.estimator import human_count
+
+    shape, gpus = result["shape"], result["gpus"]
+    split = "; ".join(f"{t['term'].split(' (')[0]} {t['share']:.0%}" for t in result["flops_terms"])
     rows = [
         ("model", f"{result['params_b']:g}B parameters, {shape['layers']} layers, hidden {shape['hidden']}, "
                   f"vocab {shape['vocab']:,} ({shape['source']}{', like ' + shape['like'] if shape.get('like') else ''})"),
         ("method", f"{result['method']} (adapter {result['adapter']})"),
         ("tokens", human_count(result["tokens"])),
-        ("FLOPs/token", f"{result['flops_per_token']:.3g}"),
+        ("FLOPs/token", f"{result['flops_per_token']:.3g}: {split}"),
         ("compute", f"{result['flops']:.3e} FLOPs"),
-        ("GPU-hours", f"{result['gpu_hours']:,.1f} on {result['gpu']} at {result['mfu']:.0%} MFU"),
-        ("wall-clock", f"{hours(result['wall_hours'])} on {gpus} GPU{'s' if gpus > 1 else ''}"),
-        ("cost", f"{money(result['cost_usd'])} at ${result['usd_per_gpu_hour']:.2f}/GPU-hour"),
-        ("memory/GPU", f"{result['memory_gb']:.1f} GB of {result['gpu_memory_gb']:g} GB: "
-                       f"{'fits' if result['fits'] else 'does NOT fit'} (seq {seq_len}, micro-batch {micro_batch}"
-                       f"{', checkpointing' if gradient_checkpointing else ''})"),
     ]
-    for name, value in rows:
-        click.echo(f"{name:<12} {value}")
-    click.echo(f"{'':<12} " + ", ".join(f"{k} {v:.1f}" for k, v in result["memory_breakdown"].items() if v))
+    if result["gpu_hours"] is not None:
+        eff = result["efficiency"]
+        basis = "your --mfu" if result["mfu_source"] == "given" else eff["basis"]
+        rows += [
+            ("GPU-hours", f"{gpu_hours_text(result['gpu_hours'])} (band {gpu_hours_text(result['gpu_hours_low'])}-"
+                          f"{gpu_hours_text(result['gpu_hours_high'])}) on {result['gpu']}"),
+            ("MFU", f"{result['mfu']:.0%} (band {result['mfu_low']:.0%}-{result['mfu_high']:.0%}, "
+                    f"{eff['level']:.0%}): {basis}"),
+            *[("like" if i == 0 else "", like_text(ref)) for i, ref in enumerate(result["references"][:2])],
+            ("wall-clock", f"{hours(result['wall_hours'])} ({hours(result['wall_hours_low'])}-"
+                           f"{hours(result['wall_hours_high'])}) on {gpus} GPU{'s' if gpus > 1 else ''}"),
+            ("cost", f"{money(result['cost_usd'])} ({money(result['cost_usd_low'])}-{money(result['cost_usd_high'])}) "
+                     f"at ${result['usd_per_gpu_hour']:.2f}/GPU-hour"),
+        ]
+        if eff["extrapolated"]:
+            low, high = eff["params_range_b"]
+            rows.append(("!", f"{result['params_b']:g}B is outside the public runs' sizes ({low:g}B-{high:g}B)"))
+        if result["mfu_source"] == "given" and not result["mfu_low"] <= result["mfu"] <= result["mfu_high"]:
+            rows.append(("!", f"MFU {result['mfu']:.0%} is outside what comparable public runs achieved"))
+        rows.append(("memory/GPU", f"{result['memory_gb']:.1f} GB of {result['gpu_memory_gb']:g} GB: "
+                                   f"{'fits' if result['fits'] else 'does NOT fit'} (seq {seq_len}, micro-batch "
+                                   f"{micro_batch}{', checkpointing' if gradient_checkpointing else ''})"))
+    lines = [f"{name:<12} {value}" for name, value in rows]
+    lines.append(f"{'':<12} " + ", ".join(f"{k} {v:.1f}" for k, v in result["memory_breakdown"].items() if v))
     if result.get("reference_model"):
-        click.echo(f"{'reference':<12} {result['reference_model']}")
-    for suggestion in result["suggestions"]:
-        click.echo(f"{'would fit':<12} {suggestion}")
+        lines.append(f"{'reference':<12} {result['reference_model']}")
+    lines += [f"{'would fit':<12} {suggestion}" for suggestion in result["suggestions"]]
+    return lines
 
 
 @click.command()

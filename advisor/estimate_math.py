@@ -15,8 +15,9 @@ Compute (FLOPs per training token, N = parameters):
 - gradient checkpointing recomputes the forward once more: +2N.
 Attention's s^2 term is left out (small next to 6N at these sequence lengths), as in the 6ND rule.
 
-Time: FLOPs / (peak dense BF16 FLOP/s x MFU). MFU defaults to 40%: Llama 3 reports 38-43% MFU on H100s
-(Dubey et al. 2024, "The Llama 3 Herd of Models", Table 4); PaLM reports 46% (Chowdhery et al. 2022).
+Time: FLOPs / (peak dense BF16 FLOP/s x MFU). The MFU is not a constant: advisor/efficiency.py fits it, with a band,
+to published runs of the same GPU generation and a similar size (advisor/public_runs.yaml). For scale: the runs
+there achieved 26-51% on A100s and 14-38% on H100/H800s by this 6N count.
 
 Memory per GPU, in decimal GB (1e9 bytes; conservative next to GPUs sold in GiB):
 - weights: 2 bytes/param in BF16. QLoRA: NF4 4 bits + double-quantized constants 0.127 bits/param
@@ -50,7 +51,6 @@ from rung.core.errors import RungError, did_you_mean
 from rung.core.vocab import ADAPTERS
 
 BYTES_PER_GB = 1e9
-DEFAULT_MFU = 0.40
 DEFAULT_PARAMS_B = 7.0
 OVERHEAD_GB = 1.5
 ACTIVATION_BYTES_PER_SBH = 34   # Korthikanti et al. 2022, per layer, 16-bit, no attention-score term
@@ -267,20 +267,28 @@ def method_adapter(method: str, adapter: str | None) -> tuple[str, str]:
     return method, adapter or ("lora" if method == "dpo" else "full")
 
 
-def flops_per_token(shape_or_params: ModelShape | float, method: str, adapter: str | None = None,
-                    gradient_checkpointing: bool = False) -> float:
-    """Training FLOPs per token (see the module docstring). For DPO, per token of each of chosen and rejected."""
+def flops_terms(shape_or_params: ModelShape | float, method: str, adapter: str | None = None,
+                gradient_checkpointing: bool = False) -> dict[str, float]:
+    """Training FLOPs per token, term by term (the module docstring has the sources); zero terms are left out."""
     shape = _as_shape(shape_or_params)
     kind, adapter = method_adapter(method, adapter)
     n = shape.params_b * 1e9
+    terms = {"forward (2N)": 2 * n, "backward, activation gradients (2N)": 2 * n}
     if adapter == "full":
-        policy = 6 * n
-    else:
-        policy = 4 * n + 6 * lora_params(shape)
+        terms["backward, weight gradients (2N)"] = 2 * n
+    else:  # frozen base weights get no weight gradients; the adapter trains with its own 6 x its parameters
+        terms[f"{adapter} adapter, forward + backward (6 x {human_count(lora_params(shape))})"] = 6 * lora_params(shape)
     if gradient_checkpointing:
-        policy += 2 * n
-    reference = 2 * n if kind == "dpo" else 0.0
-    return policy + reference
+        terms["recompute, gradient checkpointing (2N)"] = 2 * n
+    if kind == "dpo":
+        terms["reference model forward (2N)"] = 2 * n
+    return terms
+
+
+def flops_per_token(shape_or_params: ModelShape | float, method: str, adapter: str | None = None,
+                    gradient_checkpointing: bool = False) -> float:
+    """Training FLOPs per token (see the module docstring). For DPO, per token of each of chosen and rejected."""
+    return sum(flops_terms(shape_or_params, method, adapter, gradient_checkpointing).values())
 
 
 # ----------------------------------------------------------------------------------------------- GPUs
@@ -311,7 +319,8 @@ def gpu_spec(name: str) -> dict[str, Any]:
     for canonical, spec in table.items():
         if wanted == _norm(canonical) or wanted in (_norm(a) for a in spec.get("aliases") or ()):
             return {"name": canonical, "peak_bf16_tflops": float(spec["peak_bf16_tflops"]),
-                    "memory_gb": float(spec["memory_gb"]), "usd_per_hour": float(spec["usd_per_hour"])}
+                    "memory_gb": float(spec["memory_gb"]), "usd_per_hour": float(spec["usd_per_hour"]),
+                    "generation": str(spec.get("generation") or "unknown")}
     names = list(table)
     spelled = {(_norm(a)): c for c, s in table.items() for a in [c, *(s.get("aliases") or ())]}
     import difflib

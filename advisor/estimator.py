@@ -3,7 +3,9 @@ and the advisor's route estimate (training steps, tokens, epochs). The arithmeti
 GPU table) is in advisor/estimate_math.py, with its sources; its names are importable from here too, so callers
 use `from rung.advisor import estimator` (estimator.estimate, estimator.model_shape, estimator.OVERHEAD_GB, ...).
 
-Time: FLOPs / (peak dense BF16 FLOP/s x MFU), MFU 40% by default (estimate_math's docstring has the sources).
+Time: FLOPs / (peak dense BF16 FLOP/s x MFU). The MFU and its band come from published runs of the same GPU
+generation and a similar size (advisor/efficiency.py, advisor/public_runs.yaml): every priced estimate carries
+gpu_hours_low, gpu_hours (the point) and gpu_hours_high, and the runs it is like.
 """
 
 from __future__ import annotations
@@ -12,18 +14,18 @@ import math
 from typing import Any
 
 from rung.advisor.estimate_math import (
-    ACTIVATION_BYTES_PER_SBH, ADAPTERS, BYTES_PER_GB, CATALOG_FILE, CHECKPOINT_BYTES_PER_SBH, DEFAULT_MFU,
+    ACTIVATION_BYTES_PER_SBH, ADAPTERS, BYTES_PER_GB, CATALOG_FILE, CHECKPOINT_BYTES_PER_SBH,
     DEFAULT_PARAMS_B, LORA_PARAMS_PER_HR_LAYER, LORA_R, METHODS, OVERHEAD_GB, QLORA_BYTES_PER_PARAM, REFERENCE_SHAPES,
-    TINY_DEFAULT, ModelShape, flops_per_token, gpu_names, gpu_spec, human_count, lora_params, memory_breakdown,
-    memory_gb, method_adapter, model_shape, model_type_ties, params_from_config, params_from_name, parse_count)
+    TINY_DEFAULT, ModelShape, flops_per_token, flops_terms, gpu_names, gpu_spec, human_count, lora_params,
+    memory_breakdown, memory_gb, method_adapter, model_shape, model_type_ties, params_from_config, params_from_name, parse_count)
 from rung.core.errors import RungError
 
 # The arithmetic's names are re-exported: other layers call estimator.model_shape, estimator.OVERHEAD_GB, ...
 __all__ = [
-    "ACTIVATION_BYTES_PER_SBH", "ADAPTERS", "BYTES_PER_GB", "CATALOG_FILE", "CHECKPOINT_BYTES_PER_SBH", "DEFAULT_MFU",
+    "ACTIVATION_BYTES_PER_SBH", "ADAPTERS", "BYTES_PER_GB", "CATALOG_FILE", "CHECKPOINT_BYTES_PER_SBH",
     "DEFAULT_PARAMS_B", "LORA_PARAMS_PER_HR_LAYER", "LORA_R", "METHODS", "OVERHEAD_GB", "QLORA_BYTES_PER_PARAM",
-    "REFERENCE_SHAPES", "TINY_DEFAULT", "ModelShape", "flops_per_token", "gpu_names", "gpu_spec", "human_count",
-    "lora_params", "memory_breakdown", "memory_gb", "method_adapter", "model_shape", "model_type_ties",
+    "REFERENCE_SHAPES", "TINY_DEFAULT", "ModelShape", "flops_per_token", "flops_terms", "gpu_names", "gpu_spec",
+    "human_count", "lora_params", "memory_breakdown", "memory_gb", "method_adapter", "model_shape", "model_type_ties",
     "params_from_config", "params_from_name", "parse_count",
     # policy: this module
     "CPT_EPOCHS", "DPO_EPOCHS", "EMBED_PASSAGES_PER_CPU_S", "FIT_SEQ_LEN", "GENERATED_PAIRS", "RAG_CHUNK_TOKENS",
@@ -56,7 +58,7 @@ def cheapest_gpu_that_fits(need_gb: float) -> dict[str, Any]:
 
 def estimate(params_b: float | None = None, tokens: float = 0, gpu: str | None = "a100-80gb", gpus: int = 1,
              method: str = "lora", seq_len: int = 2048, micro_batch: int = 1, layers: int | None = None,
-             hidden: int | None = None, vocab: int | None = None, mfu: float = DEFAULT_MFU,
+             hidden: int | None = None, vocab: int | None = None, mfu: float | None = None,
              usd_per_gpu_hour: float | None = None, gradient_checkpointing: bool = False,
              adapter: str | None = None, base_model: str | None = None,
              shape: ModelShape | None = None) -> dict[str, Any]:
@@ -65,8 +67,9 @@ def estimate(params_b: float | None = None, tokens: float = 0, gpu: str | None =
     `tokens` counts training tokens seen (for DPO: tokens of chosen + rejected together). `gpu` is a table name
     (None: compute only). `adapter` refines dpo/cpt (dpo defaults to lora, cpt to full). The model's shape comes
     from `shape`, else `base_model` (config.json, catalog, name) and `params_b`; layers/hidden/vocab override it.
+    `mfu` None: the efficiency public runs of this GPU's generation and size achieved (advisor/efficiency.py).
     """
-    if not 0 < mfu <= 1:
+    if mfu is not None and not 0 < mfu <= 1:
         raise RungError(f"mfu must be in (0, 1], got {mfu}")
     if tokens < 0:
         raise RungError(f"tokens must be >= 0, got {tokens}")
@@ -76,7 +79,8 @@ def estimate(params_b: float | None = None, tokens: float = 0, gpu: str | None =
     if layers or hidden or vocab:
         shape = shape._replace(layers=layers or shape.layers, hidden=hidden or shape.hidden, vocab=vocab or shape.vocab)
     kind, adapter = method_adapter(method, adapter)
-    per_token = flops_per_token(shape, method, adapter, gradient_checkpointing)
+    terms = flops_terms(shape, method, adapter, gradient_checkpointing)
+    per_token = sum(terms.values())
     flops = per_token * tokens
     spec = gpu_spec(gpu) if gpu else None
     rate = usd_per_gpu_hour if usd_per_gpu_hour is not None else (spec["usd_per_hour"] if spec else None)
@@ -97,8 +101,12 @@ def estimate(params_b: float | None = None, tokens: float = 0, gpu: str | None =
         "gradient_checkpointing": gradient_checkpointing,
         "mfu": mfu,
         "flops_per_token": per_token,
+        "flops_terms": [{"term": name, "flops_per_token": value, "share": value / per_token if per_token else 0.0}
+                        for name, value in terms.items()],
         "flops": flops,
+        "gpu_hours_low": None,
         "gpu_hours": None,
+        "gpu_hours_high": None,
         "wall_hours": None,
         "usd_per_gpu_hour": rate,
         "cost_usd": None,
@@ -109,10 +117,9 @@ def estimate(params_b: float | None = None, tokens: float = 0, gpu: str | None =
         "suggestions": [],
     }
     if spec:
-        gpu_hours = flops / (spec["peak_bf16_tflops"] * 1e12 * mfu) / 3600
-        result["gpu_hours"] = gpu_hours
-        result["wall_hours"] = gpu_hours / gpus
-        result["cost_usd"] = gpu_hours * rate if rate is not None else None
+        from rung.advisor.efficiency import price
+
+        result.update(price(flops, spec, shape.params_b, gpus, rate, mfu))
         result["fits"] = total <= spec["memory_gb"]
         if not result["fits"]:
             result["suggestions"] = suggestions(shape, method, adapter, spec["memory_gb"], **mem_kwargs)
@@ -270,7 +277,7 @@ def route_estimate(answers: dict[str, Any], shape: ModelShape, decision: dict[st
         one["suggestions"] = [] if one["fits"] else suggestions(
             shape, method, adapter, limit, seq_len=FIT_SEQ_LEN, micro_batch=batch[0],
             gradient_checkpointing=batch[1], gpus=gpus)
-        one["step"] = step_id
+        one["step"], one["training_tokens"] = step_id, tokens
         per_step.append(one)
     worst = max(per_step, key=lambda e: e["memory_gb"])
     out = {
@@ -280,26 +287,23 @@ def route_estimate(answers: dict[str, Any], shape: ModelShape, decision: dict[st
         "gpu_memory_gb": limit,
         "priced_as": spec["name"] if has_gpu else f"{spec['name']} (rented: cheapest in the table that fits)",
         "params_b": round(shape.params_b, 4),
-        "training_tokens": sum(e["tokens"] for e in per_step),
-        "flops": sum(e["flops"] for e in per_step),
-        "gpu_hours": sum(e["gpu_hours"] for e in per_step),
-        "wall_hours": sum(e["wall_hours"] for e in per_step),
+        **{key: sum(e[key] for e in per_step) for key in SUMMED},
         "usd_per_gpu_hour": spec["usd_per_hour"],
-        "cost_usd": sum(e["cost_usd"] for e in per_step),
         "memory_gb": worst["memory_gb"],
         "memory_breakdown": worst["memory_breakdown"],
         "micro_batch": worst["micro_batch"],
         "gradient_checkpointing": worst["gradient_checkpointing"],
         "fits": all(e["fits"] for e in per_step),
         "suggestions": worst["suggestions"],
-        "mfu": DEFAULT_MFU,
-        "steps": [{k: e[k] for k in ("step", "method", "adapter", "tokens", "flops", "gpu_hours", "cost_usd",
-                                      "memory_gb", "micro_batch", "gradient_checkpointing", "fits")} for e in per_step],
+        **{key: per_step[0][key] for key in ("mfu", "mfu_source", "mfu_low", "mfu_high", "efficiency", "references")},
+        "steps": [{k: e[k] for k in ("step", "method", "adapter", "tokens", "flops", "gpu_hours_low", "gpu_hours",
+                                      "gpu_hours_high", "cost_usd", "memory_gb", "micro_batch",
+                                      "gradient_checkpointing", "fits")} for e in per_step],
+        "flops_terms": route_flops_terms(per_step, shape),
         "assumptions": [
             f"{TOKENS_PER_EXAMPLE} tokens per example, {SFT_EPOCHS} SFT epochs, {DPO_EPOCHS} DPO epoch, "
             f"{CPT_EPOCHS} CPT epoch, sequence {FIT_SEQ_LEN}",
-            f"MFU {DEFAULT_MFU:.0%} of {spec['name']}'s {spec['peak_bf16_tflops']:g} dense BF16 TFLOPS, "
-            f"${spec['usd_per_hour']:.2f} per GPU-hour",
+            mfu_assumption(per_step[0], spec),
         ],
     }
     if decision.get("generate_pairs") and not answers.get("labeled_examples"):
@@ -309,9 +313,42 @@ def route_estimate(answers: dict[str, Any], shape: ModelShape, decision: dict[st
     return out
 
 
+SUMMED = ("training_tokens", "flops", "gpu_hours_low", "gpu_hours", "gpu_hours_high", "wall_hours_low", "wall_hours",
+          "wall_hours_high", "cost_usd_low", "cost_usd", "cost_usd_high")
+# The plan's gate step generates answers with the trained model and with the base model prompted with few-shot
+# examples (core/settings.py GateSettings: max_rows 50, max_new_tokens 128, num_examples 4; a test checks them).
+GATE_ROWS, GATE_NEW_TOKENS, GATE_FEW_SHOT = 50, 128, 4
+
+
+def mfu_assumption(one: dict[str, Any], spec: dict[str, Any]) -> str:
+    """'MFU 43% (band 20%-66%) of a100-80gb's 312 dense BF16 TFLOPS: the 4 nearest ... (like Llama 2 7B: ...)'."""
+    from rung.advisor.efficiency import like_text
+
+    eff = one["efficiency"]
+    basis = "as given" if one["mfu_source"] == "given" else eff["basis"]
+    extra = "; outside the sizes of those runs" if eff["extrapolated"] else ""
+    return (f"MFU {one['mfu']:.0%} (band {one['mfu_low']:.0%}-{one['mfu_high']:.0%}) of {spec['name']}'s "
+            f"{spec['peak_bf16_tflops']:g} dense BF16 TFLOPS, {basis}{extra}, like {like_text(one['references'][0])}; "
+            f"${spec['usd_per_hour']:.2f} per GPU-hour")
+
+
+def route_flops_terms(per_step: list[dict[str, Any]], shape: ModelShape) -> list[dict[str, Any]]:
+    """Each step's FLOPs by term, and the gate's generation, largest first, with its share of the total."""
+    rows = [(f"{e['step']}: {term['term']}", term["flops_per_token"] * e["tokens"]) for e in per_step if e["tokens"]
+            for term in e["flops_terms"]]
+    prompt = (GATE_FEW_SHOT + 1) * TOKENS_PER_EXAMPLE + TOKENS_PER_EXAMPLE  # few-shot baseline + the trained model
+    rows.append((f"gate: generation, 2 models x {GATE_ROWS} rows (2N per token; not in the GPU-hours: decoding is "
+                 "memory-bound)",
+                 2 * shape.params_b * 1e9 * GATE_ROWS * (prompt + 2 * GATE_NEW_TOKENS)))
+    total = sum(flops for _, flops in rows) or 1.0
+    return [{"term": name, "flops": flops, "share": flops / total}
+            for name, flops in sorted(rows, key=lambda row: -row[1])]
+
+
 def _no_training_estimate(answers: dict[str, Any], shape: ModelShape, decision: dict[str, Any]) -> dict[str, Any]:
     route = decision.get("route")
-    out: dict[str, Any] = {"route": route, "training_tokens": 0, "flops": 0, "gpu_hours": 0.0, "cost_usd": 0.0,
+    out: dict[str, Any] = {"route": route, "training_tokens": 0, "flops": 0, "gpu_hours_low": 0.0, "gpu_hours": 0.0,
+                           "gpu_hours_high": 0.0, "cost_usd": 0.0,
                            "memory_gb": None, "fits": None, "params_b": round(shape.params_b, 4)}
     if route == "rag":
         tokens = answers.get("domain_corpus_tokens", 0) if decision.get("corpus_as_documents") else 0

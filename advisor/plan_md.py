@@ -176,7 +176,7 @@ EVALUATE = {
 
 def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[str, Any]) -> str:
     """PLAN.md's text. `context` (from planner.build_plan): out, cpu_run, defaulted_model, defaulted_roles, book."""
-    from rung.advisor.render import estimate_lines, recommendation_title
+    from rung.advisor.render import estimate_lines, gpu_hours_text, recommendation_title
 
     answers = plan["answers"]
     out: Path = context["out"]
@@ -249,11 +249,21 @@ def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[s
     md += ["", "```"] + estimate_lines(advice["estimate"]) + ["```"]
     if est.get("assumptions"):
         md += ["", "Assumptions: " + "; ".join(est["assumptions"]) + "."]
+    if est.get("gpu_hours_high"):
+        md += ["", f"The GPU-hours are a range, not a promise. The point is the efficiency of {est['efficiency']['basis']}, "
+               f"listed with their sources in advisor/public_runs.yaml; the band ({est['efficiency']['level']:.0%}) is wide enough that each of "
+               "those runs, left out of the fit, falls inside the band computed without it. Published runs are "
+               "large pretraining jobs; a small fine-tuning job can land anywhere in the band. "
+               "`rung estimate --explain` shows the arithmetic."]
+        md += ["", "| compute term | FLOPs | share |", "|---|---|---|"]
+        md += [f"| {term['term']} | {term['flops']:.2e} | {term['share']:.1%} |" for term in est["flops_terms"]]
     if est.get("steps") and len(est["steps"]) > 1:
-        md += ["", "| step | method | tokens | GPU-hours | cost | memory/GPU |", "|---|---|---|---|---|---|"]
+        md += ["", "| step | method | tokens | GPU-hours (band) | cost | memory/GPU |", "|---|---|---|---|---|---|"]
         for s in est["steps"]:
-            md.append(f"| {s['step']} | {s['method']} ({s['adapter']}) | {s['tokens']:,.0f} | {s['gpu_hours']:,.2f} | "
-                      f"${s['cost_usd']:,.2f} | {s['memory_gb']:.1f} GB |")
+            md.append(f"| {s['step']} | {s['method']} ({s['adapter']}) | {s['tokens']:,.0f} | "
+                      f"{gpu_hours_text(s['gpu_hours'])} ({gpu_hours_text(s['gpu_hours_low'])}-"
+                      f"{gpu_hours_text(s['gpu_hours_high'])}) | ${s['cost_usd']:,.2f} | "
+                      f"{s['memory_gb']:.1f} GB |")
     md += ["", f"Re-estimate with other numbers: `rung estimate --params-b {est.get('params_b', 7):g} --tokens N --gpu NAME`."]
     md += ["", "## Risks", ""] + [f"- {r}" for r in RISKS[plan["route"]]]
     md += ["", "## How to evaluate", "", EVALUATE[plan["route"]]]

@@ -30,6 +30,13 @@ def hours(value: float | None) -> str:
     return f"{value:,.0f} h"
 
 
+def gpu_hours_text(value: float) -> str:
+    """1,234 / 12.3 / 0.45 / 2.4e-05: a tiny run's GPU-hours keep two significant digits instead of reading 0.00."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if value >= 1 else f"{value:.2g}"
+
+
 def money(value: float | None) -> str:
     """$0.38, $1,234 (cents below $100)."""
     if value is None:
@@ -46,16 +53,24 @@ def recommendation_title(result: dict) -> str:
 
 def estimate_lines(estimate: dict) -> list[str]:
     """The estimate table as text lines (advise, ask, PLAN.md share it)."""
+    from rung.advisor.efficiency import like_text
     from rung.advisor.estimate_math import human_count
 
     if estimate.get("gpu") is None:
         return [f"  {estimate.get('note', 'no training')}"]
+    gpus = f"{estimate['gpus']} GPU{'s' if estimate['gpus'] > 1 else ''}"
     rows = [
         ("training tokens", human_count(estimate["training_tokens"])),
-        ("compute", f"{estimate['flops']:.2e} FLOPs"),
-        ("GPU-hours", f"{estimate['gpu_hours']:,.2f} at {estimate['mfu']:.0%} MFU"
-                      f" ({hours(estimate['wall_hours'])} on {estimate['gpus']} GPU{'s' if estimate['gpus'] > 1 else ''})"),
-        ("cost", f"{money(estimate['cost_usd'])} at ${estimate['usd_per_gpu_hour']:.2f}/GPU-hour"),
+        ("compute", f"{estimate['flops']:.2e} FLOPs" + (f"; most of it {dominant_terms(estimate)}"
+                                                         if estimate.get("flops_terms") else "")),
+        ("GPU-hours", f"{gpu_hours_text(estimate['gpu_hours'])} (band {gpu_hours_text(estimate['gpu_hours_low'])}-"
+                      f"{gpu_hours_text(estimate['gpu_hours_high'])}) at {estimate['mfu']:.0%} MFU (band "
+                      f"{estimate['mfu_low']:.0%}-{estimate['mfu_high']:.0%})"),
+        ("wall-clock", f"{hours(estimate['wall_hours'])} ({hours(estimate['wall_hours_low'])}-"
+                       f"{hours(estimate['wall_hours_high'])}) on {gpus}"),
+        ("cost", f"{money(estimate['cost_usd'])} ({money(estimate['cost_usd_low'])}-"
+                 f"{money(estimate['cost_usd_high'])}) at ${estimate['usd_per_gpu_hour']:.2f}/GPU-hour"),
+        ("like", like_text(estimate["references"][0])),
         ("memory per GPU", f"{estimate['memory_gb']:.1f} GB of {estimate['gpu_memory_gb']:g} GB: "
                            f"{'fits' if estimate['fits'] else 'does NOT fit'} (micro-batch {estimate['micro_batch']}"
                            f"{', gradient checkpointing' if estimate['gradient_checkpointing'] else ', no gradient checkpointing'})"),
@@ -66,6 +81,17 @@ def estimate_lines(estimate: dict) -> list[str]:
     for suggestion in estimate.get("suggestions") or []:
         lines.append(f"  {'would fit with':<16} {suggestion}")
     return lines
+
+
+def dominant_terms(estimate: dict) -> str:
+    """The FLOPs terms that make up most of the compute: 'sft: forward (2N) 50%, sft: backward, ... 50%'."""
+    shown, total = [], 0.0
+    for term in estimate["flops_terms"][:3]:
+        shown.append(f"{term['term'].split(' (')[0]} {term['share']:.0%}")
+        total += term["share"]
+        if total >= 0.8:
+            break
+    return "; ".join(shown)
 
 
 def render_advice(result: dict, answers_path: str | None = None, evidence_path: str | None = None) -> str:

@@ -59,7 +59,9 @@ def _money_text(usd: Any) -> str:
 def _estimate_cell(est: dict[str, Any]) -> str:
     parts = []
     if est.get("gpu_hours") is not None:
-        parts.append(f"{_hours_text(est['gpu_hours'])} GPU time")
+        band = (f" (band {_hours_text(est['gpu_hours_low'])}-{_hours_text(est['gpu_hours_high'])})"
+                if est.get("gpu_hours_high") else "")  # plans written before the band have none
+        parts.append(f"{_hours_text(est['gpu_hours'])} GPU time{band}")
     if est.get("cost_usd") is not None:
         parts.append(_money_text(est["cost_usd"]))
     if est.get("memory_gb") is not None:

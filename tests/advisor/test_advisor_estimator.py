@@ -13,13 +13,15 @@ from rung.advisor.estimator import (FIT_SEQ_LEN, ModelShape, estimate, flops_per
 
 def test_deepseek_v3_gpu_hours():
     # DeepSeek-V3 technical report: 37B activated parameters, 14.8T tokens, 2.664M H800 GPU-hours for pretraining.
+    # The MFU is fitted to the public runs (DeepSeek-V3 among them; tests/advisor/test_public_runs.py checks each run
+    # left out of the fit too): +18% at the point, where the fixed MFU 0.40 gave -13%.
     result = estimate(params_b=37, tokens=14.8e12, gpu="H800", method="full")
     assert result["gpu_hours"] == pytest.approx(2.664e6, rel=0.25)
     assert result["cost_usd"] == pytest.approx(result["gpu_hours"] * 2.0)  # the report's $2/GPU-hour
 
 
 def test_llama_405b_gpu_hours():
-    # Llama 3.1 model card: 405B, 15.6T tokens, 30.84M H100 GPU-hours.
+    # Llama 3.1 model card: 405B, 15.6T tokens, 30.84M H100 GPU-hours (+12% with the fitted MFU; -14% at 0.40).
     result = estimate(params_b=405, tokens=15.6e12, gpu="h100", method="full")
     assert result["gpu_hours"] == pytest.approx(30.84e6, rel=0.25)
 

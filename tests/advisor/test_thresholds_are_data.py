@@ -172,6 +172,7 @@ NOT_THRESHOLDS = [
     ("render.py", "width: int = 100", "the text wrap width"),
     ("render.py", "value < 100", "money: cents are shown below $100"),
     ("render.py", "cents below $100", "money: cents are shown below $100"),
+    ("render.py", "if value >= 100:", "gpu_hours_text: whole hours from 100 GPU-hours up"),
     ("plan_md.py", "50-200 held-out examples", "the size of an eval set, not a rule threshold"),
     ("estimate_math.py", "(examples: 2000, 50M, 1.5B, 14.8T)", "how to type a count"),
     ("questionnaire.py", "(examples: 0, 2000, 50M, 1.5B)", "how to type a count"),
