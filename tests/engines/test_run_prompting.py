@@ -14,29 +14,7 @@ SCHEMA = {"type": "object", "properties": {"sql": {"type": "string"}, "tables": 
           "required": ["sql"], "additionalProperties": False}
 
 
-def test_rows_are_read_from_the_common_shapes(tmp_path):
-    path = tmp_path / "rows.jsonl"
-    path.write_text("\n".join(json.dumps(row) for row in [
-        {"input": "a", "output": "b"},
-        {"prompt": "c", "completion": "d"},
-        {"question": "e", "answer": {"k": 1}},
-        {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "f"},
-                      {"role": "assistant", "content": "g"}]},
-    ]) + "\n\n")
-    assert prompting.read_rows(path) == [{"input": "a", "output": "b"}, {"input": "c", "output": "d"},
-                                         {"input": "e", "output": '{"k": 1}'}, {"input": "f", "output": "g"}]
-
-
-def test_bad_rows_name_the_file_and_line(tmp_path):
-    path = tmp_path / "rows.jsonl"
-    path.write_text('{"input": "a", "output": "b"}\n{"text": "no pair"}\n{oops\n')
-    with pytest.raises(RungError) as error:
-        prompting.read_rows(path)
-    assert f"{path}:3: not valid JSON" in str(error.value.message)
-    path.write_text('{"input": "a", "output": "b"}\n{"text": "no pair"}\n')
-    with pytest.raises(RungError) as error:
-        prompting.read_rows(path)
-    assert f"{path}:2: expected {{input, output}}" in str(error.value.message)
+# Reading rows (every shape, system messages kept, bad rows all at once): tests/core/test_rows.py
 
 
 def test_prompts_are_langchain_templates_saved_as_plain_files(tmp_path):
