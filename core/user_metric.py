@@ -61,7 +61,7 @@ class UserMetric:
 
     def __call__(self, prediction: str, reference: str, row: dict[str, Any], index: int) -> float:
         """The function's score for one row, checked: an exception or a value outside [0, 1] is one line."""
-        where = f"metric {self.name} in {self.path}"
+        where = f"metric {self.spec}"
         try:
             value = self.function(prediction, reference, row)
         except Exception as error:  # the user's code: any exception becomes one line naming the row
@@ -81,7 +81,7 @@ def load(spec: str) -> UserMetric:
     path, name = split_spec(spec)
     shown = f"metric {spec}"
     if not path.is_file():
-        raise RungError(f"{shown}: {path} is not a file" + (" (it is a folder)" if path.is_dir() else ""))
+        raise RungError(f"{shown}: " + ("a folder, not a Python file" if path.is_dir() else "no such file"))
     resolved = path.resolve()
     key = (str(resolved), name, resolved.stat().st_mtime_ns)
     if key in _LOADED:
@@ -89,7 +89,7 @@ def load(spec: str) -> UserMetric:
     module_name = "rung_user_metric_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     module_spec = importlib.util.spec_from_file_location(module_name, resolved)
     if module_spec is None or module_spec.loader is None:
-        raise RungError(f"{shown}: {path} cannot be imported as Python")
+        raise RungError(f"{shown}: the file cannot be imported as Python")
     module = importlib.util.module_from_spec(module_spec)
     folder = str(resolved.parent)
     sys.modules[module_name] = module  # dataclasses and pickle look their module up here
@@ -99,17 +99,17 @@ def load(spec: str) -> UserMetric:
     except Exception as error:  # a syntax error, a failed import, an exception at its top level
         sys.modules.pop(module_name, None)
         reason = str(error).splitlines()[0] if str(error) else ""
-        raise RungError(f"{shown}: importing {path} failed: {type(error).__name__}"
+        raise RungError(f"{shown}: importing the file failed: {type(error).__name__}"
                         + (f": {reason}" if reason else "")) from None
     finally:
         if folder in sys.path:
             sys.path.remove(folder)
     if not hasattr(module, name):
         functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise RungError(f"{shown}: {path} has no function {name}{did_you_mean(name, functions)}")
+        raise RungError(f"{shown}: the file has no function {name}{did_you_mean(name, functions)}")
     function = getattr(module, name)
     if not callable(function):
-        raise RungError(f"{shown}: {name} in {path} is a {type(function).__name__}, not a function")
+        raise RungError(f"{shown}: {name} is a {type(function).__name__}, not a function")
     metric = UserMetric(spec=spec, path=path, name=name, function=function)
     _LOADED[key] = metric
     return metric
