@@ -94,6 +94,7 @@ def load(spec: str) -> UserMetric:
     folder = str(resolved.parent)
     sys.modules[module_name] = module  # dataclasses and pickle look their module up here
     sys.path.insert(0, folder)
+    bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ left beside the user's file
     try:
         module_spec.loader.exec_module(module)
     except Exception as error:  # a syntax error, a failed import, an exception at its top level
@@ -102,6 +103,7 @@ def load(spec: str) -> UserMetric:
         raise RungError(f"{shown}: importing the file failed: {type(error).__name__}"
                         + (f": {reason}" if reason else "")) from None
     finally:
+        sys.dont_write_bytecode = bytecode
         if folder in sys.path:
             sys.path.remove(folder)
     if not hasattr(module, name):
@@ -109,7 +111,7 @@ def load(spec: str) -> UserMetric:
         raise RungError(f"{shown}: the file has no function {name}{did_you_mean(name, functions)}")
     function = getattr(module, name)
     if not callable(function):
-        raise RungError(f"{shown}: {name} is a {type(function).__name__}, not a function")
+        raise RungError(f"{shown}: {name} is not a function (it is of type {type(function).__name__})")
     metric = UserMetric(spec=spec, path=path, name=name, function=function)
     _LOADED[key] = metric
     return metric
