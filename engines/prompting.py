@@ -231,7 +231,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     eval_path = ctx.data_path("eval")
     eval_rows = load_task_rows(eval_path, "eval examples")[: settings.max_eval_examples] if eval_path else []
     json_goal = wants_json(ctx.plan, examples, schema)
-    metric = check_user_metric(settings.metric, ctx.plan_dir)
+    own_metric = check_user_metric(settings.metric, ctx.plan_dir)
 
     shots = examples[: max(0, settings.num_examples)]
     instructions = settings.system_prompt or build_system_prompt(ctx.plan, examples, schema)
@@ -252,11 +252,11 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     if settings.zero_shot_baseline:
         prompts = {"zero_shot": (instructions, []), **prompts}
     results = evaluate(str(model_spec), prompts, eval_rows, max_new_tokens=settings.max_new_tokens,
-                       batch_size=settings.batch_size, json_goal=json_goal, schema=schema, metric=metric,
+                       batch_size=settings.batch_size, json_goal=json_goal, schema=schema, metric=own_metric,
                        trust_remote_code=settings.trust_remote_code, api_base=settings.api_base,
                        api_key_env=settings.api_key_env, concurrency=settings.concurrency)
     usage = results.pop("usage")
-    key = headline_metric(results["few_shot"]["metrics"], metric)
+    key = headline_metric(results["few_shot"]["metrics"], own_metric)
     best = max(result["metrics"][key] for result in results.values())
     # adherence first: report.md's step table shows the first numbers
     metrics = {"adherence": best, "target": settings.target, "eval_examples": len(eval_rows), **metrics}
@@ -279,7 +279,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         table.append(f"| {name} | " + " | ".join(f"{v:.0%}" for v in result["metrics"].values()) + " |")
     summary.append(f"Adherence of `{model_spec}` on {len(eval_rows)} eval examples:\n\n" + "\n".join(table))
     metrics["model_requests"] = usage.get("requests")
-    evidence_path, next_line = write_evidence(ctx, settings.target, results, eval_rows, schema, metric)
+    evidence_path, next_line = write_evidence(ctx, settings.target, results, eval_rows, schema, own_metric)
     outputs["evidence"] = str(evidence_path)
     if best >= settings.target:
         summary.append(f"**Verdict:** {key} {best:.0%} meets the target of {settings.target:.0%}: prompting is "
