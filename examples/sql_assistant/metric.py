@@ -1,6 +1,7 @@
 """Execution accuracy for the SQL assistant: run the answer and the reference on the same database and score 1
 when they return the same rows. A user metric for rung (`--metric examples/sql_assistant/metric.py:execution_match`,
-or the plan's `metric` setting): token overlap gives a wrong query about 0.5, execution gives it 0.
+or the plan's `metric` setting): token F1 gives `salary < 50000` for `salary > 50000` full marks (normalisation
+drops the sign) and most wrong queries about 0.5; execution gives them 0.
 
 - The database is shop.sql (written by make_data.py), loaded once into an in-memory SQLite database.
 - Read-only twice over: `PRAGMA query_only` and an authorizer that allows reading tables and calling functions
