@@ -203,13 +203,14 @@ def plot_loss(out_dir: Path, log_history: list[dict], title: str) -> Path | None
     return out_dir / "loss.png"
 
 
-def prompt_of(example: dict) -> tuple[list[dict[str, str]], str]:
-    """(conversation for generation, reference answer) from a normalised example (messages / prompt-completion /
-    preference), through core/rows.py: the system message and earlier turns stay in the conversation."""
+def prompt_of(example: dict) -> tuple[Any, str]:
+    """(prompt for generation, reference answer) from a normalised example (messages / prompt-completion /
+    preference), through core/rows.py: a chat keeps its system message and earlier turns; a text prompt stays
+    text (TRL trained it without the chat template)."""
     row = normalise(example)
     if row is None:
         raise RungError(f"not a chat, prompt/completion or preference row: keys {', '.join(sorted(example))}")
-    return conversation(row), row["output"]
+    return (example["prompt"] if isinstance(example.get("prompt"), str) else conversation(row)), row["output"]
 
 
 def write_samples(out_dir: Path, prompts: list[Any], references: list[str], before: list[str],
