@@ -82,6 +82,7 @@ def make_world(root: Path) -> None:
         "plan_corpus_fifo.yaml": plan_text(MANUAL, corpus="fifo.txt"),
         "plan_documents_dev.yaml": plan_text(MANUAL, documents="/dev/null"),
         "plan_ok.yaml": plan_text(MANUAL),
+        "plan_metric.yaml": plan_text([{"id": "gate", "engine": "gate", "settings": {"metric": "nope.py:overlap"}}]),
     }
     for name, text in plans.items():
         (root / name).write_text(text)
@@ -203,6 +204,12 @@ ROWS = [
     ("advise-missing", ["advise", "--answers", "nope.yaml"], 2, "not found"),
     ("plan-alias-bomb", ["plan", "--answers", "bomb.yaml", "--out", "planned"], 2, "an alias bomb?"),
     ("plan-out-is-file", ["plan", "--answers", "bomb.yaml", "--out", "afile"], 2, "is a file"),
+    ("plan-metric-not-a-spec", ["plan", "--answers", "answers.yaml", "--out", "planned", "--metric", "metrics.py"], 2,
+     "--metric metrics.py: expected FILE.py:NAME"),
+    ("plan-metric-no-file", ["plan", "--answers", "answers.yaml", "--out", "planned", "--metric", "nope.py:f"], 2,
+     "--metric nope.py:f: no such file"),
+    ("run-metric-no-file", ["run", "plan_metric.yaml", "--dry-run"], 2,
+     "nope.py:overlap: no such file"),
     # rung advise / plan --evidence
     ("evidence-fifo", ["advise", "--answers", "answers.yaml", "--evidence", "fifo.txt"], 2, "is a FIFO"),
     ("evidence-alias-bomb", ["advise", "--answers", "answers.yaml", "--evidence", "bomb.yaml"], 2, "an alias bomb?"),
