@@ -24,9 +24,9 @@ from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.generation import open_chat_model
 from rung.core.protocol import StepContext, StepResult
+from rung.core.rows import conversation
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, score_rows
-from rung.core.rows import conversation
 from rung.engines.probe import common_problems, prompted, task_rows
 
 Echo = Callable[[str], None]

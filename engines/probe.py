@@ -1,6 +1,7 @@
 """`rung probe`: measure the cheap rungs on the user's own model and held-out rows, and write the evidence.
 
-    rows (--eval, the prompting engine's shapes) ─► zero-shot: a system prompt alone
+    rows (--eval, core/rows.py's shapes; each keeps its system message, which opens every prompt)
+                                                 ─► zero-shot: a system prompt alone
                                                  ─► few-shot: the system prompt + --examples as shots
                                                  ─► RAG: the rag engine's index over --docs, top chunks in the prompt
                                                  ─► lora_short: a short LoRA SFT on --examples (local models only)
@@ -24,9 +25,9 @@ from typing import Any, Callable
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_text, atomic_write_yaml, read_text
 from rung.core.generation import ChatModel, check_generation, open_chat_model
+from rung.core.rows import conversation, load_task_rows, merge_system, training_messages
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, metric_problems, score_rows
-from rung.core.rows import conversation, load_task_rows, merge_system, training_messages
 from rung.engines.prompting import build_system_prompt, row_chats
 
 Echo = Callable[[str], None]

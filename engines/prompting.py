@@ -1,9 +1,10 @@
 """The `prompting` engine: the first rung. Build a system prompt and a few-shot prompt from your examples,
 save them as files you can paste anywhere, and measure how well a model follows them.
 
-Inputs (plan.yaml `data`): `examples` (JSONL of {input, output}; prompt/completion, question/answer and chat
-`messages` rows are read too), optional `eval` (same shape, held out) and `schema` (a JSON Schema the
-outputs must satisfy). Writes into the step folder:
+Inputs (plan.yaml `data`): `examples` (JSONL of {input, output}; every shape core/rows.py reads: chat
+`messages`, prompt/completion, question/answer, ...), optional `eval` (same shapes, held out) and `schema` (a
+JSON Schema the outputs must satisfy). A row's own system message (a schema, facts the answer needs) comes
+first in every prompt, then rung's instructions. Writes into the step folder:
 
     system_prompt.txt      the instructions alone
     few_shot_prompt.txt    system + examples + "{input}", as plain text (paste into any chat UI)
@@ -26,8 +27,8 @@ from typing import Any
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text, read_text
 from rung.core.protocol import StepContext, StepResult
-from rung.core.rows import load_task_rows, merge_system, shared_system, turns
 from rung.core.resolve import step_settings
+from rung.core.rows import load_task_rows, merge_system, shared_system, turns
 from rung.core.settings import PromptingSettings
 
 
