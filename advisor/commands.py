@@ -56,8 +56,11 @@ def advise(answers_path: str, evidence_path: str | None, as_json: bool) -> None:
 @click.option("--evidence", "evidence_path", default=None, type=click.Path(dir_okay=False),
               help="Scores measured on your model and held-out rows (evidence.yaml); they decide prompting_result "
                    "instead of the answer, and the plan records them.")
+@click.option("--metric", default=None, metavar="FILE.py:NAME",
+              help="Your own task metric, a function (prediction, reference, row) -> 0..1: the prompting and gate "
+                   "steps score with it (written relative to the plan's folder).")
 def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[str, ...],
-         evidence_path: str | None) -> None:
+         evidence_path: str | None, metric: str | None) -> None:
     """Write the project plan: DIR/plan.yaml (what `rung run` executes) and DIR/PLAN.md (what people read)."""
     from rung.advisor.answers import load_answers
     from rung.advisor.planner import write_plan
@@ -69,7 +72,7 @@ def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[st
 
         evidence = load_evidence(evidence_path)
     plan_path, md_path, plan_data = write_plan(answers, out_dir, base_model=base_model, data=list(data),
-                                               evidence=evidence)
+                                               evidence=evidence, metric=metric)
     click.echo(f"Recommendation: {recommendation_title(plan_data)}")
     for warning in plan_data.get("warnings") or []:
         click.echo(wrap("! " + warning, 2))

@@ -207,6 +207,24 @@ def build_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str,
     return steps
 
 
+def use_metric(steps: list[dict[str, Any]], metric: str, out_dir: Path) -> None:
+    """`rung plan --metric FILE.py:NAME`: the steps that score answers (prompting, gate) use the user's metric,
+    its file written relative to the plan's folder (engines resolve it from there). Not imported here."""
+    from rung.core.user_metric import is_user_metric, split_spec
+
+    if not is_user_metric(metric):
+        raise RungError(f"--metric {metric}: expected FILE.py:NAME, a function in your own Python file")
+    path, name = split_spec(metric)
+    if not path.is_file():
+        raise RungError(f"--metric {metric}: no such file")
+    relative = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
+    scoring = [step for step in steps if step["engine"] in ("prompting", "gate")]
+    if not scoring:
+        raise RungError(f"--metric {metric}: this plan has no step that scores answers (prompting or gate)")
+    for step in scoring:
+        step.setdefault("settings", {})["metric"] = f"{relative}:{name}"
+
+
 def _prompting_description(answers: dict[str, Any]) -> str:
     goal = answers["goal"]
     if goal == "schema":
@@ -225,8 +243,8 @@ def _slug(text: str) -> str:
 
 
 def build_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str | None = None,
-               data: list[str] | None = None,
-               evidence: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+               data: list[str] | None = None, evidence: dict[str, Any] | None = None,
+               metric: str | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(plan, advice, context for PLAN.md). Nothing is written. With evidence, its derived prompting_result is
     what the steps and PLAN.md work from; plan.yaml keeps the answers as given and records the evidence."""
     from rung.advisor.rules import advise
@@ -247,6 +265,8 @@ def build_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str 
     if advice.get("corpus_as_documents") and "corpus" in data_map and "documents" not in data_map:
         data_map["documents"] = data_map["corpus"]
     steps = build_steps(advice, answers, data_map, cpu_run, book)
+    if metric is not None:
+        use_metric(steps, metric, out)
     toy_lora = model.startswith("builtin:") and advice.get("adapter") == "qlora"
     if toy_lora:  # 4-bit bitsandbytes needs CUDA; the offline toy runs anywhere with plain LoRA
         for step in steps:
@@ -306,7 +326,8 @@ def _plain(value: Any) -> Any:
 
 
 def write_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str | None = None,
-               data: list[str] | None = None, evidence: dict[str, Any] | None = None) -> tuple[Path, Path, dict[str, Any]]:
+               data: list[str] | None = None, evidence: dict[str, Any] | None = None,
+               metric: str | None = None) -> tuple[Path, Path, dict[str, Any]]:
     """Write DIR/plan.yaml and DIR/PLAN.md (atomically, plan built and checked first). Returns their paths and the plan."""
     from rung.advisor.plan_md import render_plan_md
     from rung.core.fileio import atomic_write_text, atomic_write_yaml
@@ -314,7 +335,8 @@ def write_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise RungError(f"--out {out}: exists and is not a folder")
-    plan, advice, context = build_plan(answers, out, base_model=base_model, data=data, evidence=evidence)
+    plan, advice, context = build_plan(answers, out, base_model=base_model, data=data, evidence=evidence,
+                                       metric=metric)
     markdown = render_plan_md(plan, advice, context)
     plan_path, md_path = out / "plan.yaml", out / "PLAN.md"
     atomic_write_yaml(plan_path, plan)

@@ -54,12 +54,11 @@ def start_server(model_dir: str, log: Path) -> tuple[subprocess.Popen, str]:
 
 def conversations(n: int) -> list[list[dict[str, str]]]:
     """The very requests `rung probe` makes for its zero-shot rung on these rows (system prompt + question)."""
-    from rung.engines.probe import best_prompt
-    from rung.engines.prompting import read_rows, to_chat
+    from rung.core.rows import load_task_rows
+    from rung.engines.probe import prompted
 
-    rows = read_rows(EVAL, "eval")
-    prompt = best_prompt("schema", [], 0)
-    return [to_chat(prompt, rows[i % len(rows)]["input"]) for i in range(n)]
+    rows = load_task_rows(EVAL, "eval")
+    return prompted("schema", [], 0, [rows[i % len(rows)] for i in range(n)])
 
 
 def bare(base: str, model: str, convs, concurrency: int) -> float:

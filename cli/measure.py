@@ -16,6 +16,10 @@ MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, o
               "an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp, TGI, `transformers serve`).")
 
 
+USER_METRIC_HELP = ("FILE.py:NAME: your own function (prediction, reference, row) -> a score in [0, 1], e.g. "
+                    "examples/sql_assistant/metric.py:execution_match.")
+
+
 def judge_options(function):
     function = click.option("--rubric", default=None,
                             help="With --metric judge: what PASS means, in words a person could apply.")(function)
@@ -46,7 +50,7 @@ def endpoint_options(function):
 @click.option("--docs", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A folder of documents: also measure RAG (the rag engine's index; answers cite chunks).")
 @click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows): exact_match, normalized_match, json_valid, "
-                   "json_schema, json_match, token_f1, chrf, rouge_l, regex, or judge (an LLM grades).")
+                   "json_schema, json_match, token_f1, chrf, rouge_l, regex, judge (an LLM grades), or " + USER_METRIC_HELP)
 @judge_options
 @click.option("--target", type=float, default=0.9, show_default=True, help="The score that counts as good enough.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")
@@ -87,7 +91,8 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
 @click.option("--examples", "examples_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Labelled examples for the baseline's few-shot prompt (its best prompt).")
 @click.option("--goal", default="", help="The answers' goal (style, schema, domain_task, ...): picks the default metric.")
-@click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows), or judge.")
+@click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows), judge, or "
+                                             + USER_METRIC_HELP)
 @judge_options
 @click.option("--target", type=float, default=None, help="Reported beside the scores; the verdict is the paired test.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")

@@ -169,6 +169,9 @@ class PromptingSettings:
     target: float = setting(0.9, "Adherence you need; below it, climbing to fine-tuning is justified.",
                             minimum=0, maximum=1)
     zero_shot_baseline: bool = setting(True, "Also score the system prompt alone, to show what the examples add.")
+    metric: str | None = setting(None, "Your own metric, FILE.py:NAME (a function (prediction, reference, row) -> "
+                                 "0..1; the file relative to the plan's folder): the headline adherence figure and "
+                                 "the evidence's metric. A built-in name sets the evidence's metric only.")
 
 
 @dataclass
@@ -230,7 +233,9 @@ class GateSettings:
                                    "data.train).")
     candidate: str | None = setting(None, "The model that must win: default, the output of the step named by "
                                     "from_step.")
-    metric: str | None = setting(None, "Task metric (engines/metrics.py); default: chosen from the goal and the rows.")
+    metric: str | None = setting(None, "Task metric: a name from engines/metrics.py, or FILE.py:NAME (a function "
+                                 "of yours; the file relative to the plan's folder); default: chosen from the goal "
+                                 "and the rows.")
     target: float = setting(0.9, "The score that counts as good enough, reported beside the verdict.", gt=0, maximum=1)
     max_rows: int = setting(50, "Held-out rows scored: data.eval, else the training step's held-out rows.",
                             minimum=1)

@@ -226,19 +226,19 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     if settings.include_base_model and base and base not in candidates and _is_local(str(base)):
         candidates.insert(0, str(base))
     if candidates and eval_path:
+        from rung.core.rows import load_task_rows
         from rung.engines import prompting
 
-        rows_eval = prompting.read_rows(eval_path, "eval examples")[: settings.max_eval_examples]
+        rows_eval = load_task_rows(eval_path, "eval examples")[: settings.max_eval_examples]
         examples_path = ctx.data_path("examples")
-        shots = prompting.read_rows(examples_path)[:4] if examples_path else []
+        shots = load_task_rows(examples_path, "examples")[:4] if examples_path else []
         schema = prompting.load_schema(ctx.data_path("schema"))
         json_goal = prompting.wants_json(ctx.plan, rows_eval, schema)
-        system = prompting.build_system_prompt(ctx.plan, shots or rows_eval, schema)
-        prompt = prompting.build_prompt(system, shots)
+        instructions = prompting.build_system_prompt(ctx.plan, shots or rows_eval, schema)
         results: dict[str, dict[str, Any]] = {}
         for spec in candidates:
             results[_label(spec)] = prompting.evaluate(
-                spec, {"prompt": prompt}, rows_eval, max_new_tokens=settings.max_new_tokens,
+                spec, {"prompt": (instructions, shots)}, rows_eval, max_new_tokens=settings.max_new_tokens,
                 batch_size=settings.batch_size, json_goal=json_goal, schema=schema,
                 trust_remote_code=settings.trust_remote_code)["prompt"]
         key = prompting.headline_metric(next(iter(results.values()))["metrics"])

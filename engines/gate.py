@@ -1,11 +1,14 @@
 """`rung gate`: does the candidate (a fine-tuned model) beat the baseline (the cheaper rung) on the same rows?
 
-    rows (--eval) ─► baseline answers (its best prompt: few-shot from --examples, else zero-shot)
-                  ─► candidate answers (a rung training output is asked plainly, as it was trained; any other
-                     model gets the baseline's prompt)
+    rows (--eval) ─► baseline answers (the row's system message + its best prompt: few-shot from --examples,
+                     else zero-shot)
+                  ─► candidate answers (a rung training output is asked exactly as it was trained: the row's
+                     system message and turns through its own chat template; any other model gets the
+                     baseline's prompt)
     both scored with one metric (engines/metrics.py) ─► scores with 95% CIs, the paired difference on the same rows
     local models ─► general-text perplexity of each (the forgetting check continued pretraining uses)
-    SHIP when the candidate is significantly better and no forgetting warning fires; DON'T SHIP otherwise.
+    SHIP when the candidate is significantly better and no forgetting warning fires; DON'T SHIP otherwise (and
+    the reason says when the candidate is significantly worse).
 
 Writes DIR/gate.json and DIR/gate.md. The CLI exits 0 for SHIP, 1 for DON'T SHIP, 2 for bad input.
 """
@@ -21,10 +24,10 @@ from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.generation import open_chat_model
 from rung.core.protocol import StepContext, StepResult
+from rung.core.rows import conversation
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, score_rows
-from rung.engines.probe import best_prompt, common_problems, task_rows
-from rung.engines.prompting import to_chat
+from rung.engines.probe import common_problems, prompted, task_rows
 
 Echo = Callable[[str], None]
 SHIP, DONT_SHIP = "SHIP", "DON'T SHIP"
@@ -67,6 +70,18 @@ def trained_by_rung(spec: str) -> bool:
     return folder.is_dir() and (folder / "resolved_config.yaml").exists()
 
 
+def conversations(req: GateRequest, rows: list[dict[str, Any]],
+                  examples: list[dict[str, Any]]) -> dict[str, list[list[dict[str, str]]]]:
+    """What each model is asked, row by row. The baseline: the row's system message with its best prompt. The
+    candidate, when rung trained it: exactly what training showed it before the answer (the row's system
+    message and turns; its chat template renders them as TRL did, see trainers/sft.py), else the baseline's
+    prompt. "as_trained" is the candidate's list when it is asked that way."""
+    baseline = prompted(req.goal, examples, req.num_examples, rows)
+    as_trained = [conversation(row) for row in rows]
+    candidate = as_trained if trained_by_rung(req.candidate) else baseline
+    return {"baseline": baseline, "candidate": candidate, "as_trained": as_trained}
+
+
 def general_perplexity(spec: str, general_text: Path | None, trust_remote_code: bool) -> float:
     from rung.core.models import load_for_inference
     from rung.trainers import forgetting
@@ -84,17 +99,15 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
     rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
     metric = JUDGE if req.metric == JUDGE else metrics.choose_metric(req.goal, references, metric=req.metric)
-    prompt = best_prompt(req.goal, examples, req.num_examples)
-    prompted = [to_chat(prompt, r["input"]) for r in rows]
-    plain = [[{"role": "user", "content": r["input"]}] for r in rows]
+    asked = conversations(req, rows, examples)
     answers: dict[str, list[str]] = {}
     usage: dict[str, Any] = {}
     for role, spec in (("baseline", req.baseline), ("candidate", req.candidate)):
-        conversations = plain if role == "candidate" and trained_by_rung(spec) else prompted
         model = open_chat_model(spec, api_base=req.api_base, api_key_env=req.api_key_env,
                                 concurrency=req.concurrency, trust_remote_code=req.trust_remote_code)
-        echo(f"  {role}: {spec} on {len(rows)} rows ({'plain request' if conversations is plain else 'prompted'})")
-        answers[role] = model.chat(conversations, max_new_tokens=req.max_new_tokens)
+        how = "as trained: its system message and turns" if asked[role] is asked["as_trained"] else "prompted"
+        echo(f"  {role}: {spec} on {len(rows)} rows ({how})")
+        answers[role] = model.chat(asked[role], max_new_tokens=req.max_new_tokens)
         usage[role] = model.usage
     logs = req.out_dir  # judge logs are written (parents made) only once every verdict is in
     scores = {role: score_rows(answers[role], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
@@ -113,9 +126,11 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
         forgetting["why_not"] = "an endpoint model: perplexity needs the weights"
 
     better = diff["significant"] and diff["difference"] > 0
+    worse = diff["significant"] and diff["difference"] < 0
     if not better:
-        reason = (f"the candidate is not significantly better: difference {diff['difference']:+.3f}, 95% CI "
-                  f"[{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], p = {diff['p_value']:.3g} ({diff['test']})")
+        reason = (f"the candidate is {'significantly worse' if worse else 'not significantly better'}: difference "
+                  f"{diff['difference']:+.3f}, 95% CI [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], "
+                  f"p = {diff['p_value']:.3g} ({diff['test']})")
     elif forgetting.get("warning"):
         reason = (f"forgetting: general-text perplexity rose {forgetting['ratio']:.2f}x "
                   f"(warning past {req.ppl_warn_ratio:.2f}x) although the task score improved")
@@ -174,6 +189,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     """Engine `gate` for `rung run`: the from_step model against the plan's base model with its best prompt."""
     from rung.core.resolve import step_settings
     from rung.core.settings import GateSettings
+    from rung.core.user_metric import resolve_spec
 
     settings = step_settings(GateSettings, step, ctx)
     source = step.get("from_step")
@@ -193,7 +209,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     if problems:
         raise RungError(problems)
     request = GateRequest(baseline=str(baseline), candidate=str(candidate), eval_path=Path(eval_path),
-                          out_dir=ctx.run_dir, goal=str(ctx.plan.get("goal") or ""), metric=settings.metric,
+                          out_dir=ctx.run_dir, goal=str(ctx.plan.get("goal") or ""),
+                          metric=resolve_spec(settings.metric, ctx.plan_dir),  # a user metric: beside the plan
                           target=settings.target, examples_path=examples, num_examples=settings.num_examples,
                           max_rows=settings.max_rows, max_new_tokens=settings.max_new_tokens,
                           ppl_warn_ratio=settings.ppl_warn_ratio, api_base=settings.api_base,

@@ -46,7 +46,7 @@ def score_rows(outputs: list[str], rows: list[dict[str, str]], metric: str, *, j
     if metric == JUDGE:
         return judge_score(outputs, rows, judge_model=judge_model, rubric=rubric, api_base=api_base,
                            api_key_env=api_key_env, log=log)
-    return metrics.score(outputs, [r["output"] for r in rows], metric, **options)
+    return metrics.score(outputs, [r["output"] for r in rows], metric, rows=rows, **options)
 
 
 def verdict(reply: str) -> float | None:

@@ -1,7 +1,8 @@
 """Task metrics for `rung probe` and `rung gate`: score a model's outputs against held-out references, with a
 bootstrap confidence interval, and compare two models on the same rows.
 
-Every metric is `fn(output, reference, **options) -> float` in [0, 1], listed once in METRICS. `score()` runs
+Every metric is `fn(output, reference, **options) -> float` in [0, 1], listed once in METRICS; a user's own
+`FILE.py:NAME` (core/user_metric.py) is accepted wherever a name is. `score()` runs
 one over the rows; `paired_difference()` is the ship gate's test ("significantly better" = ci_low > 0).
 Pure Python: sacrebleu (chrF) and rouge-score (ROUGE-L) are imported only when those metrics run, and
 nothing here imports torch.
@@ -23,6 +24,7 @@ from typing import Any, Callable
 
 from rung.core.errors import RungError, did_you_mean
 from rung.core.fileio import short
+from rung.core.user_metric import is_user_metric, load as load_user_metric
 
 Metric = Callable[..., float]
 
@@ -181,8 +183,13 @@ METRICS: dict[str, tuple[Metric, str]] = {
 
 
 def check_metric(name: str) -> str:
+    """A built-in metric's name, or a user metric FILE.py:NAME once it imports (core/user_metric.py)."""
+    if is_user_metric(name):
+        load_user_metric(name)
+        return name
     if name not in METRICS:
-        raise RungError(f'unknown metric "{name}"{did_you_mean(name, METRICS)}; choose from {", ".join(METRICS)}')
+        raise RungError(f'unknown metric "{name}"{did_you_mean(name, METRICS)}; choose from {", ".join(METRICS)}, '
+                        "or FILE.py:NAME (a function of yours)")
     return name
 
 
@@ -245,16 +252,22 @@ def _check_options(metric: str, options: dict[str, Any]) -> None:
 
 
 def score(outputs: list[str], references: list[str], metric: str, *, resamples: int = 2000, seed: int = 0,
-          **options: Any) -> Score:
-    """Score every row with `metric` (options such as schema= or pattern= go to it) and bootstrap the mean."""
+          rows: list[dict[str, Any]] | None = None, **options: Any) -> Score:
+    """Score every row with `metric` (options such as schema= or pattern= go to it) and bootstrap the mean.
+    A user metric (FILE.py:NAME) also gets each row's record (`rows`, core/rows.py)."""
     check_metric(metric)
-    _check_options(metric, options)
     if len(outputs) != len(references):
         raise RungError(f"{len(outputs)} outputs but {len(references)} references: they must pair up row by row")
     if not references:
         raise RungError("no rows to score: the eval set is empty")
-    function = METRICS[metric][0]
-    per_row = [min(1.0, max(0.0, float(function(o, r, **options)))) for o, r in zip(outputs, references)]
+    if is_user_metric(metric):
+        user = load_user_metric(metric)
+        records = rows if rows is not None else [{"output": r} for r in references]
+        per_row = [user(o, r, dict(row), i) for i, (o, r, row) in enumerate(zip(outputs, references, records))]
+    else:
+        _check_options(metric, options)
+        function = METRICS[metric][0]
+        per_row = [min(1.0, max(0.0, float(function(o, r, **options)))) for o, r in zip(outputs, references)]
     low, high = bootstrap_ci(per_row, resamples=resamples, seed=seed)
     return Score(metric, len(per_row), sum(per_row) / len(per_row), low, high, per_row)
 

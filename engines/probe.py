@@ -1,6 +1,7 @@
 """`rung probe`: measure the cheap rungs on the user's own model and held-out rows, and write the evidence.
 
-    rows (--eval, the prompting engine's shapes) ─► zero-shot: a system prompt alone
+    rows (--eval, core/rows.py's shapes; each keeps its system message, which opens every prompt)
+                                                 ─► zero-shot: a system prompt alone
                                                  ─► few-shot: the system prompt + --examples as shots
                                                  ─► RAG: the rag engine's index over --docs, top chunks in the prompt
                                                  ─► lora_short: a short LoRA SFT on --examples (local models only)
@@ -24,9 +25,10 @@ from typing import Any, Callable
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_text, atomic_write_yaml, read_text
 from rung.core.generation import ChatModel, check_generation, open_chat_model
+from rung.core.rows import conversation, load_task_rows, merge_system, training_messages
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, metric_problems, score_rows
-from rung.engines.prompting import build_prompt, build_system_prompt, read_rows, to_chat
+from rung.engines.prompting import build_system_prompt, row_chats
 
 Echo = Callable[[str], None]
 RUNGS = ("zero_shot", "few_shot", "rag", "lora_short")
@@ -151,8 +153,8 @@ def rag_conversations(rows: list[dict[str, str]], docs: Path, out_dir: Path, k: 
     for row in rows:
         hits = index.search(row["input"], k)
         sources = "\n\n".join(f"[{n}] ({hit.where})\n{hit.chunk['text'].strip()}" for n, hit in enumerate(hits, 1))
-        conversations.append([{"role": "system", "content": RAG_SYSTEM},
-                              {"role": "user", "content": f"Sources:\n\n{sources}\n\nQuestion: {row['input']}"}])
+        asked = {**row, "input": f"Sources:\n\n{sources}\n\nQuestion: {row['input']}"}
+        conversations.append(conversation(asked, merge_system(row.get("system", ""), RAG_SYSTEM)))
     return conversations
 
 
@@ -166,9 +168,9 @@ def short_lora(req: ProbeRequest, examples: list[dict[str, str]], echo: Echo) ->
         echo(f"  lora_short: reusing {folder} (delete it to train again)")
         return folder
     data = req.out_dir / "lora_short_train.jsonl"
-    atomic_write_text(data, "".join(json.dumps({"messages": [{"role": "user", "content": r["input"]},
-                                                             {"role": "assistant", "content": r["output"]}]},
-                                               ensure_ascii=False) + "\n" for r in examples))
+    # each example as the chat it is: its system message, earlier turns, the question and the answer
+    atomic_write_text(data, "".join(json.dumps({"messages": training_messages(r)}, ensure_ascii=False) + "\n"
+                                    for r in examples))
     settings = SFTSettings(model_name_or_path=req.model, trust_remote_code=req.trust_remote_code,
                            max_steps=req.lora_steps, eval_fraction=0.0, save_steps=10_000, logging_steps=10,
                            max_length=512)
@@ -180,8 +182,8 @@ def short_lora(req: ProbeRequest, examples: list[dict[str, str]], echo: Echo) ->
 def task_rows(problems: list[str], eval_path: Path, max_rows: int,
               examples_path: Path | None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(held-out rows, examples), read only when the request itself is sound; every problem raised at once."""
-    rows = read_rows(eval_path, "eval rows")[:max_rows] if not problems else []
-    examples = read_rows(examples_path, "examples") if examples_path else []
+    rows = load_task_rows(eval_path, "eval rows")[:max_rows] if not problems else []
+    examples = load_task_rows(examples_path, "examples") if examples_path else []
     if not problems and not rows:
         problems.append(f"{eval_path}: no rows to score")
     if problems:
@@ -189,11 +191,26 @@ def task_rows(problems: list[str], eval_path: Path, max_rows: int,
     return rows, examples
 
 
-def best_prompt(goal: str, examples: list[dict[str, str]], shots: int):
-    """The prompt the cheap rung gets: a system prompt written from the examples (a plain instruction without
-    them) and the first `shots` examples (none: zero-shot)."""
-    system = build_system_prompt({"goal": goal, "name": "this task"}, examples, None) if examples else GENERIC_SYSTEM
-    return build_prompt(system, examples[:shots])
+def best_instructions(goal: str, examples: list[dict[str, Any]]) -> str:
+    """rung's instructions for the cheap rung: written from the examples, a plain instruction without them."""
+    return build_system_prompt({"goal": goal, "name": "this task"}, examples, None) if examples else GENERIC_SYSTEM
+
+
+def prompted(goal: str, examples: list[dict[str, Any]], shots: int,
+             rows: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
+    """The cheap rung's conversation for each row: the row's system message with rung's instructions, the first
+    `shots` examples as user/assistant turns (none: zero-shot), then the row's turns (prompting.row_chats)."""
+    return row_chats(best_instructions(goal, examples), examples[:shots], rows)
+
+
+def prompt_plans(req: ProbeRequest, rows: list[dict[str, Any]],
+                 examples: list[dict[str, Any]]) -> dict[str, list[list[dict[str, str]]]]:
+    """The prompted rungs' conversations: zero-shot, and few-shot with req.num_examples shots when there are
+    examples."""
+    plans = {"zero_shot": prompted(req.goal, examples, 0, rows)}
+    if examples:
+        plans["few_shot"] = prompted(req.goal, examples, req.num_examples, rows)
+    return plans
 
 
 def probe(req: ProbeRequest, echo: Echo = print) -> dict[str, Any]:
@@ -220,11 +237,7 @@ def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict
     cache = AnswerCache(req.out_dir / ANSWERS_FILE)
     model = open_chat_model(req.model, api_base=req.api_base, api_key_env=req.api_key_env,
                             concurrency=req.concurrency, trust_remote_code=req.trust_remote_code)
-    plans: dict[str, list[list[dict[str, str]]]] = {
-        "zero_shot": [to_chat(best_prompt(req.goal, examples, 0), r["input"]) for r in rows]}
-    if examples:
-        shots = best_prompt(req.goal, examples, req.num_examples)
-        plans["few_shot"] = [to_chat(shots, r["input"]) for r in rows]
+    plans = prompt_plans(req, rows, examples)
     if req.docs is not None:
         plans["rag"] = rag_conversations(rows, req.docs, req.out_dir, req.rag_k, echo)
     echo(f"Probing {req.model} on {len(rows)} held-out rows ({metric}, target {req.target:.2f}): "
@@ -240,8 +253,9 @@ def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict
 
         folder = str(short_lora(req, examples, echo))
         tuned = LocalChat(folder, trust_remote_code=req.trust_remote_code)
-        plain = [[{"role": "user", "content": r["input"]}] for r in rows]
-        outputs, seconds = ask(tuned, folder, "lora_short", plain, cache, max_new_tokens=req.max_new_tokens, echo=echo)
+        as_trained = [conversation(r) for r in rows]  # the system message and turns it was trained with
+        outputs, seconds = ask(tuned, folder, "lora_short", as_trained, cache, max_new_tokens=req.max_new_tokens,
+                               echo=echo)
         results["lora_short"] = {"outputs": outputs, "seconds_per_row": seconds}
 
     evidence: dict[str, Any] = {"version": 1, "metric": metric, "target": req.target, "n": len(rows), "rungs": {},

@@ -1,9 +1,10 @@
 """The `prompting` engine: the first rung. Build a system prompt and a few-shot prompt from your examples,
 save them as files you can paste anywhere, and measure how well a model follows them.
 
-Inputs (plan.yaml `data`): `examples` (JSONL of {input, output}; prompt/completion, question/answer and chat
-`messages` rows are read too), optional `eval` (same shape, held out) and `schema` (a JSON Schema the
-outputs must satisfy). Writes into the step folder:
+Inputs (plan.yaml `data`): `examples` (JSONL of {input, output}; every shape core/rows.py reads: chat
+`messages`, prompt/completion, question/answer, ...), optional `eval` (same shapes, held out) and `schema` (a
+JSON Schema the outputs must satisfy). A row's own system message (a schema, facts the answer needs) comes
+first in every prompt, then rung's instructions. Writes into the step folder:
 
     system_prompt.txt      the instructions alone
     few_shot_prompt.txt    system + examples + "{input}", as plain text (paste into any chat UI)
@@ -24,65 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from rung.core.errors import RungError
-from rung.core.fileio import atomic_write_json, atomic_write_text, read_text, short
+from rung.core.fileio import atomic_write_json, atomic_write_text, read_text
 from rung.core.protocol import StepContext, StepResult
 from rung.core.resolve import step_settings
+from rung.core.rows import load_task_rows, merge_system, shared_system, turns
 from rung.core.settings import PromptingSettings
 
 
 # ---------------------------------------------------------------- data ------------------------------------
-
-def read_rows(path: Path, what: str = "examples") -> list[dict[str, str]]:
-    """{input, output} rows from JSONL or a JSON list. Other common shapes are mapped; bad rows are errors."""
-    text = read_text(path, what=what)
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            raw = list(enumerate(json.loads(text), start=1))
-        except (json.JSONDecodeError, RecursionError) as error:
-            raise RungError(f"{path}: not valid JSON: {error or 'nested too deeply'}") from None
-    else:
-        raw = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    raw.append((number, json.loads(line)))
-                except (json.JSONDecodeError, RecursionError) as error:
-                    reason = getattr(error, "msg", "nested too deeply")
-                    raise RungError(f"{path}:{number}: not valid JSON: {reason}") from None
-    rows, problems = [], []
-    for number, item in raw:
-        row = _as_pair(item)
-        if row is None:
-            problems.append(f"{path}:{number}: expected {{input, output}} (or prompt/completion, question/answer, "
-                            "chat messages), got keys "
-                            f"{short(sorted(item)) if isinstance(item, dict) else type(item).__name__}")
-        else:
-            rows.append(row)
-    if problems:
-        raise RungError(problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else []))
-    if not rows:
-        raise RungError(f"{path}: no {what} in the file")
-    return rows
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _as_pair(item: Any) -> dict[str, str] | None:
-    if not isinstance(item, dict):
-        return None
-    for source, target in (("input", "output"), ("prompt", "completion"), ("question", "answer")):
-        if source in item and target in item:
-            return {"input": _text(item[source]), "output": _text(item[target])}
-    messages = item.get("messages")
-    if isinstance(messages, list):
-        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        answers = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
-        if users and answers:
-            return {"input": _text(users[-1]), "output": _text(answers[-1])}
-    return None
-
 
 def load_schema(path: Path | None) -> dict[str, Any] | None:
     if path is None:
@@ -143,7 +93,8 @@ def build_prompt(system: str, shots: list[dict[str, str]]):
     parts: list[Any] = [SystemMessage(content=system)]  # a message, not a template: braces stay literal
     if shots:
         example = ChatPromptTemplate.from_messages([("human", "{input}"), ("ai", "{output}")])
-        parts.append(FewShotChatMessagePromptTemplate(examples=shots, example_prompt=example))
+        pairs = [{"input": shot["input"], "output": shot["output"]} for shot in shots]
+        parts.append(FewShotChatMessagePromptTemplate(examples=pairs, example_prompt=example))
     parts.append(("human", "{input}"))
     return ChatPromptTemplate.from_messages(parts)
 
@@ -154,6 +105,20 @@ ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 def to_chat(prompt, text: str) -> list[dict[str, str]]:
     """Format the template for one input as [{role, content}] (what chat templates and APIs take)."""
     return [{"role": ROLES.get(m.type, m.type), "content": m.content} for m in prompt.format_messages(input=text)]
+
+
+def row_chats(instructions: str, shots: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
+    """The few-shot conversation for each row: the row's own system message first (it carries the task's facts,
+    e.g. a schema), then `instructions`, as one system turn; the shots as user/assistant turns; then the row's
+    turns (core/rows.py). One LangChain template per distinct system message."""
+    templates: dict[str, Any] = {}
+    chats = []
+    for row in rows:
+        system = merge_system(row.get("system", ""), instructions)
+        if system not in templates:
+            templates[system] = build_prompt(system, shots)
+        chats.append(to_chat(templates[system], row["input"])[:-1] + turns(row))
+    return chats
 
 
 def save_prompts(folder: Path, system: str, prompt) -> dict[str, str]:
@@ -170,16 +135,22 @@ def save_prompts(folder: Path, system: str, prompt) -> dict[str, str]:
 
 # ---------------------------------------------------------------- generation and scoring ------------------
 
-def score(outputs: list[str], expected: list[str], *, json_goal: bool = False, schema: Any = None) -> dict[str, float]:
+def score(outputs: list[str], expected: list[str], *, json_goal: bool = False, schema: Any = None,
+          metric: str | None = None, rows: list[dict[str, Any]] | None = None) -> dict[str, float]:
     """Adherence on 0..1 (engines/metrics.py): exact match; token F1 for free text; for JSON goals json_valid,
-    json_match (same value) and schema_valid. The headline (verdict) metric is schema_valid, json_match or
+    json_match (same value) and schema_valid; a user metric (FILE.py:NAME) under its function's name, scored
+    with the rows' records. The headline (verdict) metric is the user's, else schema_valid, json_match or
     exact_match."""
+    from rung.core import user_metric
     from rung.engines import metrics
 
     def mean(name: str, **options: Any) -> float:
         return round(metrics.score(outputs, expected, name, **options).mean, 4) if expected else 0.0
 
-    result = {"exact_match": mean("exact_match")}
+    result = {}
+    if user_metric.is_user_metric(metric):
+        result[user_metric.label(metric)] = mean(metric, rows=rows)
+    result["exact_match"] = mean("exact_match")
     if not (json_goal or schema is not None):  # free text: partial credit shows progress exact match hides
         result["token_f1"] = mean("token_f1")
     else:
@@ -191,27 +162,34 @@ def score(outputs: list[str], expected: list[str], *, json_goal: bool = False, s
     return result
 
 
-def evaluate(model_spec: str, prompts: dict[str, Any], rows: list[dict[str, str]], *, max_new_tokens: int,
-             batch_size: int = 8, json_goal: bool = False, schema: Any = None, trust_remote_code: bool = False,
-             api_base: str | None = None, api_key_env: str | None = None,
-             concurrency: int = 4) -> dict[str, dict[str, Any]]:
-    """Run each prompt template over the eval rows with one model (local, or openai:NAME at an endpoint):
-    {variant: {"outputs", "metrics"}}, plus the model's usage under "usage"."""
+def evaluate(model_spec: str, prompts: dict[str, tuple[str, list[dict[str, Any]]]], rows: list[dict[str, Any]], *,
+             max_new_tokens: int, batch_size: int = 8, json_goal: bool = False, schema: Any = None,
+             metric: str | None = None, trust_remote_code: bool = False, api_base: str | None = None,
+             api_key_env: str | None = None, concurrency: int = 4) -> dict[str, dict[str, Any]]:
+    """Ask one model (local, or openai:NAME at an endpoint) each prompt, given as (instructions, shots), over the
+    eval rows (row_chats: each row keeps its system message): {variant: {"outputs", "metrics"}}, plus the
+    model's usage under "usage"."""
     from rung.core.generation import open_chat_model
 
     model = open_chat_model(model_spec, api_base=api_base, api_key_env=api_key_env, concurrency=concurrency,
                             trust_remote_code=trust_remote_code, batch_size=batch_size)
     expected = [r["output"] for r in rows]
     results: dict[str, Any] = {}
-    for name, prompt in prompts.items():
-        outputs = model.chat([to_chat(prompt, r["input"]) for r in rows], max_new_tokens=max_new_tokens)
-        results[name] = {"outputs": outputs, "metrics": score(outputs, expected, json_goal=json_goal, schema=schema)}
+    for name, (instructions, shots) in prompts.items():
+        outputs = model.chat(row_chats(instructions, shots, rows), max_new_tokens=max_new_tokens)
+        results[name] = {"outputs": outputs, "metrics": score(outputs, expected, json_goal=json_goal, schema=schema,
+                                                             metric=metric, rows=rows)}
     results["usage"] = model.usage
     return results
 
 
-def headline_metric(metrics: dict[str, float]) -> str:
-    """The adherence figure that matters: schema validity for schema goals, JSON match for JSON, else exact match."""
+def headline_metric(metrics: dict[str, float], metric: str | None = None) -> str:
+    """The adherence figure that matters: the user's own metric when one is given, schema validity for schema
+    goals, JSON match for JSON, else exact match."""
+    from rung.core import user_metric
+
+    if user_metric.is_user_metric(metric) and user_metric.label(metric) in metrics:
+        return user_metric.label(metric)
     for key in ("schema_valid", "json_match", "exact_match"):
         if key in metrics:
             return key
@@ -234,19 +212,31 @@ def samples_markdown(rows: list[dict[str, str]], columns: dict[str, list[str]], 
 
 # ---------------------------------------------------------------- the engine ------------------------------
 
+def check_user_metric(metric: str | None, plan_dir: Path) -> str | None:
+    """The step's `metric` setting, a user metric's file taken relative to the plan's folder, checked (it
+    imports, the function exists) before anything is written; None when the engine's own metrics apply."""
+    from rung.core.user_metric import resolve_spec
+    from rung.engines.metrics import check_metric
+
+    metric = resolve_spec(metric, plan_dir)
+    return check_metric(metric) if metric else None
+
+
 def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     settings = step_settings(PromptingSettings, step, ctx)
     examples_path = ctx.data_path("examples")
     if examples_path is None:
         raise RungError("the prompting engine needs data.examples (JSONL of {input, output})")
-    examples = read_rows(examples_path, "examples")
+    examples = load_task_rows(examples_path, "examples")
     schema = load_schema(ctx.data_path("schema"))
     eval_path = ctx.data_path("eval")
-    eval_rows = read_rows(eval_path, "eval examples")[: settings.max_eval_examples] if eval_path else []
+    eval_rows = load_task_rows(eval_path, "eval examples")[: settings.max_eval_examples] if eval_path else []
     json_goal = wants_json(ctx.plan, examples, schema)
+    own_metric = check_user_metric(settings.metric, ctx.plan_dir)
 
     shots = examples[: max(0, settings.num_examples)]
-    system = settings.system_prompt or build_system_prompt(ctx.plan, examples, schema)
+    instructions = settings.system_prompt or build_system_prompt(ctx.plan, examples, schema)
+    system = merge_system(shared_system(examples), instructions)  # the saved prompt: the rows' system message too
     few_shot = build_prompt(system, shots)
     outputs: dict[str, Any] = save_prompts(ctx.run_dir, system, few_shot)
     metrics: dict[str, Any] = {"few_shot_examples": len(shots)}
@@ -259,15 +249,15 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         summary.append(f"No adherence measured: add {missing} to see whether prompting is enough.")
         return StepResult(outputs=outputs, metrics=metrics, summary="\n\n".join(summary))
 
-    prompts = {"few_shot": few_shot}
+    prompts = {"few_shot": (instructions, shots)}
     if settings.zero_shot_baseline:
-        prompts = {"zero_shot": build_prompt(system, []), **prompts}
+        prompts = {"zero_shot": (instructions, []), **prompts}
     results = evaluate(str(model_spec), prompts, eval_rows, max_new_tokens=settings.max_new_tokens,
-                       batch_size=settings.batch_size, json_goal=json_goal, schema=schema,
+                       batch_size=settings.batch_size, json_goal=json_goal, schema=schema, metric=own_metric,
                        trust_remote_code=settings.trust_remote_code, api_base=settings.api_base,
                        api_key_env=settings.api_key_env, concurrency=settings.concurrency)
     usage = results.pop("usage")
-    key = headline_metric(results["few_shot"]["metrics"])
+    key = headline_metric(results["few_shot"]["metrics"], own_metric)
     best = max(result["metrics"][key] for result in results.values())
     # adherence first: report.md's step table shows the first numbers
     metrics = {"adherence": best, "target": settings.target, "eval_examples": len(eval_rows), **metrics}
@@ -290,7 +280,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         table.append(f"| {name} | " + " | ".join(f"{v:.0%}" for v in result["metrics"].values()) + " |")
     summary.append(f"Adherence of `{model_spec}` on {len(eval_rows)} eval examples:\n\n" + "\n".join(table))
     metrics["model_requests"] = usage.get("requests")
-    evidence_path, next_line = write_evidence(ctx, settings.target, results, eval_rows, schema)
+    evidence_path, next_line = write_evidence(ctx, settings.target, results, eval_rows, schema, own_metric)
     outputs["evidence"] = str(evidence_path)
     if best >= settings.target:
         summary.append(f"**Verdict:** {key} {best:.0%} meets the target of {settings.target:.0%}: prompting is "
@@ -300,8 +290,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     return StepResult(outputs=outputs, metrics=metrics, summary="\n\n".join(summary))
 
 
-def write_evidence(ctx: StepContext, target: float, results: dict[str, dict[str, Any]], rows: list[dict[str, str]],
-                   schema: Any) -> tuple[Path, str]:
+def write_evidence(ctx: StepContext, target: float, results: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                   schema: Any, user_metric: str | None = None) -> tuple[Path, str]:
     """The step's scores as evidence.yaml (the task metric with bootstrap CIs, as `rung probe` writes them) and
     the advice it gives: the next rung, with the exact command that re-plans from the evidence."""
     from rung.advisor.answers import validate_answers
@@ -311,10 +301,11 @@ def write_evidence(ctx: StepContext, target: float, results: dict[str, dict[str,
     from rung.engines import metrics
 
     expected = [r["output"] for r in rows]
-    metric = metrics.choose_metric(str(ctx.plan.get("goal") or ""), expected, schema)
+    metric = metrics.choose_metric(str(ctx.plan.get("goal") or ""), expected, schema, metric=user_metric)
     rungs = {}
     for name, result in results.items():
-        scored = metrics.score(result["outputs"], expected, metric, **({"schema": schema} if metric == "json_schema" else {}))
+        scored = metrics.score(result["outputs"], expected, metric, rows=rows,
+                               **({"schema": schema} if metric == "json_schema" else {}))
         mean = round(scored.mean, 4)
         rungs[name] = {"score": mean, "ci": [min(mean, round(scored.ci_low, 4)), max(mean, round(scored.ci_high, 4))]}
     evidence = {"version": 1, "metric": metric, "target": target, "n": len(rows), "rungs": rungs}

@@ -223,6 +223,12 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
                                                                   f"{at}.settings.candidates[{i}]")
             if problem:
                 problems.append(problem)
+        if isinstance(settings.get("metric"), str) and settings["metric"]:  # a user metric: beside the plan
+            from rung.core.user_metric import resolve_spec
+            from rung.engines.judge import metric_problems
+
+            problems += [f"{at}.settings.metric: {p}" for p in
+                         metric_problems(resolve_spec(settings["metric"], plan_dir), None)]
         if settings.get("adapter") == "qlora" and visible_gpus() == 0:
             problems.append(f"{at}: {qlora_problem(cuda_available=False)}: use --set {step_id}.adapter=lora on CPU")
         if cli_layer:  # engines re-apply --set on top: hand them the checked values (1e-3 -> 0.001, abs paths)

@@ -24,6 +24,7 @@ import yaml
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_yaml
 from rung.core.models import quiet_libraries  # noqa: F401  (the pipelines call common.quiet_libraries)
+from rung.core.rows import conversation, normalise
 from rung.core.settings import RUNG_ONLY_FIELDS
 
 Echo = Callable[[str], None]
@@ -204,15 +205,12 @@ def plot_loss(out_dir: Path, log_history: list[dict], title: str) -> Path | None
 
 def prompt_of(example: dict) -> tuple[Any, str]:
     """(prompt for generation, reference answer) from a normalised example (messages / prompt-completion /
-    preference)."""
-    if "messages" in example:
-        messages = example["messages"]
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        return messages[:last], messages[last]["content"]
-    reference = example.get("completion", example.get("chosen"))
-    if isinstance(reference, list):
-        reference = "".join(m["content"] for m in reference)
-    return example["prompt"], reference
+    preference), through core/rows.py: a chat keeps its system message and earlier turns; a text prompt stays
+    text (TRL trained it without the chat template)."""
+    row = normalise(example)
+    if row is None:
+        raise RungError(f"not a chat, prompt/completion or preference row: keys {', '.join(sorted(example))}")
+    return (example["prompt"] if isinstance(example.get("prompt"), str) else conversation(row)), row["output"]
 
 
 def write_samples(out_dir: Path, prompts: list[Any], references: list[str], before: list[str],
@@ -286,33 +284,17 @@ def end_of_turn_token(tokenizer) -> tuple[str | None, str]:
                   "use a template that ends turns with EOS (rung's ChatML does)")
 
 
-HELDOUT = "heldout.jsonl"  # the rows a run held out, as {input, output}: what `rung gate` scores after training
-
-
-def _text(value: Any, role: str) -> str:
-    """A prompt or answer as text: a string as is; a message list -> its last message of `role` (or the last)."""
-    if isinstance(value, list):
-        chosen = [m for m in value if isinstance(m, dict) and m.get("role") == role] or value
-        last = chosen[-1]
-        return str(last.get("content", "")) if isinstance(last, dict) else str(last)
-    return "" if value is None else str(value)
+HELDOUT = "heldout.jsonl"  # the rows a run held out, as trained on: what `rung gate` scores after training
 
 
 def write_heldout(out_dir: Path, rows: list[dict]) -> Path | None:
-    """Save the held-out rows as {input, output} (chat rows: the last user turn and the assistant answer;
-    preference pairs: the prompt and the chosen answer), so the ship gate scores exactly what training never saw."""
+    """Save the held-out rows exactly as training read them (chat messages, prompt/completion or preference
+    pairs, system messages included), so the ship gate asks the candidate what training showed it, on rows
+    training never saw (core/rows.py reads them back)."""
     if not rows:
         return None
-    lines = []
-    for row in rows:
-        if "messages" in row:
-            user = _text([m for m in row["messages"] if m.get("role") != "assistant"], "user")
-            lines.append({"input": user, "output": _text(row["messages"], "assistant")})
-        else:
-            answer = row.get("completion", row.get("chosen"))
-            lines.append({"input": _text(row.get("prompt"), "user"), "output": _text(answer, "assistant")})
     path = Path(out_dir) / HELDOUT
-    atomic_write_text(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return path
 
 

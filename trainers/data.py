@@ -20,10 +20,11 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rung.core.errors import RungError
-from rung.core.fileio import read_bytes, read_text
+from rung.core.fileio import read_bytes
+from rung.core.rows import read_objects
 
 KINDS = ("sft", "dpo", "text")
 ROLES = ("system", "user", "assistant", "tool")
@@ -55,63 +56,7 @@ class DataReport:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _json_array_items(text: str) -> Iterable[tuple[int, Any]]:
-    """(line, value) for each element of a top-level JSON array, so array files also get line numbers."""
-    decoder = json.JSONDecoder()
-    index = _skip_ws(text, 0)
-    if index >= len(text) or text[index] != "[":
-        value, end = decoder.raw_decode(text, index)  # a single object: one row
-        yield text.count("\n", 0, index) + 1, value
-        if _skip_ws(text, end) != len(text):
-            raise json.JSONDecodeError("extra data after the top-level value", text, _skip_ws(text, end))
-        return
-    index = _skip_ws(text, index + 1)
-    if index < len(text) and text[index] == "]":
-        return
-    while True:
-        value, end = decoder.raw_decode(text, index)
-        yield text.count("\n", 0, index) + 1, value
-        index = _skip_ws(text, end)
-        if index < len(text) and text[index] == ",":
-            index = _skip_ws(text, index + 1)
-            continue
-        if index < len(text) and text[index] == "]":
-            return
-        raise json.JSONDecodeError("expected ',' or ']' between array items", text, index)
-
-
-def _skip_ws(text: str, index: int) -> int:
-    while index < len(text) and text[index] in " \t\r\n":
-        index += 1
-    return index
-
-
-def read_objects(path: Path) -> tuple[list[tuple[int, Any]], list[str]]:
-    """(line, parsed value) pairs and problems for bad JSON. JSONL unless the file is a .json array/object."""
-    text = read_text(path, what="data file (.jsonl or .json)")
-    items: list[tuple[int, Any]] = []
-    problems: list[str] = []
-    if path.suffix.lower() == ".json":
-        try:
-            items = list(_json_array_items(text))
-        except json.JSONDecodeError as error:
-            problems.append(f"{path}:{error.lineno}: bad JSON: {error.msg} (column {error.colno}); "
-                            "the rest of the file was not read")
-        except RecursionError:
-            problems.append(f"{path}: bad JSON: nested too deeply; the file was not read")
-        return items, problems
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append((number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            problems.append(f"{path}:{number}: bad JSON: {error.msg} (column {error.colno})")
-        except RecursionError:
-            problems.append(f"{path}:{number}: bad JSON: nested too deeply")
-    if not items and not problems:
-        problems.append(f"{path}: the file has no rows")
-    return items, problems
+# read_objects (JSONL, or a .json array / object, with line numbers) is the one reader of task rows: core/rows.py
 
 
 # ---------------------------------------------------------------------------------------------- checking
@@ -343,6 +288,23 @@ def load_examples(path: str | Path, kind: str) -> list[dict]:
     if not report.rows:
         raise RungError(f"{path}: no usable rows")
     return report.examples
+
+
+def completion_rows(examples: list[dict]) -> list[dict]:
+    """Chat rows as TRL conversational prompt/completion rows, so TRL computes the loss on the answers only
+    (completion_only_loss, its default for prompt/completion data) when the chat template has no
+    {% generation %} markers for assistant_only_loss. A chat with N assistant turns becomes N rows, each
+    answer with the whole conversation before it as its prompt: every answer is still learned, and the
+    system message (a schema repeated in every row) no longer dominates the loss."""
+    rows = []
+    for example in examples:
+        if "messages" not in example:
+            rows.append(example)
+            continue
+        messages = example["messages"]
+        rows += [{"prompt": messages[:i], "completion": [message]} for i, message in enumerate(messages)
+                 if message["role"] == "assistant" and i > 0]
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- split

@@ -19,7 +19,9 @@ Behaviour the anchors' users asked for:
 - EOS ends every assistant turn: the chat template (ChatML when the model has none) ends each turn with the
   EOS token; if a hub template ends turns with another token, that token becomes EOS (common.end_of_turn_token);
 - loss on the assistant's tokens only when the template has {% generation %} markers (assistant_only_loss
-  left unset = on where possible), on the completion only for prompt/completion rows (TRL's default);
+  left unset = on where possible), on the completion only for prompt/completion rows (TRL's default); chat rows
+  whose template has no markers go to TRL as prompt/completion rows (data.completion_rows), so the loss is on
+  the answers, not on a system message repeated in every row;
 - examples longer than max_length are counted and what happens to them is printed (they are cut);
 - the memory estimate and the device's free memory are printed before training; a run that will not fit stops;
 - `--resume` continues from the last checkpoint at its step; without it, existing checkpoints stop the run.
@@ -163,7 +165,13 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     assistant_only = settings.assistant_only_loss
     if assistant_only is None:  # unset: on where the template allows it (messages rows + generation markers)
         assistant_only = "messages" in train_rows[0] and markers
+    as_completions = ("messages" in train_rows[0] and not assistant_only and settings.assistant_only_loss is None
+                      and settings.completion_only_loss is not False)
+    if as_completions:  # no markers: chat rows go to TRL as prompt/completion, loss on the answers only
+        train_rows, eval_rows = data.completion_rows(train_rows), data.completion_rows(eval_rows)
     echo("Loss: " + ("assistant tokens only ({% generation %} markers in the template)" if assistant_only
+                     else "answer tokens only (chat rows as prompt/completion: the template has no generation "
+                     "markers)" if as_completions
                      else "completion tokens only (prompt/completion rows)" if "prompt" in train_rows[0]
                      and settings.completion_only_loss is not False
                      else "every token (assistant_only_loss off)" if settings.assistant_only_loss is False
@@ -249,7 +257,8 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
         "train_tokens_per_epoch": tokens_per_epoch,
         "tokens_per_s": round(tokens_per_epoch * epochs_run / wall, 1) if wall else None,
         "eval_loss": eval_metrics.get("eval_loss"), "trainable_params": n_trainable, "total_params": n_total,
-        "assistant_only_loss": assistant_only, "eos_token": eos_token or tokenizer.eos_token,
+        "assistant_only_loss": assistant_only, "answers_only_as_completions": as_completions,
+        "eos_token": eos_token or tokenizer.eos_token,
         "token_stats": {k: v for k, v in stats.items() if k not in ("over_max_length", "prompt_fills_max_length")}
         | {"over_max_length": len(stats["over_max_length"])},
         "memory": memory, "base_4bit_linears": base_4bit_linears, "processes": world,

@@ -1,9 +1,12 @@
-"""Write data/train.jsonl and data/eval.jsonl for the terse SQL assistant. Deterministic: same files every run.
+"""Write data/train.jsonl, data/eval.jsonl and shop.sql for the terse SQL assistant. Deterministic: same files
+every run.
 
 Each row is an OpenAI-style chat: a system prompt with the schema and the rule "answer with one SQL query,
-nothing else", a user question, and the assistant's answer, which is only the SQL.
+nothing else", a user question, and the assistant's answer, which is only the SQL. shop.sql creates and fills
+the tables the schema names (a few hundred rows); metric.py runs both the answer and the reference on it and
+scores 1 when their results agree (execution accuracy).
 
-    python examples/sql_assistant/make_data.py          # rewrites data/*.jsonl
+    python examples/sql_assistant/make_data.py          # rewrites data/*.jsonl and shop.sql
 """
 
 from __future__ import annotations
@@ -110,14 +113,53 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
+TABLES = """CREATE TABLE departments (id INTEGER PRIMARY KEY, name TEXT NOT NULL, budget INTEGER NOT NULL);
+CREATE TABLE employees (id INTEGER PRIMARY KEY, name TEXT NOT NULL, department_id INTEGER REFERENCES departments(id),
+                        salary INTEGER NOT NULL, hired_on TEXT NOT NULL);
+CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, city TEXT NOT NULL);
+CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), total INTEGER NOT NULL,
+                     placed_on TEXT NOT NULL);
+"""
+FIRST_NAMES = ["Ada", "Ben", "Chloe", "Dev", "Eva", "Femi", "Gus", "Hana", "Ivan", "Jun", "Kai", "Lea", "Milo",
+               "Nora", "Omar", "Pia", "Quin", "Rosa", "Sami", "Tove", "Uma", "Vik", "Wren", "Yara"]
+MORE_CUSTOMERS = ["Soylent", "Vandelay", "Gringotts", "Oscorp", "Duff", "Monarch", "Nakatomi", "Massive"]
+
+
+def database_script(seed: int = SEED) -> str:
+    """shop.sql: the schema's four tables with data the questions discriminate on (every department and
+    city has rows, salaries and order totals are distinct, some customers never ordered)."""
+    rng = random.Random(seed + 2)
+    lines = ["-- Written by make_data.py (deterministic). metric.py loads it into an in-memory SQLite database.",
+             TABLES.strip()]
+    for i, name in enumerate(DEPARTMENTS, start=1):
+        lines.append(f"INSERT INTO departments VALUES ({i}, '{name}', {rng.randrange(30_000, 150_000, 500)});")
+    salaries = rng.sample(range(32_000, 131_000, 250), 6 * len(DEPARTMENTS))
+    for i, salary in enumerate(salaries, start=1):
+        name = f"{FIRST_NAMES[(i - 1) % len(FIRST_NAMES)]} {chr(65 + (i - 1) // len(FIRST_NAMES))}."
+        hired = f"{rng.choice(range(2017, 2025))}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        lines.append(f"INSERT INTO employees VALUES ({i}, '{name}', {(i - 1) % len(DEPARTMENTS) + 1}, {salary}, "
+                     f"'{hired}');")
+    customers = CUSTOMERS + MORE_CUSTOMERS
+    for i, name in enumerate(customers, start=1):
+        city = CITIES[(i - 1) % len(CITIES)] if i <= len(CITIES) else rng.choice(CITIES)
+        lines.append(f"INSERT INTO customers VALUES ({i}, '{name}', '{city}');")
+    buyers = list(range(1, len(customers) - 2))  # the last three customers never order
+    totals = rng.sample(range(500, 130_000, 37), 160)
+    for i, total in enumerate(totals, start=1):
+        placed = f"{rng.choice(YEARS)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        lines.append(f"INSERT INTO orders VALUES ({i}, {rng.choice(buyers)}, {total}, '{placed}');")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    (Path(__file__).parent / "shop.sql").write_text(database_script(), encoding="utf-8")
     pairs = qa_pairs(N_TRAIN + N_EVAL)
     rng = random.Random(SEED + 1)
     rng.shuffle(pairs)
     here = Path(__file__).parent / "data"
     write_jsonl(here / "train.jsonl", [chat_row(q, s) for q, s in pairs[:N_TRAIN]])
     write_jsonl(here / "eval.jsonl", [chat_row(q, s) for q, s in pairs[N_TRAIN:]])
-    print(f"wrote {N_TRAIN} train and {N_EVAL} eval rows to {here}")
+    print(f"wrote {N_TRAIN} train and {N_EVAL} eval rows to {here}, and shop.sql")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,20 @@ CAPS = {"sft": ["max_steps=6", "eval_steps=3", "save_steps=3"], "dpo": ["max_ste
         "gate": ["max_rows=4", "max_new_tokens=8"]}
 
 
+def steps_with_metric_files(steps: list[dict], folder: Path) -> list[dict]:
+    """The steps with each `metric: FILE.py:NAME` setting's file resolved against the plan's folder."""
+    from rung.core.user_metric import is_user_metric, resolve_spec
+
+    out = []
+    for step in steps:
+        settings = dict(step.get("settings") or {})
+        if is_user_metric(settings.get("metric")):
+            path, _, name = resolve_spec(settings["metric"], folder).rpartition(":")
+            settings["metric"] = f"{Path(path).resolve()}:{name}"
+        out.append({**step, **({"settings": settings} if "settings" in step else {})})
+    return out
+
+
 def test_one_example_per_route_found_recursively():
     assert [p.name for p in EXAMPLES] == sorted(ROUTES), EXAMPLES
     assert len(EXAMPLES) == 6
@@ -52,6 +66,9 @@ def test_header_commands_regenerate_the_committed_plan(example, tmp_path, rung, 
     committed = yaml.safe_load((example / "plan.yaml").read_text())
     assert committed["route"] == fresh["route"] == ROUTES[example.name]
     assert set(committed["data"]) == set(fresh["data"])
+    # a user metric's file is written relative to each plan's folder: compare where it points
+    fresh["steps"] = steps_with_metric_files(fresh["steps"], tmp_path / example.name)
+    committed["steps"] = steps_with_metric_files(committed["steps"], example)
     for key in ("name", "goal", "method", "adapter", "base_model", "steps", "rules", "answers"):
         assert committed[key] == fresh[key], (f"{example.name}: plan.yaml is stale in {key}; "
                                               "rerun: .venv/bin/python examples/replan.py")

@@ -82,6 +82,7 @@ def make_world(root: Path) -> None:
         "plan_corpus_fifo.yaml": plan_text(MANUAL, corpus="fifo.txt"),
         "plan_documents_dev.yaml": plan_text(MANUAL, documents="/dev/null"),
         "plan_ok.yaml": plan_text(MANUAL),
+        "plan_metric.yaml": plan_text([{"id": "gate", "engine": "gate", "settings": {"metric": "nope.py:overlap"}}]),
     }
     for name, text in plans.items():
         (root / name).write_text(text)
@@ -97,6 +98,8 @@ def make_world(root: Path) -> None:
     (root / "evidence_nan.yaml").write_text("version: 1\nmetric: m\ntarget: .nan\nn: 0\n"
                                             "rungs: {few_shot: {score: .inf}}\n")
     (root / "rows.jsonl").write_text('{"input": "Count rows.", "output": "SELECT 1;"}\n')
+    (root / "metrics.py").write_text("THRESHOLD = 3\n\ndef overlap(prediction, reference, row):\n    return 1.0\n")
+    (root / "broken_metric.py").write_text("def overlap(prediction, reference, row)\n    return 1.0\n")
 
 
 SFT = ["train", "sft", "--data", "good.jsonl", "--out", "out"]
@@ -201,6 +204,12 @@ ROWS = [
     ("advise-missing", ["advise", "--answers", "nope.yaml"], 2, "not found"),
     ("plan-alias-bomb", ["plan", "--answers", "bomb.yaml", "--out", "planned"], 2, "an alias bomb?"),
     ("plan-out-is-file", ["plan", "--answers", "bomb.yaml", "--out", "afile"], 2, "is a file"),
+    ("plan-metric-not-a-spec", ["plan", "--answers", "answers.yaml", "--out", "planned", "--metric", "metrics.py"], 2,
+     "--metric metrics.py: expected FILE.py:NAME"),
+    ("plan-metric-no-file", ["plan", "--answers", "answers.yaml", "--out", "planned", "--metric", "nope.py:f"], 2,
+     "--metric nope.py:f: no such file"),
+    ("run-metric-no-file", ["run", "plan_metric.yaml", "--dry-run"], 2,
+     "nope.py:overlap: no such file"),
     # rung advise / plan --evidence
     ("evidence-fifo", ["advise", "--answers", "answers.yaml", "--evidence", "fifo.txt"], 2, "is a FIFO"),
     ("evidence-alias-bomb", ["advise", "--answers", "answers.yaml", "--evidence", "bomb.yaml"], 2, "an alias bomb?"),
@@ -224,6 +233,17 @@ ROWS = [
     ("gate-eval-fifo", GATE + ["--eval", "fifo.jsonl"], 2, "is a FIFO"),
     ("gate-target-nan", GATE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target nan: expected a score"),
     ("gate-judge-alone", GATE + ["--eval", "rows.jsonl", "--metric", "judge"], 2, "needs --judge-model"),
+    # a user metric FILE.py:NAME: imported before any model loads; every failure names the file and the function
+    ("probe-metric-no-file", PROBE + ["--eval", "rows.jsonl", "--metric", "nope.py:overlap"], 2,
+     "metric nope.py:overlap: no such file"),
+    ("probe-metric-no-function", PROBE + ["--eval", "rows.jsonl", "--metric", "metrics.py:overlapp"], 2,
+     'metric metrics.py:overlapp: the file has no function overlapp (did you mean "overlap"?)'),
+    ("probe-metric-not-callable", PROBE + ["--eval", "rows.jsonl", "--metric", "metrics.py:THRESHOLD"], 2,
+     "metric metrics.py:THRESHOLD: THRESHOLD is not a function (it is of type int)"),
+    ("gate-metric-syntax-error", GATE + ["--eval", "rows.jsonl", "--metric", "broken_metric.py:overlap"], 2,
+     "metric broken_metric.py:overlap: importing the file failed: SyntaxError"),
+    ("gate-metric-folder", GATE + ["--eval", "rows.jsonl", "--metric", "folder/x.py:overlap"], 2,
+     "metric folder/x.py:overlap: no such file"),
     # rung estimate
     ("estimate-params-nan", EST + ["--params-b", "nan"], 2, "must be a finite number above 0, got nan"),
     ("estimate-params-inf", EST + ["--params-b", "inf"], 2, "must be a finite number above 0, got inf"),

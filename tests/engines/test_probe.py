@@ -118,3 +118,39 @@ def test_a_dead_endpoint_is_one_line_and_leaves_no_folder(rung, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"cannot reach http://127.0.0.1:{port}/v1: connection refused" in result.output
     assert not out.exists()
+
+
+SQL_EVAL = EXAMPLES / "sql_assistant" / "data" / "eval.jsonl"
+SQL_TRAIN = EXAMPLES / "sql_assistant" / "data" / "train.jsonl"
+
+
+@pytest.mark.parametrize("shots", [1, 4])
+def test_guarantee_the_few_shot_prompt_holds_the_requested_examples(tmp_path, shots):
+    from rung.core.rows import load_task_rows
+    from rung.engines.probe import ProbeRequest, prompt_plans
+
+    rows, examples = load_task_rows(SQL_EVAL)[:2], load_task_rows(SQL_TRAIN)
+    request = ProbeRequest(eval_path=SQL_EVAL, out_dir=tmp_path, model="builtin:tiny", num_examples=shots)
+    plans = prompt_plans(request, rows, examples)
+    few = plans["few_shot"][0]
+    # the row's system message (the schema) first, then rung's instructions, in one system turn
+    assert few[0]["role"] == "system" and few[0]["content"].startswith(rows[0]["system"] + "\n\n")
+    pairs = [(few[i]["content"], few[i + 1]["content"]) for i in range(1, len(few) - 1, 2)]
+    assert pairs == [(e["input"], e["output"]) for e in examples[:shots]]
+    assert [m["role"] for m in few[1:-1]] == ["user", "assistant"] * shots
+    assert few[-1] == {"role": "user", "content": rows[0]["input"]}
+    zero = plans["zero_shot"][0]
+    assert [m["role"] for m in zero] == ["system", "user"] and zero[0]["content"] == few[0]["content"]
+
+
+def test_the_short_lora_trains_on_the_rows_with_their_system_message(tmp_path, monkeypatch):
+    from rung.core.rows import load_task_rows
+    from rung.engines.probe import ProbeRequest, short_lora
+    from rung.trainers import sft
+
+    seen = {}
+    monkeypatch.setattr(sft, "train_sft", lambda settings, data, folder, echo: seen.update(data=data))
+    examples = load_task_rows(SQL_TRAIN)[:3]
+    short_lora(ProbeRequest(eval_path=SQL_EVAL, out_dir=tmp_path, model="builtin:tiny"), examples, lambda line: None)
+    written = [json.loads(line) for line in seen["data"].read_text().splitlines()]
+    assert written == [json.loads(line) for line in SQL_TRAIN.read_text().splitlines()[:3]]

@@ -14,29 +14,7 @@ SCHEMA = {"type": "object", "properties": {"sql": {"type": "string"}, "tables": 
           "required": ["sql"], "additionalProperties": False}
 
 
-def test_rows_are_read_from_the_common_shapes(tmp_path):
-    path = tmp_path / "rows.jsonl"
-    path.write_text("\n".join(json.dumps(row) for row in [
-        {"input": "a", "output": "b"},
-        {"prompt": "c", "completion": "d"},
-        {"question": "e", "answer": {"k": 1}},
-        {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "f"},
-                      {"role": "assistant", "content": "g"}]},
-    ]) + "\n\n")
-    assert prompting.read_rows(path) == [{"input": "a", "output": "b"}, {"input": "c", "output": "d"},
-                                         {"input": "e", "output": '{"k": 1}'}, {"input": "f", "output": "g"}]
-
-
-def test_bad_rows_name_the_file_and_line(tmp_path):
-    path = tmp_path / "rows.jsonl"
-    path.write_text('{"input": "a", "output": "b"}\n{"text": "no pair"}\n{oops\n')
-    with pytest.raises(RungError) as error:
-        prompting.read_rows(path)
-    assert f"{path}:3: not valid JSON" in str(error.value.message)
-    path.write_text('{"input": "a", "output": "b"}\n{"text": "no pair"}\n')
-    with pytest.raises(RungError) as error:
-        prompting.read_rows(path)
-    assert f"{path}:2: expected {{input, output}}" in str(error.value.message)
+# Reading rows (every shape, system messages kept, bad rows all at once): tests/core/test_rows.py
 
 
 def test_prompts_are_langchain_templates_saved_as_plain_files(tmp_path):
@@ -128,3 +106,32 @@ def test_without_an_eval_set_it_writes_the_prompts_only(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == ["few_shot_prompt.json", "few_shot_prompt.txt",
                                                          "system_prompt.txt"]
     assert "add an eval set (data.eval)" in result.summary
+
+
+@pytest.mark.slow
+def test_the_engine_scores_with_a_user_metric_beside_the_plan_and_keeps_the_system_message(tmp_path, monkeypatch):
+    from rung.core.generation import LocalChat
+
+    system = "Schema: orders(id, total)"
+    rows = [{"messages": [{"role": "system", "content": system}, {"role": "user", "content": f"Total of order {i}?"},
+                          {"role": "assistant", "content": f"SELECT total FROM orders WHERE id = {i};"}]}
+            for i in range(5)]
+    (tmp_path / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[2:]))
+    (tmp_path / "length.py").write_text("def short(prediction, reference, row):\n"
+                                        "    return float(len(prediction) <= len(row['output']))\n")
+    asked = []
+    real_chat = LocalChat.chat
+    monkeypatch.setattr(LocalChat, "chat", lambda self, c, **kw: asked.extend(c) or real_chat(self, c, **kw))
+    plan = {"name": "sql", "goal": "domain_task", "base_model": "builtin:tiny",
+            "data": {"examples": "examples.jsonl", "eval": "eval.jsonl"}}
+    ctx = StepContext(plan=plan, plan_dir=tmp_path, run_dir=tmp_path / "run")
+    ctx.run_dir.mkdir()
+    result = prompting.run_step({"id": "prompting", "settings": {"max_new_tokens": 6, "num_examples": 2,
+                                                                 "metric": "length.py:short"}}, ctx)
+    assert 0 <= result.metrics["few_shot/short"] <= 1 and "**Verdict:** short" in result.summary
+    assert (tmp_path / "run" / "system_prompt.txt").read_text().startswith(system + "\n\n")
+    assert all(c[0]["role"] == "system" and c[0]["content"].startswith(system) for c in asked)
+    from rung.advisor.evidence import load_evidence
+
+    assert load_evidence(tmp_path / "run" / "evidence.yaml")["metric"] == f"{tmp_path.as_posix()}/length.py:short"
