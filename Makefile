@@ -13,6 +13,10 @@ PIP_PIN ?= pip==26.3
 PIP_EXTRA ?=
 # Where `make lock` finds the CPU torch wheel (uv does not read pip's configuration).
 TORCH_WHEELS ?= /opt/wheels
+# llama-cpp-python compiles llama.cpp from source (once; pip caches the wheel). A portable AVX2 build: the default
+# native build for these machines' CPUs (AVX-512, AMX) segfaults in its first decode of a Q4_1 or Q8_0 file
+# (measured with 0.3.36: SmolLM2's GGUF, and any q8_0 export), through the repacked CPU weight buffers.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: venv lock test test-fast demo bench docs clean
 
@@ -24,7 +28,7 @@ $(LOCKED): $(LOCK)
 	rm -rf $(VENV)
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(PIP_PIN)"
-	$(BIN)/python -m pip install -q --no-deps $(PIP_EXTRA) -r $(LOCK)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -q --no-deps $(PIP_EXTRA) -r $(LOCK)
 	touch $(LOCKED)
 
 # rung itself, editable, built with the locked setuptools (no build isolation: nothing fetched at build time).
