@@ -8,7 +8,10 @@ A model spec is one of:
 - `builtin:tiny-base`: builtin:tiny after a short, cached pretraining, for the demo. Building it is training,
   which lives in trainers/ (a layer above this one): rung.trainers registers its builder here on import
   (register_builtin), and the runner and the CLI import rung.trainers.
-- a local folder (config.json + safetensors weights), or
+- a local folder (config.json + safetensors weights),
+- a GGUF: a `.gguf` file, a folder holding exactly one, `ollama:NAME[:TAG]` (Ollama's local store) or a named
+  real model (`smollm2-135m-instruct`); converted once to a cached safetensors folder (core/gguf_in.py,
+  core/gguf_convert.py), or
 - a Hugging Face hub id, fetched by transformers as usual (the only case that touches the network).
 
 Security by default: safetensors only, `trust_remote_code` off unless the caller passes True.
@@ -198,7 +201,7 @@ def is_builtin(spec: str) -> bool:
 
 
 def resolve_model(spec: str | os.PathLike) -> str:
-    """A spec → what from_pretrained takes: builtin → cached folder; local folder → its path; else a hub id.
+    """A spec → what from_pretrained takes: builtin or GGUF → cached folder; local folder → its path; else a hub id.
 
     A spec that looks like a path (./x, /x, ~/x) but does not exist is an error, not a hub lookup.
     """
@@ -213,10 +216,17 @@ def resolve_model(spec: str | os.PathLike) -> str:
             raise RungError(f'built-in model "{spec}" is built by rung.trainers, which is not loaded here: '
                             f'import rung.trainers first (pip install "rung[train]")')
         raise RungError(f'unknown built-in model "{spec}" (available: {", ".join(BUILTIN_MODELS)})')
+    from rung.core.gguf_in import gguf_source
+
+    gguf = gguf_source(spec)
+    if gguf is not None:
+        from rung.core.gguf_convert import converted_folder
+
+        return str(converted_folder(gguf))
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise RungError(f"{spec}: not a model folder (no config.json or adapter_config.json)")
+            raise RungError(f"{spec}: not a model folder (no config.json, adapter_config.json or .gguf file)")
         return str(path)
     if looks_like_path(spec):
         raise RungError(f"model path {spec} does not exist")

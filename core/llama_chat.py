@@ -1,0 +1,140 @@
+"""A GGUF answered by llama.cpp in this process (llama-cpp-python): the ChatModel that probe and gate use for a
+GGUF spec when `rung[export]` is installed (core/generation.py open_chat_model, backend auto or llama.cpp).
+
+    conversations ─► the GGUF's own chat template (ChatML when it has none), rendered with llama-cpp-python's
+                     Jinja formatter and tokenized by llama.cpp ─► the last (context - max_new_tokens) tokens
+                  ─► a pool of Llama instances (one per worker thread; llama.cpp releases the GIL), each with
+                     cores // instances threads, so the total stays within the cores ─► greedy at temperature 0
+
+The context is sized from the longest prompt plus max_new_tokens (rounded up to 256 tokens, at most the
+model's training context); a later call that needs more rebuilds the pool. Heavy imports live in the functions.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from pathlib import Path
+from typing import Any
+
+from rung.core.errors import RungError
+
+Conversation = list[dict[str, str]]
+CONTEXT_STEP = 256
+INSTALL = 'llama.cpp answering needs llama-cpp-python: pip install "rung[export]" (it compiles ~6 min once)'
+
+
+def llama_cpp_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def plain_template(template: str) -> str:
+    """rung's ChatML carries {% generation %} markers for TRL; plain Jinja does not know them."""
+    for marker in ("{% generation %}", "{% endgeneration %}", "{%- generation %}", "{%- endgeneration %}"):
+        template = template.replace(marker, "")
+    return template
+
+
+class LlamaCppChat:
+    """Greedy (temperature 0) or sampled answers from a GGUF file through llama.cpp, `instances` rows at once."""
+
+    def __init__(self, spec: str, path: Path, *, concurrency: int = 4, cores: int | None = None):
+        self.spec = spec
+        self.path = Path(path)
+        cores = cores or usable_cores()
+        self.instances = max(1, min(concurrency, cores))
+        self.threads = max(1, cores // self.instances)
+        self.rows_per_call = 2 * self.instances  # how many rows engines hand over at once (progress lines)
+        self._vocab: Any = None
+        self._formatter: Any = None
+        self._pool: queue.Queue | None = None
+        self._n_ctx = 0
+        self._usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
+
+    def loaded(self) -> Any:
+        """The vocabulary (llama.cpp's tokenizer, no weights) and the chat formatter, on first use."""
+        if self._vocab is None:
+            if not llama_cpp_installed():
+                raise RungError(INSTALL)
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            from rung.core.models import CHATML_TEMPLATE
+
+            vocab = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+            template = vocab.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+            token = vocab._model.token_get_text  # noqa: SLF001 - the template's bos/eos strings
+            self._formatter = Jinja2ChatFormatter(
+                template=plain_template(template), eos_token=token(vocab.token_eos()),
+                bos_token=token(vocab.token_bos()) if vocab.token_bos() >= 0 else "")
+            self._vocab = vocab
+        return self._vocab
+
+    def prompt_tokens(self, conversation: Conversation) -> list[int]:
+        vocab = self.loaded()
+        prompt = self._formatter(messages=conversation).prompt
+        return vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+
+    def _ensure_pool(self, n_ctx: int) -> queue.Queue:
+        if self._pool is None or n_ctx > self._n_ctx:
+            from llama_cpp import Llama
+
+            self._pool = None  # the old instances go before the new ones are made
+            pool: queue.Queue = queue.Queue()
+            for _ in range(self.instances):
+                pool.put(Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=self.threads,
+                               n_threads_batch=self.threads, n_batch=min(512, n_ctx), verbose=False))
+            self._pool, self._n_ctx = pool, n_ctx
+        return self._pool
+
+    def chat(self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float = 0.0,
+             top_p: float | None = None) -> list[str]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from rung.core.generation import check_generation
+
+        problems = check_generation(max_new_tokens, temperature, top_p)
+        if problems:
+            raise RungError(problems)
+        if not conversations:
+            return []
+        started = time.perf_counter()
+        window = int(self.loaded().n_ctx_train() or 4096)
+        budget = max(16, window - max_new_tokens)
+        prompts = [self.prompt_tokens(c)[-budget:] for c in conversations]
+        needed = max(len(p) for p in prompts) + max_new_tokens
+        pool = self._ensure_pool(min(window, -(-needed // CONTEXT_STEP) * CONTEXT_STEP))
+
+        def answer(tokens: list[int]) -> tuple[str, int]:
+            llm = pool.get()
+            try:
+                out = llm.create_completion(prompt=tokens, max_tokens=max_new_tokens, temperature=float(temperature),
+                                            top_p=1.0 if top_p is None else float(top_p), top_k=0 if temperature == 0
+                                            else 40, repeat_penalty=1.0, seed=0)
+            finally:
+                pool.put(llm)
+            return str(out["choices"][0]["text"]).strip(), int(out["usage"]["completion_tokens"])
+
+        with ThreadPoolExecutor(max_workers=self.instances) as workers:
+            results = list(workers.map(answer, prompts))
+        self._usage["requests"] += len(prompts)
+        self._usage["prompt_tokens"] += sum(len(p) for p in prompts)
+        self._usage["completion_tokens"] += sum(n for _, n in results)
+        self._usage["seconds"] += time.perf_counter() - started
+        return [text for text, _ in results]
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """Totals over every chat() call: requests (rows), prompt and completion tokens, seconds."""
+        return {**self._usage, "seconds": round(self._usage["seconds"], 3), "backend": "llama.cpp",
+                "instances": self.instances, "threads_each": self.threads}
