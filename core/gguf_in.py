@@ -250,9 +250,9 @@ def _parse(data) -> tuple[dict, list[tuple[str, int, int, int]], int]:
     return fields, infos, -(-cursor.at // align) * align
 
 
-def read_header(path: Path, spec: str | None = None) -> GgufHeader:
-    """The header of a GGUF file, checked: magic, complete tensor data, an architecture and tensor types
-    transformers reads. Parsed from a memory map (gguf's GGUFReader decodes every vocabulary string: ~1 s
+def read_header(path: Path, spec: str | None = None, *, for_transformers: bool = True) -> GgufHeader:
+    """The header of a GGUF file, checked: magic, complete tensor data, and (for_transformers) an architecture
+    and tensor types transformers reads (llama.cpp alone, as `rung serve` uses it, reads many more). Parsed from a memory map (gguf's GGUFReader decodes every vocabulary string: ~1 s
     unloaded, 15 s on the shared machines); nothing large is allocated."""
     import mmap
 
@@ -290,6 +290,11 @@ def read_header(path: Path, spec: str | None = None) -> GgufHeader:
         file_type = LlamaFileType(int(fields["general.file_type"])).name.removeprefix("MOSTLY_").removeprefix("ALL_")
     except (KeyError, ValueError, TypeError):
         file_type = max(set(types), key=types.count)
+    template = fields.get("tokenizer.chat_template")
+    header = GgufHeader(path, architecture, file_type, str(fields.get("general.name") or path.stem),
+                        str(template) if template else None)
+    if not for_transformers:
+        return header
     supported = supported_architectures()
     if _ARCH_RENAMES.get(architecture, architecture) not in supported:
         raise RungError(f'{shown}: GGUF architecture "{architecture or "(none)"}" is not one transformers can read '
@@ -299,9 +304,7 @@ def read_header(path: Path, spec: str | None = None) -> GgufHeader:
         raise RungError(f"{shown}: tensor types {', '.join(unreadable)} ({file_type}) cannot be read by transformers "
                         f"(it reads: {', '.join(sorted(dequantizable_types()))}); requantize the file with "
                         "llama.cpp's llama-quantize to Q8_0 or Q4_K_M")
-    template = fields.get("tokenizer.chat_template")
-    return GgufHeader(path, architecture, file_type, str(fields.get("general.name") or path.stem),
-                      str(template) if template else None)
+    return header
 
 
 def notice(line: str) -> None:

@@ -91,8 +91,8 @@ def check_model_spec(spec: Any, base_dir: Path, where: str) -> tuple[Any, str | 
     if candidate.exists() or (path_like and path.exists()):
         folder = candidate if candidate.exists() else path
         if not folder.is_dir() or not ((folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()):
-            return spec, (f"{where}: {folder} is not a model folder (no config.json, adapter_config.json or "
-                          ".gguf file)")
+            return spec, (f"{where}: {folder} is not a model folder (no config.json or adapter_config.json) "
+                          "and no GGUF (no .gguf file)")
         return str(folder.resolve()), None
     if path_like:
         return spec, f"{where}: model path {candidate} does not exist"

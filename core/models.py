@@ -226,7 +226,8 @@ def resolve_model(spec: str | os.PathLike) -> str:
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise RungError(f"{spec}: not a model folder (no config.json, adapter_config.json or .gguf file)")
+            raise RungError(f"{spec}: not a model folder (no config.json or adapter_config.json) and no GGUF "
+                            "(no .gguf file)")
         return str(path)
     if looks_like_path(spec):
         raise RungError(f"model path {spec} does not exist")
