@@ -4,8 +4,10 @@ The model is smollm2-135m-instruct (SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI l
 answers the folder rung converted from that GGUF (dequantized to fp32: what `--backend transformers` runs);
 llama.cpp answers the GGUF itself with a pool of `cores` instances, one thread each. Both get probe's own
 zero-shot conversations for the first --rows rows of examples/sql_assistant/data/eval.jsonl, greedy, the same
-max_new_tokens. Runs interleave (transformers at 1 thread, transformers at all cores, llama.cpp, repeated), so
-machine load hits all alike; models load before the clock starts. Also reports how often the two backends give
+max_new_tokens. Runs interleave (transformers at 1 thread, llama.cpp on 1 core, llama.cpp on all cores,
+repeated), so machine load hits all alike; models load before the clock starts. transformers runs at one
+thread, as rung runs torch on shared cores (docs/development.md: more threads under other load are 4-40x
+slower; here 2 threads had not finished 10 rows after 10 minutes while 1 thread took 41 s). Also reports how often the two backends give
 the same greedy answer. The goal: llama.cpp >= 3x transformers' rows/s.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/bench_gguf_answering.py [--rows 10] [--repeats 3]
@@ -50,17 +52,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="Also write the markdown table here.")
     args = parser.parse_args()
 
-    from rung.core.generation import open_chat_model
-    from rung.core.llama_chat import usable_cores
+    from rung.core.generation import check_generation, open_chat_model
+    from rung.core.gguf_in import gguf_source
+    from rung.core.llama_chat import LlamaCppChat, usable_cores
 
     cores = usable_cores()
     convs = conversations(args.rows)
     local = open_chat_model(SPEC, backend="transformers")
     local.loaded()  # converts the GGUF once (cached), then loads the folder
-    llama = open_chat_model(SPEC, backend="llama.cpp", concurrency=cores)
-    llama.chat(convs[:1], max_new_tokens=4)  # loads the pool (context sized for these prompts below)
-    configs = {"transformers, 1 thread": (local, 1), f"transformers, {cores} threads": (local, cores),
-               f"llama.cpp, {llama.instances} x {llama.threads} thread": (llama, None)}
+    # one core, as transformers here
+    single = LlamaCppChat(SPEC, gguf_source(SPEC), validate=check_generation, concurrency=1, cores=1)
+    pool = open_chat_model(SPEC, backend="llama.cpp", concurrency=cores)
+    for llama in (single, pool):
+        llama.chat(convs, max_new_tokens=1)  # loads the pool, its context sized for these prompts
+    configs = {"transformers, 1 thread": (local, 1), "llama.cpp, 1 instance x 1 thread": (single, None),
+               f"llama.cpp, {pool.instances} instances x {pool.threads} thread": (pool, None)}
     seconds: dict[str, list[float]] = {name: [] for name in configs}
     answers: dict[str, list[str]] = {}
     for repeat in range(args.repeats):
@@ -71,18 +77,18 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {name}: {took:.1f} s ({len(convs) / took:.2f} rows/s)", flush=True)
 
     names = list(configs)
-    tf1, tfn, cpp = names
+    tf1, cpp, _ = names
     same = sum(a == b for a, b in zip(answers[tf1], answers[cpp]))
     prefix = statistics.mean(_common_prefix(a, b) for a, b in zip(answers[tf1], answers[cpp]))
     rate = {name: len(convs) / statistics.median(values) for name, values in seconds.items()}
     lines = [f"{args.rows} rows of examples/sql_assistant eval, max_new_tokens {args.max_new_tokens}, greedy, "
              f"{args.repeats} interleaved repeats, {cores} cores ({platform.processor() or platform.machine()}), "
              f"load average at the end {os.getloadavg()[0]:.1f}.", "",
-             "| backend | median s | rows/s | vs transformers 1 thread | vs transformers all cores |",
-             "|---|---|---|---|---|"]
+             "| backend | runs (s) | median s | rows/s | vs transformers |", "|---|---|---|---|---|"]
     for name in names:
-        lines.append(f"| {name} | {statistics.median(seconds[name]):.1f} | {rate[name]:.2f} | "
-                     f"{rate[name] / rate[tf1]:.2f}x | {rate[name] / rate[tfn]:.2f}x |")
+        runs = ", ".join(f"{v:.1f}" for v in seconds[name])
+        lines.append(f"| {name} | {runs} | {statistics.median(seconds[name]):.1f} | {rate[name]:.2f} | "
+                     f"{rate[name] / rate[tf1]:.2f}x |")
     lines += ["", f"Greedy agreement, llama.cpp (Q4_1 GGUF) vs transformers (its fp32 dequantization): "
               f"{same}/{len(convs)} answers identical; on average the first {prefix:.0%} of each answer's "
               "characters match."]

@@ -92,6 +92,7 @@ def resolve_target(spec: str) -> Target:
             if len(ggufs) > 1:
                 raise RungError(f"MODEL_OR_RUN: {path} holds {len(ggufs)} GGUF files "
                                 f"({', '.join(g.name for g in ggufs)}): name one")
+            read_header(ggufs[0], for_transformers=False)
             return Target("gguf", str(ggufs[0].resolve()), _short_name(str(ggufs[0])))
     resolved, problem = check_model_spec(spec, Path.cwd(), "MODEL_OR_RUN")
     if problem:

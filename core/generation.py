@@ -135,7 +135,7 @@ def open_chat_model(spec: str, *, api_base: str | None = None, api_key_env: str 
     if llama is not None:
         from rung.core.llama_chat import LlamaCppChat
 
-        return LlamaCppChat(spec, llama, concurrency=concurrency)
+        return LlamaCppChat(spec, llama, validate=check_generation, concurrency=concurrency)
     return LocalChat(spec, trust_remote_code=trust_remote_code, batch_size=batch_size)
 
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from rung.core.errors import RungError
 from rung.core.gguf_in import GREEDY_CHECK_PROMPT, GREEDY_CHECK_TOKENS, GgufHeader, notice, read_header
-from rung.core.models import CHATML_TEMPLATE, cache_root, cached_build
+from rung.core.model_cache import CHATML_TEMPLATE, cache_root, cached_build
 
 PROVENANCE = "RUNG_GGUF.json"   # beside the converted weights: where they came from and the check's result
 _HASHES: dict[tuple[str, int, int], str] = {}
@@ -98,9 +98,9 @@ def convert_into(path: Path, header: GgufHeader, staging: Path) -> dict[str, str
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rung.core.models import quiet_libraries
+    import transformers
 
-    quiet_libraries()
+    transformers.logging.set_verbosity_error()  # rung prints its own two lines
     folder, name = str(path.parent), path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)

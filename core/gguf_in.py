@@ -252,8 +252,9 @@ def _parse(data) -> tuple[dict, list[tuple[str, int, int, int]], int]:
 
 def read_header(path: Path, spec: str | None = None, *, for_transformers: bool = True) -> GgufHeader:
     """The header of a GGUF file, checked: magic, complete tensor data, and (for_transformers) an architecture
-    and tensor types transformers reads (llama.cpp alone, as `rung serve` uses it, reads many more). Parsed from a memory map (gguf's GGUFReader decodes every vocabulary string: ~1 s
-    unloaded, 15 s on the shared machines); nothing large is allocated."""
+    and tensor types transformers reads (llama.cpp alone, as `rung serve` uses it, reads many more). Parsed from a
+    memory map, nothing large allocated (gguf's GGUFReader decodes every vocabulary string: ~1 s unloaded, 15 s
+    on the shared machines)."""
     import mmap
 
     shown = spec if spec and spec != str(path) else str(path)

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rung.core.errors import RungError
 
@@ -77,8 +77,10 @@ def plain_template(template: str) -> str:
 class LlamaCppChat:
     """Greedy (temperature 0) or sampled answers from a GGUF file through llama.cpp, `instances` rows at once."""
 
-    def __init__(self, spec: str, path: Path, *, concurrency: int = 4, cores: int | None = None):
+    def __init__(self, spec: str, path: Path, *, validate: Callable[..., list[str]], concurrency: int = 4,
+                 cores: int | None = None):
         self.spec = spec
+        self.validate = validate  # core/generation.py check_generation (passed in: generation imports this module)
         self.path = Path(path)
         cores = cores or usable_cores()
         self.instances = max(1, min(concurrency, cores))
@@ -97,7 +99,7 @@ class LlamaCppChat:
                 raise RungError(INSTALL)
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            from rung.core.models import CHATML_TEMPLATE
+            from rung.core.model_cache import CHATML_TEMPLATE
 
             # a 64-token context, not vocab_only: a vocab-only model has no training context and llama.cpp
             # prints a warning line about it; the weights are memory-mapped and shared with the pool
@@ -129,9 +131,7 @@ class LlamaCppChat:
              top_p: float | None = None) -> list[str]:
         from concurrent.futures import ThreadPoolExecutor
 
-        from rung.core.generation import check_generation
-
-        problems = check_generation(max_new_tokens, temperature, top_p)
+        problems = self.validate(max_new_tokens, temperature, top_p)
         if problems:
             raise RungError(problems)
         if not conversations:

