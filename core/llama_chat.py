@@ -12,6 +12,7 @@ model's training context); a later call that needs more rebuilds the pool. Heavy
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import threading
@@ -62,9 +63,12 @@ def open_llama(path: Path, **kwargs: Any) -> Any:
 
         bindings.llama_model_default_params = no_repack
         try:
-            return Llama(model_path=str(path), verbose=False, **kwargs)
+            llm = Llama(model_path=str(path), verbose=False, **kwargs)
         finally:
             bindings.llama_model_default_params = defaults
+    # freed before the interpreter tears its modules down: Llama.__del__ at that point prints a TypeError
+    atexit.register(llm.close)
+    return llm
 
 
 def plain_template(template: str) -> str:
@@ -119,7 +123,8 @@ class LlamaCppChat:
 
     def _ensure_pool(self, n_ctx: int) -> queue.Queue:
         if self._pool is None or n_ctx > self._n_ctx:
-            self._pool = None  # the old instances go before the new ones are made
+            while self._pool is not None and not self._pool.empty():  # the old instances go first
+                self._pool.get().close()
             pool: queue.Queue = queue.Queue()
             for _ in range(self.instances):
                 pool.put(open_llama(self.path, n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.threads,
