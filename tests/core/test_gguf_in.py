@@ -174,3 +174,21 @@ def test_other_specs_are_not_ggufs(tiny_model_dir, tmp_path):
         assert gguf_in.gguf_source(spec) is None
     with pytest.raises(RungError, match="does not exist"):
         gguf_in.gguf_source(str(tmp_path / "missing.gguf"))
+
+
+@pytest.mark.slow
+def test_train_and_export_take_a_gguf_base_model(rung, tiny_gguf, tmp_path, cache):
+    """`rung train sft --base-model X.gguf` trains on the converted folder; `rung export X.gguf` exports it."""
+    rows = [{"messages": [{"role": "user", "content": f"Count rows {i}."},
+                          {"role": "assistant", "content": "SELECT count(*) FROM t;"}]} for i in range(8)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = rung("train", "sft", "--data", data, "--base-model", tiny_gguf, "--max-steps", "2",
+                  "--eval-fraction", "0", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "adapter_model.safetensors").exists()
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert f"base_model: {tiny_gguf}" in card
+    result = rung("export", tiny_gguf, "--out", tmp_path / "export", "--format", "safetensors")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "export" / "model.safetensors").exists()
