@@ -4,8 +4,8 @@ The model is smollm2-135m-instruct (SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI l
 answers the folder rung converted from that GGUF (dequantized to fp32: what `--backend transformers` runs);
 llama.cpp answers the GGUF itself with a pool of `cores` instances, one thread each. Both get probe's own
 zero-shot conversations for the first --rows rows of examples/sql_assistant/data/eval.jsonl, greedy, the same
-max_new_tokens. Runs interleave (transformers at 1 thread, llama.cpp on 1 core, llama.cpp on all cores,
-repeated), so machine load hits all alike; models load before the clock starts. transformers runs at one
+max_new_tokens. Runs interleave (transformers at 1 thread in probe's batches of 8 and row by row, llama.cpp on
+1 core, llama.cpp on all cores, repeated), so machine load hits all alike; models load before the clock starts. transformers runs at one
 thread, as rung runs torch on shared cores (docs/development.md: more threads under other load are 4-40x
 slower; here 2 threads had not finished 10 rows after 10 minutes while 1 thread took 41 s). Also reports how often the two backends give
 the same greedy answer. The goal: llama.cpp >= 3x transformers' rows/s.
@@ -58,14 +58,17 @@ def main() -> None:
 
     cores = usable_cores()
     convs = conversations(args.rows)
-    local = open_chat_model(SPEC, backend="transformers")
+    local = open_chat_model(SPEC, backend="transformers")  # probe's own: batches of 8
     local.loaded()  # converts the GGUF once (cached), then loads the folder
+    one_by_one = open_chat_model(SPEC, backend="transformers", batch_size=1)  # per-row speed, as llama.cpp runs
+    one_by_one.loaded()
     # one core, as transformers here
     single = LlamaCppChat(SPEC, gguf_source(SPEC), validate=check_generation, concurrency=1, cores=1)
     pool = open_chat_model(SPEC, backend="llama.cpp", concurrency=cores)
     for llama in (single, pool):
         llama.chat(convs, max_new_tokens=1)  # loads the pool, its context sized for these prompts
-    configs = {"transformers, 1 thread": (local, 1), "llama.cpp, 1 instance x 1 thread": (single, None),
+    configs = {"transformers, 1 thread, batch 8 (probe's)": (local, 1),
+               "transformers, 1 thread, batch 1": (one_by_one, 1), "llama.cpp, 1 instance x 1 thread": (single, None),
                f"llama.cpp, {pool.instances} instances x {pool.threads} thread": (pool, None)}
     seconds: dict[str, list[float]] = {name: [] for name in configs}
     answers: dict[str, list[str]] = {}
@@ -77,7 +80,7 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {name}: {took:.1f} s ({len(convs) / took:.2f} rows/s)", flush=True)
 
     names = list(configs)
-    tf1, cpp, _ = names
+    tf1, _, cpp, _ = names
     same = sum(a == b for a, b in zip(answers[tf1], answers[cpp]))
     prefix = statistics.mean(_common_prefix(a, b) for a, b in zip(answers[tf1], answers[cpp]))
     rate = {name: len(convs) / statistics.median(values) for name, values in seconds.items()}

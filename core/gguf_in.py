@@ -101,7 +101,7 @@ def gguf_source(spec: object, base_dir: Path | None = None) -> Path | None:
                                 f"name the file, e.g. {ggufs[0]}")
             path = ggufs[0]
         if not path.is_file():
-            raise RungError(f"GGUF file {path} does not exist")
+            raise RungError(f"GGUF file {path} " + ("is not a regular file" if path.exists() else "does not exist"))
     read_header(path, spec)
     return path.resolve()
 

@@ -6,6 +6,7 @@ is tests/core/test_gguf_real.py (slow)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -192,3 +193,21 @@ def test_train_and_export_take_a_gguf_base_model(rung, tiny_gguf, tmp_path, cach
     result = rung("export", tiny_gguf, "--out", tmp_path / "export", "--format", "safetensors")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "export" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason='llama-cpp-python is not installed (pip install "rung[export]"; in the dev install)')
+def test_gate_answers_a_gguf_baseline_through_llama_cpp_and_the_candidate_in_transformers(rung, tiny_gguf,
+                                                                                           tmp_path, cache):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"input": f"Count rows in t{i}.", "output": f"SELECT count(*) FROM t{i};"})
+                            + "\n" for i in range(4)))
+    result = rung("gate", "--baseline", tiny_gguf, "--candidate", "builtin:tiny", "--eval", rows,
+                  "--max-new-tokens", "8", "--concurrency", "2", "--out", tmp_path / "gate")
+    assert result.exit_code in (0, 1), result.output
+    assert f"baseline: {tiny_gguf} through llama.cpp on 4 rows" in result.output
+    assert "candidate: builtin:tiny on 4 rows" in result.output  # not a GGUF: transformers
+    assert "  baseline: 4/4 rows" in result.output and "s/row" in result.output
+    gate = json.loads((tmp_path / "gate" / "gate.json").read_text())
+    assert gate["usage"]["baseline"]["backend"] == "llama.cpp" and gate["forgetting"]["checked"]
