@@ -3,11 +3,15 @@ GGUF spec when `rung[export]` is installed (core/generation.py open_chat_model, 
 
     conversations ─► the GGUF's own chat template (ChatML when it has none), rendered with llama-cpp-python's
                      Jinja formatter and tokenized by llama.cpp ─► the last (context - max_new_tokens) tokens
-                  ─► a pool of Llama instances (one per worker thread; llama.cpp releases the GIL), each with
-                     cores // instances threads, so the total stays within the cores ─► greedy at temperature 0
+                  ─► greedy (temperature 0): the rows split across `instances` threads (llama.cpp releases the
+                     GIL), each decoding its share as ONE batch in its own context on the shared weights
+                     (core/llama_batch.py), with cores // instances threads, so the total stays within the cores
+                  ─► sampling (temperature > 0): a pool of Llama instances, one row at a time each, llama.cpp's
+                     sampler; their context is sized from the longest prompt plus max_new_tokens (rounded up to
+                     256 tokens, at most the training context), rebuilt when a later call needs more
 
-The context is sized from the longest prompt plus max_new_tokens (rounded up to 256 tokens, at most the
-model's training context); a later call that needs more rebuilds the pool. Heavy imports live in the functions.
+Batched rows give slightly different greedy tokens than one row alone (other kernels, other rounding), as
+transformers' padded batches do. Heavy imports live in the functions.
 """
 
 from __future__ import annotations
@@ -89,7 +93,8 @@ class LlamaCppChat:
         cores = cores or usable_cores()
         self.instances = max(1, min(concurrency, cores))
         self.threads = max(1, cores // self.instances)
-        self.rows_per_call = 2 * self.instances  # how many rows engines hand over at once (progress lines)
+        # rows engines hand over at once (a progress line each): 8 per instance, decoded as one batch
+        self.rows_per_call = 8 * self.instances
         self._vocab: Any = None
         self._formatter: Any = None
         self._pool: queue.Queue | None = None
@@ -134,8 +139,6 @@ class LlamaCppChat:
 
     def chat(self, conversations: list[Conversation], *, max_new_tokens: int, temperature: float = 0.0,
              top_p: float | None = None) -> list[str]:
-        from concurrent.futures import ThreadPoolExecutor
-
         problems = self.validate(max_new_tokens, temperature, top_p)
         if problems:
             raise RungError(problems)
@@ -146,26 +149,51 @@ class LlamaCppChat:
         window = int(metadata.get(f"{metadata.get('general.architecture')}.context_length") or 4096)
         budget = max(16, window - max_new_tokens)
         prompts = [self.prompt_tokens(c)[-budget:] for c in conversations]
+        if temperature == 0:
+            results = self._greedy(prompts, max_new_tokens)
+        else:
+            results = self._sampled(prompts, max_new_tokens, window, float(temperature), top_p)
+        self._usage["requests"] += len(prompts)
+        self._usage["prompt_tokens"] += sum(len(p) for p in prompts)
+        self._usage["completion_tokens"] += sum(n for _, n in results)
+        self._usage["seconds"] += time.perf_counter() - started
+        return [text for text, _ in results]
+
+    def _greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[tuple[str, int]]:
+        """Greedy: the rows split across `instances` threads, each decoding its share as one batch in its own
+        context on the shared weights (core/llama_batch.py)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from rung.core.llama_batch import greedy_batch
+
+        llm = self.loaded()
+        shares = [list(range(i, len(prompts), self.instances)) for i in range(min(self.instances, len(prompts)))]
+        with ThreadPoolExecutor(max_workers=len(shares)) as workers:
+            done = list(workers.map(lambda rows: greedy_batch(llm, [prompts[r] for r in rows], max_new_tokens,
+                                                               self.threads), shares))
+        tokens: dict[int, list[int]] = {r: out for rows, outs in zip(shares, done) for r, out in zip(rows, outs)}
+        return [(llm.detokenize(tokens[r]).decode("utf-8", "replace").strip(), len(tokens[r]))
+                for r in range(len(prompts))]
+
+    def _sampled(self, prompts: list[list[int]], max_new_tokens: int, window: int, temperature: float,
+                 top_p: float | None) -> list[tuple[str, int]]:
+        """Sampling (temperature > 0): one row at a time per pooled instance, llama.cpp's own sampler."""
+        from concurrent.futures import ThreadPoolExecutor
+
         needed = max(len(p) for p in prompts) + max_new_tokens
         pool = self._ensure_pool(min(window, -(-needed // CONTEXT_STEP) * CONTEXT_STEP))
 
         def answer(tokens: list[int]) -> tuple[str, int]:
             llm = pool.get()
             try:
-                out = llm.create_completion(prompt=tokens, max_tokens=max_new_tokens, temperature=float(temperature),
-                                            top_p=1.0 if top_p is None else float(top_p), top_k=0 if temperature == 0
-                                            else 40, repeat_penalty=1.0, seed=0)
+                out = llm.create_completion(prompt=tokens, max_tokens=max_new_tokens, temperature=temperature,
+                                            top_p=1.0 if top_p is None else float(top_p), repeat_penalty=1.0)
             finally:
                 pool.put(llm)
             return str(out["choices"][0]["text"]).strip(), int(out["usage"]["completion_tokens"])
 
         with ThreadPoolExecutor(max_workers=self.instances) as workers:
-            results = list(workers.map(answer, prompts))
-        self._usage["requests"] += len(prompts)
-        self._usage["prompt_tokens"] += sum(len(p) for p in prompts)
-        self._usage["completion_tokens"] += sum(n for _, n in results)
-        self._usage["seconds"] += time.perf_counter() - started
-        return [text for text, _ in results]
+            return list(workers.map(answer, prompts))
 
     @property
     def usage(self) -> dict[str, Any]:
