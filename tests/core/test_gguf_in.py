@@ -211,3 +211,23 @@ def test_gate_answers_a_gguf_baseline_through_llama_cpp_and_the_candidate_in_tra
     assert "  baseline: 4/4 rows" in result.output and "s/row" in result.output
     gate = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert gate["usage"]["baseline"]["backend"] == "llama.cpp" and gate["forgetting"]["checked"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason='llama-cpp-python is not installed (pip install "rung[export]"; in the dev install)')
+def test_batched_greedy_decoding_matches_one_row_at_a_time(tiny_gguf):
+    """core/llama_batch.py: a row alone gives llama.cpp's own greedy tokens; copies of a row in one batch agree;
+    every answer stops at max_new_tokens."""
+    from rung.core.generation import check_generation
+    from rung.core.llama_batch import greedy_batch
+    from rung.core.llama_chat import LlamaCppChat
+
+    chat = LlamaCppChat("tiny", tiny_gguf, validate=check_generation, concurrency=1, cores=1)
+    llm = chat.loaded()
+    prompt = chat.prompt_tokens([{"role": "user", "content": "Count the rows in the orders table."}])
+    other = chat.prompt_tokens([{"role": "user", "content": "Hello"}])
+    own = llm.create_completion(prompt=prompt, max_tokens=12, temperature=0.0, repeat_penalty=1.0, logprobs=None)
+    alone = greedy_batch(llm, [prompt], 12, 1)[0]
+    assert llm.detokenize(alone).decode("utf-8", "replace") == own["choices"][0]["text"]
+    first, second, third = greedy_batch(llm, [prompt, other, prompt], 12, 1)
+    assert first == third and all(len(answer) <= 12 for answer in (first, second, third))
