@@ -49,7 +49,8 @@ def advise(answers_path: str, evidence_path: str | None, as_json: bool) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to write plan.yaml and PLAN.md into (created if missing).")
 @click.option("--base-model", default=None, metavar="ID_OR_PATH",
-              help="Hub id, local folder or builtin:tiny; overrides the answers' base_model.")
+              help="Hub id, local folder, builtin:tiny, a .gguf file, ollama:NAME[:TAG] or smollm2-135m-instruct "
+                   "(checked by rung run); overrides the answers' base_model.")
 @click.option("--data", "data", multiple=True, metavar="[ROLE=]PATH",
               help="A data file or folder, optionally with its role (train, eval, preferences, corpus, documents, "
                    "queries, examples, schema). A bare PATH gets the route's main role. Repeatable.")

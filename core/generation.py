@@ -1,5 +1,6 @@
 """One way to get answers from a model, whatever the spec: a local folder, a hub id, `builtin:…`, a PEFT adapter
-folder, or `openai:NAME` behind an OpenAI-compatible endpoint (core/endpoint.py).
+folder, a GGUF (llama.cpp answers it when installed: core/llama_chat.py), or `openai:NAME` behind an
+OpenAI-compatible endpoint (core/endpoint.py).
 
     model = open_chat_model(spec, api_base=..., api_key_env=...)
     answers = model.chat([[{"role": "user", "content": "..."}], ...], max_new_tokens=64)
@@ -55,6 +56,7 @@ class LocalChat:
         self.spec = spec
         self.trust_remote_code = trust_remote_code
         self.batch_size = batch_size
+        self.rows_per_call = batch_size  # how many rows engines hand over at once (progress lines)
         self._loaded: tuple[Any, Any] | None = None
         self._usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
 
@@ -115,8 +117,9 @@ class LocalChat:
 def open_chat_model(spec: str, *, api_base: str | None = None, api_key_env: str | None = None,
                     concurrency: int = 4, timeout_s: float = 60.0, trust_remote_code: bool = False,
                     batch_size: int = 8, usd_per_million_input: float | None = None,
-                    usd_per_million_output: float | None = None) -> ChatModel:
-    """The model a spec names: `openai:NAME` -> an endpoint client, anything else -> a local model."""
+                    usd_per_million_output: float | None = None, backend: str = "auto") -> ChatModel:
+    """The model a spec names: `openai:NAME` -> an endpoint client; a GGUF spec -> llama.cpp (backend auto with
+    llama-cpp-python installed, or llama.cpp); anything else, or backend transformers -> transformers here."""
     from rung.core import endpoint
 
     name = endpoint.parse_endpoint_spec(spec)
@@ -128,4 +131,29 @@ def open_chat_model(spec: str, *, api_base: str | None = None, api_key_env: str 
         return endpoint.EndpointChat(settings)
     # api_base and the key are for openai:NAME specs; a local spec beside them (a gate's local candidate against
     # an endpoint baseline, a local judge) simply loads here
+    llama = llama_backend(spec, backend)
+    if llama is not None:
+        from rung.core.llama_chat import LlamaCppChat
+
+        return LlamaCppChat(spec, llama, validate=check_generation, concurrency=concurrency)
     return LocalChat(spec, trust_remote_code=trust_remote_code, batch_size=batch_size)
+
+
+def llama_backend(spec: str, backend: str = "auto"):
+    """The GGUF file llama.cpp should answer `spec` from, or None when transformers answers it."""
+    from rung.core.gguf_in import gguf_source
+    from rung.core.llama_chat import INSTALL, llama_cpp_installed
+    from rung.core.settings import BACKENDS
+
+    if backend not in BACKENDS:
+        raise RungError(f'backend "{backend}": expected one of {", ".join(BACKENDS)}')
+    if backend == "transformers":
+        return None
+    path = gguf_source(spec)
+    if backend == "llama.cpp":
+        if path is None:
+            raise RungError(f"backend llama.cpp answers GGUF specs (a .gguf file, ollama:NAME, a named model); "
+                            f"{spec} is not one: export it first (rung export {spec} --out DIR --format gguf)")
+        if not llama_cpp_installed():
+            raise RungError(INSTALL)
+    return path if path is not None and llama_cpp_installed() else None

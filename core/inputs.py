@@ -5,7 +5,8 @@ exit 2) and only then creates anything:
 
     input_problem(path, what)            a regular file (after symlinks): not missing, a folder, a FIFO or device
     source_problem(path, what)           a regular file or a folder (a corpus, documents to index)
-    check_model_spec(spec, base, where)  builtin:NAME, a local model folder, or a hub id (cached, when offline)
+    check_model_spec(spec, base, where)  builtin:NAME, a local model folder, a GGUF (header checked), or a hub
+                                         id (cached, when offline)
     out_dir_problems(path, ...)          a folder rung may write: missing, empty, rung's own, or --resume/--overwrite
     fresh_output(path)                   removes the folder a command created when it fails before anything
                                          worth resuming (a checkpoint) is in it
@@ -66,10 +67,17 @@ def check_model_spec(spec: Any, base_dir: Path, where: str) -> tuple[Any, str | 
     written as a path (./x, /x, a/b/c) that does not exist is a problem, not a hub id; a hub id that is not
     cached while HF_HUB_OFFLINE=1 is one too.
     """
+    from rung.core.gguf_in import NAMED_MODELS, OLLAMA_PREFIX, gguf_source
     from rung.core.models import looks_like_path
 
     if not isinstance(spec, str) or not spec.strip():
         return spec, f"{where}: expected a model (hub id, local folder or builtin:tiny), got {short(spec)}"
+    try:
+        gguf = gguf_source(spec, base_dir)  # reads the header only: architecture and tensor types checked here
+    except RungError as error:
+        return spec, f"{where}: {error.message}"
+    if gguf is not None:
+        return (spec if spec.startswith(OLLAMA_PREFIX) or spec in NAMED_MODELS else str(gguf)), None
     if spec.startswith("builtin:"):
         names = builtin_names()
         name = spec.split(":", 1)[1]
@@ -83,7 +91,8 @@ def check_model_spec(spec: Any, base_dir: Path, where: str) -> tuple[Any, str | 
     if candidate.exists() or (path_like and path.exists()):
         folder = candidate if candidate.exists() else path
         if not folder.is_dir() or not ((folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()):
-            return spec, f"{where}: {folder} is not a model folder (no config.json or adapter_config.json)"
+            return spec, (f"{where}: {folder} is not a model folder (no config.json or adapter_config.json) "
+                          "and no GGUF (no .gguf file)")
         return str(folder.resolve()), None
     if path_like:
         return spec, f"{where}: model path {candidate} does not exist"

@@ -8,7 +8,10 @@ A model spec is one of:
 - `builtin:tiny-base`: builtin:tiny after a short, cached pretraining, for the demo. Building it is training,
   which lives in trainers/ (a layer above this one): rung.trainers registers its builder here on import
   (register_builtin), and the runner and the CLI import rung.trainers.
-- a local folder (config.json + safetensors weights), or
+- a local folder (config.json + safetensors weights),
+- a GGUF: a `.gguf` file, a folder holding exactly one, `ollama:NAME[:TAG]` (Ollama's local store) or a named
+  real model (`smollm2-135m-instruct`); converted once to a cached safetensors folder (core/gguf_in.py,
+  core/gguf_convert.py), or
 - a Hugging Face hub id, fetched by transformers as usual (the only case that touches the network).
 
 Security by default: safetensors only, `trust_remote_code` off unless the caller passes True.
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rung.core.errors import RungError
+from rung.core.model_cache import CHATML_TEMPLATE, cache_root, cached_build, spec_key  # noqa: F401 (re-exported)
 from rung.core.vocab import BUILTIN_PREFIX
 
 BUILTIN_MODELS = {
@@ -29,21 +33,6 @@ BUILTIN_MODELS = {
     "builtin:tiny-base": "builtin:tiny after a short pretraining on Python's help text: writes English-ish text, "
                          "knows no task (the demo's stage 1)",
 }
-
-# ChatML, the template rung gives a tokenizer that has none (documented in README). The {% generation %}
-# markers let TRL compute assistant-only loss; each assistant turn ends with <|im_end|>, the EOS token,
-# so a fine-tuned model learns to stop.
-CHATML_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
-    "{%- else %}"
-    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
 
 # Everything that decides the built model's bytes: change any of it and the cache key changes.
 TINY_SPEC: dict[str, Any] = {
@@ -64,42 +53,6 @@ TINY_SPEC: dict[str, Any] = {
     },
     "chat_template": CHATML_TEMPLATE,
 }
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("RUNG_CACHE", Path.home() / ".cache" / "rung")).expanduser()
-
-
-def spec_key(spec: dict[str, Any]) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def cached_build(target: Path, build: Callable[[Path], Path | None], prefix: str) -> Path:
-    """Return `target`, building it first if needed: `build(staging)` fills a temp folder (or returns the
-    folder it wrote inside it), which is then renamed into place, so a crash never leaves half a model."""
-    import shutil
-    import tempfile
-
-    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".build-{prefix}-"))
-    try:
-        built = build(staging) or staging
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(built, 0o777 & ~umask)  # mkdtemp makes 0700 folders; a shared cache should be readable
-        try:
-            os.replace(built, target)  # atomic: another process may have won the race; both are identical
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def builtin_tiny_path() -> Path:
@@ -198,7 +151,8 @@ def is_builtin(spec: str) -> bool:
 
 
 def resolve_model(spec: str | os.PathLike) -> str:
-    """A spec → what from_pretrained takes: builtin → cached folder; local folder → its path; else a hub id.
+    """A spec → what from_pretrained takes: builtin or GGUF → a cached folder; a local folder → its path; else a
+    hub id.
 
     A spec that looks like a path (./x, /x, ~/x) but does not exist is an error, not a hub lookup.
     """
@@ -213,10 +167,18 @@ def resolve_model(spec: str | os.PathLike) -> str:
             raise RungError(f'built-in model "{spec}" is built by rung.trainers, which is not loaded here: '
                             f'import rung.trainers first (pip install "rung[train]")')
         raise RungError(f'unknown built-in model "{spec}" (available: {", ".join(BUILTIN_MODELS)})')
+    from rung.core.gguf_in import gguf_source
+
+    gguf = gguf_source(spec)
+    if gguf is not None:
+        from rung.core.gguf_convert import converted_folder
+
+        return str(converted_folder(gguf))
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise RungError(f"{spec}: not a model folder (no config.json or adapter_config.json)")
+            raise RungError(f"{spec}: not a model folder (no config.json or adapter_config.json) and no GGUF "
+                            "(no .gguf file)")
         return str(path)
     if looks_like_path(spec):
         raise RungError(f"model path {spec} does not exist")

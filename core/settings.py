@@ -38,8 +38,9 @@ def setting(default: Any = None, help: str = "", *, flag: str | None = None, fac
 @dataclass
 class CommonSettings:
     # --- model (TRL ModelConfig names) ---
-    model_name_or_path: str = setting("builtin:tiny", "Base model: hub id, local folder, builtin:tiny (or, for dpo, "
-                                      "an SFT output folder).", flag="--base-model")
+    model_name_or_path: str = setting("builtin:tiny", "Base model: hub id, local folder, builtin:tiny, a .gguf file, "
+                                      "ollama:NAME[:TAG], smollm2-135m-instruct (or, for dpo, an SFT output "
+                                      "folder).", flag="--base-model")
     trust_remote_code: bool = setting(False, "Allow the model's own code to run (off by default: remote code runs "
                                       "on your machine).", flag="--trust-remote-code")
     # --- adapter: lora | qlora | full (rung); LoRA fields use TRL ModelConfig names ---
@@ -147,6 +148,13 @@ RUNG_ONLY_FIELDS = frozenset(
 
 # ---------------------------------------------------------------------------------------------- other engines
 
+# Which library answers a local model (core/generation.py open_chat_model). One declaration: GateSettings and
+# PromptingSettings carry it, and `rung probe|gate --backend` take its choices and help from here.
+BACKENDS = ("auto", "transformers", "llama.cpp")
+BACKEND_HELP = ("Who answers a local model: auto (llama.cpp for a GGUF spec when llama-cpp-python is installed, "
+                "else transformers), transformers, or llama.cpp (GGUF specs only). A trained LoRA or merged "
+                "folder always answers in transformers.")
+
 
 @dataclass
 class PromptingSettings:
@@ -158,7 +166,9 @@ class PromptingSettings:
                                    "(default: $OPENAI_BASE_URL).")
     api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
                                "never written anywhere).")
-    concurrency: int = setting(4, "Endpoint requests in flight at once.", minimum=1)
+    concurrency: int = setting(4, "Endpoint requests in flight at once; for llama.cpp, answers generated at once "
+                               "(threads split across the cores).", minimum=1)
+    backend: str = setting("auto", BACKEND_HELP, choices=BACKENDS)
     system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
     num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).",
                                minimum=0)
@@ -247,7 +257,9 @@ class GateSettings:
                                    "(default: $OPENAI_BASE_URL).")
     api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
                                "never written anywhere).")
-    concurrency: int = setting(4, "Endpoint requests in flight at once.", minimum=1)
+    concurrency: int = setting(4, "Endpoint requests in flight at once; for llama.cpp, answers generated at once "
+                               "(threads split across the cores).", minimum=1)
+    backend: str = setting("auto", BACKEND_HELP, choices=BACKENDS)
     trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
 
 

@@ -27,7 +27,8 @@ from rung.core.protocol import StepContext, StepResult
 from rung.core.rows import conversation
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, score_rows
-from rung.engines.probe import common_problems, prompted, task_rows
+from rung.engines.probe import common_problems, model_problems, prompted, task_rows
+from rung.engines.progress import answer_rows
 
 Echo = Callable[[str], None]
 SHIP, DONT_SHIP = "SHIP", "DON'T SHIP"
@@ -54,6 +55,7 @@ class GateRequest:
     trust_remote_code: bool = False
     judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
     rubric: str | None = None
+    backend: str = "auto"                # core/settings.py BACKENDS: who answers a local model
 
 
 def check_request(req: GateRequest) -> list[str]:
@@ -61,7 +63,17 @@ def check_request(req: GateRequest) -> list[str]:
                                      "--concurrency": req.concurrency})
     if not req.ppl_warn_ratio > 1:  # also refuses NaN
         problems.append(f"ppl_warn_ratio {req.ppl_warn_ratio}: expected a ratio above 1")
+    for flag, spec in (("--baseline", req.baseline), ("--candidate", req.candidate)):
+        problems += model_problems({flag: spec}, _role_backend(spec, req.backend))
     return problems
+
+
+def _role_backend(spec: str, backend: str) -> str:
+    """--backend llama.cpp applies to the GGUF side: a trained candidate (a LoRA or merged folder) is no GGUF
+    and answers in transformers."""
+    from rung.core.gguf_in import is_gguf_spec
+
+    return backend if backend != "llama.cpp" or is_gguf_spec(spec) else "transformers"
 
 
 def trained_by_rung(spec: str) -> bool:
@@ -104,10 +116,12 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
     usage: dict[str, Any] = {}
     for role, spec in (("baseline", req.baseline), ("candidate", req.candidate)):
         model = open_chat_model(spec, api_base=req.api_base, api_key_env=req.api_key_env,
-                                concurrency=req.concurrency, trust_remote_code=req.trust_remote_code)
+                                concurrency=req.concurrency, trust_remote_code=req.trust_remote_code,
+                                backend=_role_backend(spec, req.backend))
+        by = " through llama.cpp" if type(model).__name__ == "LlamaCppChat" else ""
         how = "as trained: its system message and turns" if asked[role] is asked["as_trained"] else "prompted"
-        echo(f"  {role}: {spec} on {len(rows)} rows ({how})")
-        answers[role] = model.chat(asked[role], max_new_tokens=req.max_new_tokens)
+        echo(f"  {role}: {spec}{by} on {len(rows)} rows ({how})")
+        answers[role] = answer_rows(model, asked[role], max_new_tokens=req.max_new_tokens, label=role, echo=echo)
         usage[role] = model.usage
     logs = req.out_dir  # judge logs are written (parents made) only once every verdict is in
     scores = {role: score_rows(answers[role], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
@@ -215,7 +229,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
                           max_rows=settings.max_rows, max_new_tokens=settings.max_new_tokens,
                           ppl_warn_ratio=settings.ppl_warn_ratio, api_base=settings.api_base,
                           api_key_env=settings.api_key_env, concurrency=settings.concurrency,
-                          trust_remote_code=settings.trust_remote_code)
+                          trust_remote_code=settings.trust_remote_code, backend=settings.backend)
     result = gate(request, echo=print)
     metrics_out = {"verdict": result["verdict"], "baseline_score": result["baseline"]["score"],
                    "candidate_score": result["candidate"]["score"], "difference": result["difference"]["difference"],

@@ -28,6 +28,7 @@ from rung.core.generation import ChatModel, check_generation, open_chat_model
 from rung.core.rows import conversation, load_task_rows, merge_system, training_messages
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, metric_problems, score_rows
+from rung.engines.progress import RowProgress, group_size
 from rung.engines.prompting import build_system_prompt, row_chats
 
 Echo = Callable[[str], None]
@@ -60,6 +61,29 @@ class ProbeRequest:
     trust_remote_code: bool = False
     judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
     rubric: str | None = None
+    backend: str = "auto"                # core/settings.py BACKENDS: who answers a local model
+
+
+def model_problems(specs: dict[str, str], backend: str) -> list[str]:
+    """Each local model spec checked before anything loads or is written: a folder, a hub id, builtin, or a
+    GGUF (its header: architecture and tensor types), and the backend that would answer it."""
+    from rung.core.endpoint import is_endpoint
+    from rung.core.generation import llama_backend
+    from rung.core.inputs import check_model_spec
+
+    problems = []
+    for flag, spec in specs.items():
+        if is_endpoint(spec):
+            continue
+        _, problem = check_model_spec(spec, Path.cwd(), flag)
+        if problem is None:
+            try:
+                llama_backend(spec, backend)
+            except RungError as error:
+                problem = f"{flag}: {error.message}"
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def common_problems(req: Any, counts: dict[str, int]) -> list[str]:
@@ -78,7 +102,7 @@ def check_request(req: ProbeRequest) -> list[str]:
                                      "--concurrency": req.concurrency})
     if req.docs is not None and not req.docs.is_dir():
         problems.append(f"--docs {req.docs}: expected a folder of documents")
-    return problems
+    return problems + model_problems({"--model": req.model}, req.backend)
 
 
 def fingerprint(model: str, conversation: list[dict[str, str]], max_new_tokens: int) -> str:
@@ -86,7 +110,7 @@ def fingerprint(model: str, conversation: list[dict[str, str]], max_new_tokens: 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-CHUNK = 32  # rows asked at once: what an interruption can lose, and how often progress is shown
+CHUNK = 32  # the most rows asked at once: what an interruption can lose (fewer when the model batches fewer)
 
 
 class AnswerCache:
@@ -127,13 +151,14 @@ def ask(model: ChatModel, spec: str, rung: str, conversations: list[list[dict[st
     if todo and hasattr(model, "loaded"):
         model.loaded()  # a local model loads before the clock starts: seconds per row are answering time
     cached = len(conversations) - len(todo)
-    for start in range(0, len(todo), CHUNK):
-        batch = todo[start:start + CHUNK]
+    progress = RowProgress(rung, len(conversations), echo, earlier=cached)
+    step = min(CHUNK, group_size(model))
+    for start in range(0, len(todo), step):
+        batch = todo[start:start + step]
         began = time.perf_counter()
         answers = model.chat([conversations[i] for i in batch], max_new_tokens=max_new_tokens)
         cache.add(rung, batch, [keys[i] for i in batch], answers, time.perf_counter() - began)
-        echo(f"  {rung}: {cached + start + len(batch)}/{len(conversations)} rows"
-             + (f" ({cached} from an earlier run)" if cached else ""))
+        progress.advance(len(batch), time.perf_counter() - began)
     if not todo:
         echo(f"  {rung}: {len(conversations)}/{len(conversations)} rows (all from an earlier run)")
     done = [cache.get(rung, i, k) for i, k in enumerate(keys)]
@@ -175,7 +200,12 @@ def short_lora(req: ProbeRequest, examples: list[dict[str, str]], echo: Echo) ->
                            max_steps=req.lora_steps, eval_fraction=0.0, save_steps=10_000, logging_steps=10,
                            max_length=512)
     echo(f"  lora_short: LoRA SFT, {req.lora_steps} steps on {len(examples)} examples")
-    train_sft(settings, data, folder, echo=lambda line: None)
+
+    def steps_only(line: str) -> None:  # the trainer's steps and summary; its resolved config is in the folder
+        if line.lstrip().startswith(("step ", "Training:", "Done in")):
+            echo("    " + line.strip())
+
+    train_sft(settings, data, folder, echo=steps_only)
     return folder
 
 
@@ -236,11 +266,12 @@ def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict
     req.out_dir.mkdir(parents=True, exist_ok=True)
     cache = AnswerCache(req.out_dir / ANSWERS_FILE)
     model = open_chat_model(req.model, api_base=req.api_base, api_key_env=req.api_key_env,
-                            concurrency=req.concurrency, trust_remote_code=req.trust_remote_code)
+                            concurrency=req.concurrency, trust_remote_code=req.trust_remote_code, backend=req.backend)
     plans = prompt_plans(req, rows, examples)
     if req.docs is not None:
         plans["rag"] = rag_conversations(rows, req.docs, req.out_dir, req.rag_k, echo)
-    echo(f"Probing {req.model} on {len(rows)} held-out rows ({metric}, target {req.target:.2f}): "
+    answered_by = " through llama.cpp" if type(model).__name__ == "LlamaCppChat" else ""
+    echo(f"Probing {req.model}{answered_by} on {len(rows)} held-out rows ({metric}, target {req.target:.2f}): "
          + ", ".join(plans) + (", lora_short" if examples and not is_endpoint(req.model) else ""))
 
     results: dict[str, dict[str, Any]] = {}

@@ -38,13 +38,17 @@ def resolved_config(settings: Any, **extra: Any) -> dict[str, Any]:
     return {**extra, "settings": dataclasses.asdict(settings)}
 
 
-def announce_config(config: dict[str, Any], out_dir: Path, echo: Echo) -> None:
-    """Print the merged config (default < plan.yaml < flag) and save it beside the outputs."""
+def announce_config(config: dict[str, Any], out_dir: Path, echo: Echo, *, show: bool = True) -> None:
+    """Print the merged config (default < plan.yaml < flag) and save it beside the outputs. show=False (a `rung
+    run` step: the run printed the resolved settings once already) prints one line naming the file."""
+    atomic_write_yaml(out_dir / "resolved_config.yaml", config)
+    if not show:
+        echo(f"Resolved config saved to {out_dir / 'resolved_config.yaml'} (the step's settings printed above)")
+        return
     text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
     echo("Resolved config (saved to " + str(out_dir / "resolved_config.yaml") + "):")
     for line in text.rstrip().splitlines():
         echo("  " + line)
-    atomic_write_yaml(out_dir / "resolved_config.yaml", config)
 
 
 def trl_fields(settings: Any, config_cls: type) -> dict[str, Any]:
@@ -153,7 +157,10 @@ def write_metrics(out_dir: Path, log_history: list[dict], extra: dict[str, Any],
         summary["train_loss_mean"] = final.get("train_loss")
     summary["log_history"] = log_history
     if write:
+        from rung.trainers.model_card import write_card
+
         atomic_write_json(out_dir / "metrics.json", _jsonable(summary))
+        write_card(Path(out_dir), summary)
     return summary
 
 

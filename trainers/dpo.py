@@ -152,7 +152,7 @@ def _probe_at_start(trainer, probe):
 
 def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path, *,
               eval_path: str | Path | None = None, resume: bool = False,
-              echo: Callable[[str], None] = click.echo) -> dict[str, Any]:
+              echo: Callable[[str], None] = click.echo, show_config: bool = True) -> dict[str, Any]:
     """Preference-tune settings.model_name_or_path (a base model or an SFT output) on pairs into out_dir."""
     out_dir = Path(out_dir)
     data_path = Path(data_path)
@@ -180,7 +180,7 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
                                     adapter_base_model=adapter_base_model)
     make_dir(out_dir, what="output folder")
     if main:
-        common.announce_config(config, out_dir, echo)
+        common.announce_config(config, out_dir, echo, show=show_config)
         common.write_heldout(out_dir, eval_pairs)
     echo(f"Data: {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data_path} ({split})")
 
@@ -327,7 +327,8 @@ def run_step(step: dict, ctx) -> Any:
     if launch.step_launches(ctx):
         summary = launch.launch_step("dpo", settings, ctx, job=dpo_job(settings, pairs, None), echo=click.echo)
     else:
-        summary = train_dpo(settings, pairs, ctx.run_dir, resume=ctx.resume)
+        summary = train_dpo(settings, pairs, ctx.run_dir, resume=ctx.resume,
+                            show_config=False)  # `rung run` printed the resolved settings
     after = summary.get("pairs_after") or {}
     heldout = Path(ctx.run_dir) / common.HELDOUT
     return StepResult(

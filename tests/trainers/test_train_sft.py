@@ -49,6 +49,18 @@ def test_outputs_are_all_there_and_in_peft_format(trained):
     assert "assistant tokens only" in text  # builtin:tiny's template has {% generation %} markers
 
 
+def test_the_model_card_says_what_the_run_was(trained):
+    """README.md is rung's card, not PEFT's blank template: base, data with its row count, results, settings."""
+    card = (trained["out"] / "README.md").read_text()
+    summary = trained["summary"]
+    assert "base_model: builtin:tiny" in card and "# out: SFT (lora) of builtin:tiny" in card
+    assert f"train.jsonl` ({N_ROWS} rows)" in card
+    assert f"| final train loss | {round(summary['final_loss'], 4)} |" in card
+    assert f"| optimizer steps | {summary['global_step']} |" in card
+    assert "learning_rate: 0.005" in card and "max_steps: 60" in card
+    assert "[More Information Needed]" not in card  # PEFT's template text
+
+
 def test_adapter_weights_change_and_base_weights_do_not(trained, tiny_model_dir):
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model

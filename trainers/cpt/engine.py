@@ -29,7 +29,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
                           resume=ctx.resume)
         result = json.loads((Path(ctx.run_dir) / "metrics.json").read_text())
     else:
-        result = train_cpt(settings, corpus, ctx.run_dir, resume=ctx.resume)
+        result = train_cpt(settings, corpus, ctx.run_dir, resume=ctx.resume,
+                           show_config=False)  # `rung run` printed the resolved settings
         result.pop("blocks_seen", None)
     metrics = {k: result[k] for k in ("global_step", "first_loss", "last_loss", "train_seconds")}
     metrics.update({"tokens_per_second": result["throughput"].get("tokens_per_second"),

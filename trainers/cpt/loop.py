@@ -201,7 +201,7 @@ def _write_loss_png(log_history: list[dict], path: Path) -> None:
 
 def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
               resume: bool = False, general_text: str | os.PathLike | None = None,
-              callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+              callbacks: Sequence[Any] = (), show_config: bool = True) -> dict[str, Any]:
     """Continue pretraining settings.model_name_or_path on `corpus`; writes out_dir/model and returns metrics.
 
     Works as one process or as each process of an `accelerate launch` (see trainers/cpt/launch.py).
@@ -294,7 +294,7 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
             settings, engine="cpt", corpus=[str(c) for c in corpus], corpus_files=len(files),
             general_text=str(general_text) if general_text else "builtin: held-out Python help topics",
             separator=tokenizer.convert_ids_to_tokens(sep), max_steps=max_steps, global_batch_blocks=global_batch,
-            processes=world, resume_from=str(checkpoint) if checkpoint else None), out_dir, print)
+            processes=world, resume_from=str(checkpoint) if checkpoint else None), out_dir, print, show=show_config)
         print(f"rung cpt: {plan['train_tokens']:,} training tokens in {plan['train_blocks']:,} blocks of "
               f"{plan['block_size']}, {len(domain)} held-out domain blocks, {len(general)} general blocks; "
               f"{max_steps} steps × {global_batch} blocks ({world} process{'es' if world > 1 else ''})"
