@@ -52,6 +52,7 @@ def trained_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "sft"
     folder.mkdir()
     (folder / "resolved_config.yaml").write_text("pipeline: sft\n")  # what rung's trainers write beside a model
+    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
     return folder
 
 
