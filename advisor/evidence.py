@@ -26,7 +26,7 @@ from rung.core.fileio import read_yaml, short
 EVIDENCE_VERSION = 1
 RUNGS = {"zero_shot": "zero-shot", "few_shot": "few-shot", "rag": "RAG", "lora_short": "a short LoRA run"}
 TOP_KEYS = ("version", "metric", "target", "n", "rungs", "model", "created", "notes")
-RUNG_KEYS = ("score", "ci", "n", "cost_usd", "seconds_per_row")
+RUNG_KEYS = ("score", "ci", "n", "cost_usd", "seconds_per_row", "unparsed_verdicts")
 
 
 def _fraction(value: Any) -> bool:

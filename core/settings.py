@@ -16,6 +16,8 @@ from typing import Any
 
 from rung.core.vocab import ADAPTERS, MAX_NEW_TOKENS
 
+MAX_CONCURRENCY = 256  # endpoint requests in flight; core/endpoint.py refuses more
+
 
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, factory: Any = None,
             choices: tuple[str, ...] | None = None, minimum: float | None = None, maximum: float | None = None,
@@ -158,7 +160,7 @@ class PromptingSettings:
                                    "(default: $OPENAI_BASE_URL).")
     api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
                                "never written anywhere).")
-    concurrency: int = setting(4, "Endpoint requests in flight at once.", minimum=1)
+    concurrency: int = setting(4, "Endpoint requests in flight at once.", minimum=1, maximum=MAX_CONCURRENCY)
     system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
     num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).",
                                minimum=0)
@@ -242,7 +244,16 @@ class GateSettings:
                                    "(default: $OPENAI_BASE_URL).")
     api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
                                "never written anywhere).")
-    concurrency: int = setting(4, "Endpoint requests in flight at once.", minimum=1)
+    concurrency: int = setting(4, "Endpoint requests in flight at once.", minimum=1, maximum=MAX_CONCURRENCY)
+    timeout_s: float = setting(30.0, "Seconds an endpoint has for each answer, the whole body included (per "
+                               "attempt); a server that never answers fails after (retries + 1) x this.",
+                               gt=0, maximum=3600)
+    max_retries: int = setting(2, "Retries of a failed endpoint request (429, 5xx, timeouts, lost connections); "
+                               "0: fail at the first.", minimum=0, maximum=20)
+    pattern: str | None = setting(None, "For metric regex: the regular expression an answer must contain "
+                                  "(re.search on the trimmed answer; anchor it with ^ and $ for the whole).")
+    schema: str | dict | None = setting(None, "For metric json_schema: a JSON Schema file (in plan.yaml, a path or "
+                                        "the schema itself as a mapping).")
     trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
 
 

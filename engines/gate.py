@@ -23,11 +23,14 @@ from rung.core.generation import open_chat_model
 from rung.core.protocol import StepContext, StepResult
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, score_rows
-from rung.engines.probe import best_prompt, common_problems, task_rows
+from rung.engines.metric_options import implied_metric, metric_options
+from rung.engines.probe import best_prompt, common_problems, endpoint_options, out_problems, task_rows
 from rung.engines.prompting import to_chat
 
 Echo = Callable[[str], None]
 SHIP, DONT_SHIP = "SHIP", "DON'T SHIP"
+GATE_MARKER = "gate.json"
+WRITTEN = (GATE_MARKER, "gate.md", "gate_answers.jsonl", "judge_baseline.jsonl", "judge_candidate.jsonl")
 
 
 @dataclass
@@ -48,9 +51,14 @@ class GateRequest:
     api_base: str | None = None
     api_key_env: str | None = None
     concurrency: int = 4
+    timeout_s: float = 30.0              # per endpoint attempt (core/endpoint.py)
+    max_retries: int = 2
     trust_remote_code: bool = False
     judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
     rubric: str | None = None
+    pattern: str | None = None           # --metric regex (engines/metric_options.py)
+    schema: Any = None                   # --metric json_schema: a file, or the schema itself
+    overwrite: bool = False              # write into a non-empty out_dir without gate.json anyway
 
 
 def check_request(req: GateRequest) -> list[str]:
@@ -58,7 +66,7 @@ def check_request(req: GateRequest) -> list[str]:
                                      "--concurrency": req.concurrency})
     if not req.ppl_warn_ratio > 1:  # also refuses NaN
         problems.append(f"ppl_warn_ratio {req.ppl_warn_ratio}: expected a ratio above 1")
-    return problems
+    return problems + out_problems(req.out_dir, GATE_MARKER, WRITTEN, overwrite=req.overwrite)
 
 
 def trained_by_rung(spec: str) -> bool:
@@ -83,7 +91,9 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
 
     rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
-    metric = JUDGE if req.metric == JUDGE else metrics.choose_metric(req.goal, references, metric=req.metric)
+    wanted = implied_metric(req.metric, req.pattern, req.schema)
+    metric = JUDGE if wanted == JUDGE else metrics.choose_metric(req.goal, references, metric=wanted)
+    options = metric_options(metric, req.pattern, req.schema)
     prompt = best_prompt(req.goal, examples, req.num_examples)
     prompted = [to_chat(prompt, r["input"]) for r in rows]
     plain = [[{"role": "user", "content": r["input"]}] for r in rows]
@@ -91,15 +101,17 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
     usage: dict[str, Any] = {}
     for role, spec in (("baseline", req.baseline), ("candidate", req.candidate)):
         conversations = plain if role == "candidate" and trained_by_rung(spec) else prompted
-        model = open_chat_model(spec, api_base=req.api_base, api_key_env=req.api_key_env,
-                                concurrency=req.concurrency, trust_remote_code=req.trust_remote_code)
+        model = open_chat_model(spec, trust_remote_code=req.trust_remote_code, **endpoint_options(req))
         echo(f"  {role}: {spec} on {len(rows)} rows ({'plain request' if conversations is plain else 'prompted'})")
         answers[role] = model.chat(conversations, max_new_tokens=req.max_new_tokens)
         usage[role] = model.usage
     logs = req.out_dir  # judge logs are written (parents made) only once every verdict is in
     scores = {role: score_rows(answers[role], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
-                               api_base=req.api_base, api_key_env=req.api_key_env,
-                               log=logs / f"judge_{role}.jsonl" if logs is not None else None) for role in answers}
+                               log=logs / f"judge_{role}.jsonl" if logs is not None else None,
+                               **endpoint_options(req), **options) for role in answers}
+    for role, scored in scores.items():
+        if getattr(scored, "warning", None) and scored.warning():
+            echo(f"  {role}: {scored.warning()}")
     diff = metrics.paired_difference(scores["candidate"].per_row, scores["baseline"].per_row)
 
     forgetting: dict[str, Any] = {"checked": False}
@@ -130,6 +142,7 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
                      "ci": [round(scores["baseline"].ci_low, 4), round(scores["baseline"].ci_high, 4)]},
         "candidate": {"model": req.candidate, "score": round(scores["candidate"].mean, 4),
                       "ci": [round(scores["candidate"].ci_low, 4), round(scores["candidate"].ci_high, 4)]},
+        **({"unparsed_verdicts": {role: scores[role].unparsed for role in scores}} if metric == JUDGE else {}),
         "difference": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in diff.items()},
         "forgetting": forgetting, "usage": usage,
     }
@@ -198,6 +211,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
                           max_rows=settings.max_rows, max_new_tokens=settings.max_new_tokens,
                           ppl_warn_ratio=settings.ppl_warn_ratio, api_base=settings.api_base,
                           api_key_env=settings.api_key_env, concurrency=settings.concurrency,
+                          timeout_s=settings.timeout_s, max_retries=settings.max_retries, pattern=settings.pattern,
+                          schema=_plan_schema(settings.schema, ctx), overwrite=True,  # the run's own folder
                           trust_remote_code=settings.trust_remote_code)
     result = gate(request, echo=print)
     metrics_out = {"verdict": result["verdict"], "baseline_score": result["baseline"]["score"],
@@ -218,3 +233,11 @@ def next_move(result: dict[str, Any], baseline: str) -> str:
         return (" — the candidate won on the task but forgot general text: retrain with LoRA (it leaves the base "
                 "weights alone), a lower learning rate or fewer steps, and gate again.")
     return f" — ship the cheaper rung (`{baseline}` with its prompt) until a candidate beats it."
+
+
+def _plan_schema(schema: Any, ctx: StepContext) -> Any:
+    """A step's schema setting: a mapping as written, or a file named relative to the plan's folder."""
+    if isinstance(schema, str) and not Path(schema).expanduser().is_absolute():
+        plan_dir = getattr(ctx, "plan_dir", None)
+        return str(Path(plan_dir) / schema) if plan_dir else schema
+    return schema

@@ -8,8 +8,9 @@
     json:BODY    a 200 whose body is BODY (any JSON text, wrong types included)
     echo401      a 401 whose message echoes the Authorization header it got, raw
     ok           a well-formed chat completion
+    reply:TEXT   a well-formed chat completion answering TEXT, after `delay` seconds
 
-It counts requests and keeps the Authorization headers it received.
+It counts requests, the most in flight at once, and keeps the Authorization headers it received.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ GOOD_BODY = {"id": "x", "object": "chat.completion", "created": 0, "model": "alp
 
 
 class MisbehavingServer:
-    def __init__(self, mode: str):
-        self.mode = mode
+    def __init__(self, mode: str, delay: float = 0.0):
+        self.mode, self.delay = mode, delay
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
         self.requests = 0
         self.authorizations: list[str] = []
         self.stop = threading.Event()
@@ -42,15 +45,20 @@ class MisbehavingServer:
                     return
                 if head is None:
                     return
-                with threading.Lock():
+                with server.lock:
                     server.requests += 1
-                for line in head.split("\r\n"):
-                    if line.lower().startswith("authorization:"):
-                        server.authorizations.append(line.split(":", 1)[1].strip())
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    for line in head.split("\r\n"):
+                        if line.lower().startswith("authorization:"):
+                            server.authorizations.append(line.split(":", 1)[1].strip())
                 try:
                     server.respond(self.request, head)
                 except OSError:
                     pass
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
 
             def read_request(self) -> str | None:
                 data = b""
@@ -123,6 +131,10 @@ class MisbehavingServer:
             while not self.stop.is_set():
                 sock.sendall(f"{len(block):x}\r\n".encode() + block + b"\r\n")
             return
+        if mode.startswith("reply:"):
+            time.sleep(self.delay)
+            body = dict(GOOD_BODY, choices=[{"index": 0, "message": {"role": "assistant", "content": mode[6:]}}])
+            return self.send(sock, 200, json.dumps(body).encode())
         if mode.startswith("json:"):
             return self.send(sock, 200, mode[5:].encode())
         if mode == "echo401":
