@@ -67,7 +67,8 @@ def _holds_secret(token: str, secrets: list[bytes]) -> bool:
 def scrub(text: str, *secrets: str | None) -> str:
     """text with every form of every secret (>= MIN_SECRET_CHARS characters) replaced by ***, including base64
     tokens that decode to anything holding one (`Basic dXNlcjpzay0uLi4=`, whatever the user part)."""
-    keys = [s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_CHARS]
+    given = [s for s in secrets if isinstance(s, str)]
+    keys = list(dict.fromkeys(k for s in given for k in (s, s.strip()) if len(k) >= MIN_SECRET_CHARS))
     if not keys or not isinstance(text, str):
         return text
     for key in keys:
