@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from rung.cli.measure_options import endpoint_limits, metric_inputs
+from rung.core.measure_flags import endpoint_limits, metric_inputs
 from rung.core.vocab import MAX_NEW_TOKENS
 
 MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, or openai:NAME for a model behind "

@@ -123,7 +123,8 @@ def open_chat_model(spec: str, *, api_base: str | None = None, api_key_env: str 
     name = endpoint.parse_endpoint_spec(spec)
     if name is not None:
         settings = endpoint.EndpointSettings(
-            model=name, api_base=api_base, api_key_env=api_key_env or "OPENAI_API_KEY", timeout_s=timeout_s,
+            model=name, api_base=api_base, timeout_s=timeout_s,
+            api_key_env="OPENAI_API_KEY" if api_key_env is None else api_key_env,
             max_retries=max_retries,
             concurrency=concurrency, usd_per_million_input=usd_per_million_input,
             usd_per_million_output=usd_per_million_output)

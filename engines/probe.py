@@ -86,7 +86,7 @@ def common_problems(req: Any, counts: dict[str, int]) -> list[str]:
         problems.append(f"--target {req.target}: expected a score in (0, 1]")
     problems += [f"{flag} {value}: expected 1 or more" for flag, value in counts.items() if value < 1]
     metric = implied_metric(req.metric, req.pattern, req.schema)
-    problems += endpoint_problems(req)
+    problems += endpoint_problems(req) + local_model_problems(req)
     return problems + metric_problems(metric, req.judge_model) + metric_option_problems(metric, req.pattern,
                                                                                        req.schema)
 
@@ -100,11 +100,29 @@ def endpoint_problems(req: Any) -> list[str]:
         names = [parse_endpoint_spec(spec) for spec in specs if is_endpoint(spec)]
         if not names:
             return []
-        EndpointSettings(model=names[0] or "?", api_key_env=req.api_key_env or "OPENAI_API_KEY",
+        key_env = "OPENAI_API_KEY" if req.api_key_env is None else req.api_key_env
+        EndpointSettings(model=names[0] or "?", api_key_env=key_env,
                          **{k: v for k, v in endpoint_options(req).items() if k != "api_key_env"}).api_key()
     except RungError as error:
         return [error.message]
     return []
+
+
+def local_model_problems(req: Any) -> list[str]:
+    """Local model specs (not openai:NAME) checked as `rung train` checks them: a damaged folder, a missing
+    path or an uncached hub id while offline is one line before anything loads."""
+    from rung.core.endpoint import is_endpoint
+    from rung.core.inputs import check_model_spec
+
+    flags = {"model": "--model", "baseline": "--baseline", "candidate": "--candidate", "judge_model": "--judge-model"}
+    problems = []
+    for name, flag in flags.items():
+        spec = getattr(req, name, None)
+        if spec and not is_endpoint(spec):
+            problem = check_model_spec(spec, Path.cwd(), flag)[1]
+            if problem:
+                problems.append(problem)
+    return problems
 
 
 def out_problems(out_dir: Path | None, marker: str, written: tuple[str, ...], *, resume: bool = False,

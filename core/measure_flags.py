@@ -1,5 +1,6 @@
-"""Options `rung probe` and `rung gate` share, declared once in core/settings.py (GateSettings): the flag's
-type, range and help come from the settings field, so a plan's gate step and the command line agree."""
+"""Options `rung probe`, `rung gate`, `rung generate` and `rung chat` share, declared once in core/settings.py
+(GateSettings): the flag's type, range and help come from the settings field, so a plan's gate step and the
+command line agree."""
 
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ def setting_option(flag: str, name: str, **extra: Any) -> Callable:
     return click.option(flag, name, help=_help(name), **extra)
 
 
-def endpoint_limits(function: Callable) -> Callable:
-    """--concurrency, --timeout and --retries."""
+def endpoint_limits(function: Callable, *, concurrency: bool = True) -> Callable:
+    """--timeout and --retries, and --concurrency unless one request is all a command makes."""
     function = setting_option("--retries", "max_retries", metavar="N")(function)
     function = setting_option("--timeout", "timeout_s", metavar="SECONDS")(function)
-    return setting_option("--concurrency", "concurrency", metavar="N")(function)
+    return setting_option("--concurrency", "concurrency", metavar="N")(function) if concurrency else function
 
 
 def metric_inputs(function: Callable) -> Callable:
