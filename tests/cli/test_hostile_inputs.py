@@ -542,3 +542,65 @@ def test_rungs_own_out_folder_is_reused_and_overwrite_vouches_for_a_foreign_one(
     assert out_dir_problems(own) == []
     assert out_dir_problems(foreign) and "rung did not write it" in out_dir_problems(foreign)[0]
     assert out_dir_problems(foreign, overwrite=True) == [] and out_dir_problems(foreign, resume=True) == []
+
+
+# ------------------------------------------------------------------------------- endpoints that misbehave
+
+SECRET = "sk-hostile-" + "0f1e2d3c4b5a69788796"
+EP = ["--model", "openai:alpha", "--api-base", "{url}", "--timeout", "1", "--retries", "0"]
+EG = ["--baseline", "openai:alpha", "--candidate", "openai:alpha", "--api-base", "{url}", "--timeout", "1",
+      "--retries", "0"]
+GEN_EP = ["generate", "openai:alpha", "--prompt", "hi", "--api-base", "{url}", "--timeout", "1", "--retries", "0"]
+
+# (id, server mode (tests/misbehaving_server.py), argv ({url}: the server's), OPENAI_API_KEY or None,
+#  a fragment the output must hold, one it must not)
+ENDPOINT_ROWS = [
+    ("probe-server-never-answers", "silent", P + EP, None, "did not answer within 1 s (no retries)", None),
+    ("probe-server-trickles", "trickle", P + EP, None, "was still sending its answer after 1 s", None),
+    ("probe-server-endless-stream", "sse", P + EP, None, "1 s (no retries)", None),
+    ("probe-server-huge-body", "huge", P + EP, None, "the answer was too large", None),
+    ("probe-server-huge-chunked-body", "huge_chunked", P + EP, None, "the answer was too large", None),
+    ("probe-server-choices-string", 'json:{"choices": "x"}', P + EP, None, '"choices" is a string, not a list', None),
+    ("probe-server-message-string", 'json:{"choices": [{"message": "x"}]}', P + EP, None,
+     '"choices[0].message" is a string', None),
+    ("probe-server-content-numbers", 'json:{"choices": [{"message": {"content": [1]}}]}', P + EP, None,
+     "is not a text part", None),
+    ("probe-server-not-json", "json:<html>oops</html>", P + EP, None, "not a chat completion", None),
+    ("probe-key-trailing-newline", "ok", P + EP, SECRET + "\n", "OPENAI_API_KEY holds leading or trailing whitespace",
+     SECRET),
+    ("probe-key-inner-tab", "ok", P + EP, SECRET[:6] + "\t" + SECRET[6:], "holds whitespace or control characters",
+     SECRET[6:]),
+    ("gate-server-401-echoes-the-key", "echo401", G + EG, SECRET, "401 unauthorized", SECRET),
+    ("gate-server-choices-null", 'json:{"choices": null}', G + EG, None, '"choices" is null', None),
+    ("gate-judge-server-never-answers", "silent", G + EG + ["--metric", "judge", "--judge-model", "openai:j"], None,
+     "did not answer within 1 s", None),
+    ("generate-server-endless-stream", "sse", GEN_EP, None, "1 s (no retries)", None),
+    ("generate-server-wrong-types", 'json:{"choices": [{"message": {"content": {"a": 1}}}]}', GEN_EP, None,
+     "is an object, not a string", None),
+    ("generate-key-trailing-newline", "ok", GEN_EP, SECRET + "\r\n", "OPENAI_API_KEY holds", SECRET),
+]
+
+
+@pytest.mark.parametrize("mode, argv, key, fragment, absent", [row[1:] for row in ENDPOINT_ROWS],
+                         ids=[row[0] for row in ENDPOINT_ROWS])
+def test_hostile_endpoint(tmp_path, monkeypatch, mode, argv, key, fragment, absent):
+    from misbehaving_server import MisbehavingServer
+
+    make_world(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    if key is None:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+    before = listing(tmp_path)
+    with MisbehavingServer(mode) as server:
+        exit_code, output, seconds = run_rung([a.replace("{url}", server.base_url) for a in argv])
+    assert "Traceback" not in output, output
+    assert exit_code == 2, output
+    assert fragment in output and "Error" in output, output
+    assert absent is None or absent not in output, output
+    assert seconds < TIME_LIMIT_S, f"{seconds:.1f} s"
+    assert listing(tmp_path) == before, "left files behind"
+    if "key" in fragment or "holds" in fragment:
+        assert server.requests == 0  # refused before any request
