@@ -8,10 +8,13 @@
                   for a GGUF or an export folder holding one.
 
 The launch command is built by a pure function (build_command) and run by an injectable runner (PopenRunner:
-its own process group, so SIGINT/SIGTERM reach every process the server starts, and PR_SET_PDEATHSIG on Linux,
-so it dies with rung even if rung is killed). rung waits until the server answers one chat request, prints the
-base URL, the model name to send and the exact command, then forwards SIGINT/SIGTERM and waits for the server
-to stop (SIGKILL after STOP_GRACE_S).
+its own process group, so SIGINT/SIGTERM/SIGHUP reach every process the server starts, and PR_SET_PDEATHSIG on
+Linux, so it dies with rung even if rung is killed). The port is bind-tested first: a busy one is refused
+before anything starts, so the self-test cannot be answered by another server; and the self-test counts only
+while the child is alive and its /v1/models names the model rung started. rung waits until the server answers
+one chat request, prints the base URL, the model name to send and the exact command, then forwards the signal
+and waits for the server to stop (SIGKILL to the group after STOP_GRACE_S). Exit codes: 0 stopped on request,
+2 bad input (a busy port included), 3 the server did not come up or stopped on its own.
 
 The endpoint is what `rung probe` and `rung gate` talk to: --model openai:NAME --api-base URL.
 """
@@ -31,6 +34,8 @@ from typing import Any, Callable, Sequence
 
 import click
 
+from rung.cli.serve_safety import (MERGED_PREFIX, clean_stale_merges, death_signal_setter, http_serves,
+                                   port_problem)
 from rung.core.errors import RungError, did_you_mean
 
 ENGINES = ("transformers", "vllm", "llama.cpp")
@@ -48,9 +53,10 @@ INSTALL = {
 
 
 class ServeFailed(RungError):
-    """The server did not come up, or stopped on its own: exit 1."""
+    """The server did not come up, or stopped on its own: exit 3 (1 is the gate's DON'T SHIP alone)."""
 
-    exit_code = 1
+    exit_code = 3
+
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ class PopenRunner:
         log = open(log_path, "ab")
         try:
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                    env=env, start_new_session=True, preexec_fn=death_signal_setter())
         finally:
             log.close()
 
@@ -187,16 +193,6 @@ class PopenRunner:
             os.killpg(process.pid, signum)
         except ProcessLookupError:
             pass
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when rung's process dies, however it dies (Linux prctl)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass
 
 
 def http_ready(base_url: str, model: str, timeout: float = 30.0) -> str | None:
@@ -210,7 +206,7 @@ def http_ready(base_url: str, model: str, timeout: float = 30.0) -> str | None:
                                      headers={"Content-Type": "application/json", "Authorization": "Bearer EMPTY"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            reply = json.loads(response.read().decode("utf-8", "replace"))
+            reply = json.loads(response.read(1 << 20).decode("utf-8", "replace"))
     except (OSError, ValueError, urllib.error.HTTPError):
         return None
     try:
@@ -237,7 +233,8 @@ def log_tail(path: Path, limit: int = 3000) -> str:
 def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, runner: Any = None,
               ready: Callable[[str, str], str | None] = http_ready, ready_timeout_s: float = READY_TIMEOUT_S,
               grace_s: float = STOP_GRACE_S, echo: Callable[[str], None] = click.echo,
-              poll_s: float = 0.5, env: dict[str, str] | None = None) -> int:
+              poll_s: float = 0.5, env: dict[str, str] | None = None,
+              serves: Callable[[str, str], bool] = http_serves) -> int:
     """Start the server, wait until it answers a chat request, then until SIGINT/SIGTERM (forwarded) or until it
     exits. Returns the server's exit code after a requested stop; raises ServeFailed when it did not come up or
     stopped on its own. The server's processes are always gone when this returns."""
@@ -249,7 +246,7 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
         received.append(signum)
         runner.signal(process, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         echo(f"Starting (pid {process.pid}, log {log_path}): {shlex.join(command)}")
         deadline = time.monotonic() + ready_timeout_s
@@ -259,8 +256,10 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
                 raise ServeFailed(f"the server exited with code {process.returncode} before it answered:\n"
                                   f"{log_tail(log_path)}")
             answer = ready(base_url, model)
-            if answer is not None:
+            # the answer counts only from our own child, alive, serving the model it was started with
+            if answer is not None and process.poll() is None and serves(base_url, model):
                 break
+            answer = None
             if time.monotonic() > deadline:
                 raise ServeFailed(f"the server did not answer a chat request within {ready_timeout_s:.0f} s "
                                   f"(log {log_path}):\n{log_tail(log_path)}")
@@ -330,19 +329,25 @@ def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, l
     problems = engine_problems(engine, target, check_installed=not dry_run)
     if port == 0:
         port = free_port(host)
+    elif not dry_run:
+        busy = port_problem(host, port)
+        if busy:
+            problems.append(busy)
     if problems:
         install_only = engine in INSTALL and problems == [INSTALL[engine][0]]
         if install_only and not (engine == "transformers" and target.kind == "adapter"):
             problems.append("the command would be: " + shlex.join(build_command(engine, target, host=host, port=port,
                                                                                   extra=extra)))
         raise RungError(problems)
+    if not dry_run:
+        clean_stale_merges()
     merged_dir = None
     if engine == "transformers" and target.kind == "adapter":
         if dry_run:
             click.echo(f"(the adapter would first be merged into its base in a temporary folder)")
             target = Target("model", "<merged folder>", target.name)
         else:
-            merged_dir = Path(tempfile.mkdtemp(prefix="rung-serve-merged-"))
+            merged_dir = Path(tempfile.mkdtemp(prefix=f"{MERGED_PREFIX}{os.getpid()}-"))
             click.echo(f"Merging {target.path} into {target.base} for transformers serve ({merged_dir}) ...")
             _merge_into(target.path, merged_dir)
             target = Target("model", str(merged_dir), target.name)
