@@ -187,12 +187,17 @@ class AnswerCache:
         each = round(seconds / max(len(rows), 1), 4)  # as stored, so a resumed probe computes the same means
         from rung.core.out_guard import open_append
 
-        with open_append(self.path) as handle:
-            for row, key, output in zip(rows, keys, outputs):
-                self.known[(rung, row, key)] = (output, each)
-                handle.write(json.dumps({"rung": rung, "row": row, "fingerprint": key, "output": output,
-                                         "seconds": each}, ensure_ascii=False) + "\n")
-            handle.flush()
+        from rung.core.fileio import os_error_text
+
+        try:
+            with open_append(self.path) as handle:
+                for row, key, output in zip(rows, keys, outputs):
+                    self.known[(rung, row, key)] = (output, each)
+                    handle.write(json.dumps({"rung": rung, "row": row, "fingerprint": key, "output": output,
+                                             "seconds": each}, ensure_ascii=False) + "\n")
+                handle.flush()
+        except OSError as error:  # a full disk: the answers written so far stay, the next run resumes there
+            raise RungError(os_error_text(error, "append to", self.path)) from None
 
 
 def ask(model: ChatModel, spec: str, rung: str, conversations: list[list[dict[str, str]]], cache: AnswerCache, *,

@@ -165,6 +165,13 @@ def export_model(spec: str, out_dir: str | Path, *, fmt: str = "safetensors", qu
         _move_into_place(staging, out_dir)
     except OSError as error:
         raise RungError(os_error_text(error, "write the export to", out_dir)) from None
+    except Exception as error:  # noqa: BLE001 - safetensors and torch wrap a full disk in their own errors
+        from rung.core.fileio import storage_full
+
+        if not storage_full(error):
+            raise
+        raise RungError(f"cannot write the export to {out_dir}: no space left on the device (the temporary "
+                        f"folder in {out_dir.parent} is removed)") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     echo(f"Passed. {out_dir}: {', '.join(written + [REPORT_NAME])} ({timings['total_s']:.1f} s)")
