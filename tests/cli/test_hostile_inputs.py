@@ -370,6 +370,9 @@ ROWS = [
     # a file rung refuses is never echoed
     ("evidence-symlink-to-system-file", ["advise", "--answers", "answers.yaml", "--evidence", "evidence_link.yaml"], 2,
      "is this an evidence file", "secretline"),
+    ("advise-answers-system-file", ["advise", "--answers", "system.conf"], 2, "is this an answers file", "secretline"),
+    ("run-plan-system-file", ["run", "system.conf", "--dry-run"], 2, "is this a plan", "secretline"),
+    ("probe-eval-system-file", P + ["--eval", "system.conf"], 2, "not valid JSON", "secretline"),
     # rung estimate
     ("estimate-params-nan", EST + ["--params-b", "nan"], 2, "must be a finite number above 0, got nan"),
     ("estimate-params-inf", EST + ["--params-b", "inf"], 2, "must be a finite number above 0, got inf"),
