@@ -110,7 +110,9 @@ def _scrubbed(text: str) -> str:
 
     secrets = [value for name, value in os.environ.items()
                if any(part in name.upper() for part in SECRET_NAME_PARTS) and len(value) >= 8]
-    return scrub(text, *secrets) if secrets else text
+    text = scrub(text, *secrets) if secrets else text
+    # a name holding terminal escapes (a file called "\x1b[2J...") must not drive the user's terminal
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 __all__ = ["cli", "main", "COMMANDS", "RungError"]

@@ -37,6 +37,7 @@ import click
 from rung.cli.serve_safety import (MERGED_PREFIX, clean_stale_merges, death_signal_setter, http_serves,
                                    port_problem)
 from rung.core.errors import RungError, did_you_mean
+from rung.core.options import Checked
 
 ENGINES = ("transformers", "vllm", "llama.cpp")
 DEFAULT_PORT = 8000
@@ -308,7 +309,8 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
                                                                      "interface; the server has no API key).")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port to listen on; 0 picks a free one.")
-@click.option("--wait", "wait_s", type=click.FloatRange(min=1), default=READY_TIMEOUT_S, show_default=True,
+@click.option("--wait", "wait_s", type=Checked(float, minimum=1, maximum=86400), default=READY_TIMEOUT_S,
+              show_default=True,
               help="Seconds to wait for the server's first answer.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="The server's output (default: a rung-serve-*.log file in the temp folder).")
@@ -333,6 +335,8 @@ def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, l
         busy = port_problem(host, port)
         if busy:
             problems.append(busy)
+    if log_path is not None and not dry_run:
+        problems += log_problems(log_path)
     if problems:
         install_only = engine in INSTALL and problems == [INSTALL[engine][0]]
         if install_only and not (engine == "transformers" and target.kind == "adapter"):
@@ -385,6 +389,20 @@ def _merge_into(adapter_dir: str, folder: Path) -> None:
     quiet_libraries()
     source = load_source(adapter_dir, prompts=False)
     write_safetensors(source.model, source.tokenizer, folder)
+
+
+def log_problems(path: Path) -> list[str]:
+    """--log must be a regular file (or not exist yet) in an existing folder: a FIFO would block the server's
+    start forever, a link would have the log written elsewhere."""
+    from rung.core.fileio import file_kind
+
+    if path.is_symlink():
+        return [f"--log {path} is a symbolic link: name the file itself"]
+    if path.exists() and not path.is_file():
+        return [f"--log {path} is {file_kind(path.stat().st_mode)}, not a regular file"]
+    if not path.parent.is_dir():
+        return [f"--log {path}: the folder {path.parent} does not exist"]
+    return []
 
 
 __all__ = ["serve", "build_command", "resolve_target", "supervise", "Target", "PopenRunner", "ENGINES"]

@@ -116,6 +116,8 @@ class EndpointSettings:
         problems = []
         if not isinstance(self.model, str) or not self.model.strip():
             problems.append("model: name the model the endpoint serves (the NAME in openai:NAME)")
+        elif not self.model.isprintable() or len(self.model) > 512:
+            problems.append("model: the name holds control characters or is over 512 characters")
         if self.api_base is None:
             problems.append("api_base: no endpoint URL; set api_base (e.g. http://127.0.0.1:8000/v1) or the "
                             "OPENAI_BASE_URL environment variable")
@@ -176,6 +178,9 @@ class EndpointSettings:
             return key
         if self.local:
             return LOCAL_PLACEHOLDER_KEY
+        if self.api_key_env in os.environ:
+            raise RungError(f"{self.api_key_env} is set but empty: {public_url(self.api_base)} is not on this "
+                            f"machine and needs an API key; export {self.api_key_env}=...")
         raise RungError(f"{self.api_key_env} is not set: {public_url(self.api_base)} is not on this machine and "
                         f"needs an API key; export {self.api_key_env}=... (or set api_key_env to the variable "
                         "that holds it)")

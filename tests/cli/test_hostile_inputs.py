@@ -370,6 +370,19 @@ ROWS = [
     # a file rung refuses is never echoed
     ("evidence-symlink-to-system-file", ["advise", "--answers", "answers.yaml", "--evidence", "evidence_link.yaml"], 2,
      "is this an evidence file", "secretline"),
+    ("probe-eval-name-with-terminal-escape", P + ["--eval", "nope\x1b[2J.jsonl"], 2, "does not exist", "\x1b"),
+    ("probe-out-name-with-terminal-escape", P + ["--out", "afile/\x1b]0;owned\x07"], 2, "not a folder", "\x07"),
+    ("probe-model-openai-control-chars", P + ["--model", "openai:x\x1b[2J", "--api-base", "http://127.0.0.1:1/v1"], 2,
+     "control characters", "\x1b"),
+    ("probe-api-key-env-unicode", P + REMOTE + ["--api-key-env", "KEY\u200b"], 2, "give the NAME"),
+    ("serve-log-fifo", ["serve", "builtin:tiny", "--log", "fifo.txt", "--port", "0"], 2, "is a FIFO"),
+    ("serve-log-link", ["serve", "builtin:tiny", "--log", "evidence_link.yaml", "--port", "0"], 2,
+     "is a symbolic link"),
+    ("serve-log-no-folder", ["serve", "builtin:tiny", "--log", "nope/server.log", "--port", "0"], 2,
+     "does not exist"),
+    ("serve-wait-nan", ["serve", "builtin:tiny", "--wait", "nan"], 2, "Invalid value for '--wait'"),
+    ("serve-wait-inf", ["serve", "builtin:tiny", "--wait", "inf"], 2, "Invalid value for '--wait'"),
+    ("serve-port-negative", ["serve", "builtin:tiny", "--port", "-1"], 2, "Invalid value for '--port'"),
     ("advise-answers-system-file", ["advise", "--answers", "system.conf"], 2, "is this an answers file", "secretline"),
     ("run-plan-system-file", ["run", "system.conf", "--dry-run"], 2, "is this a plan", "secretline"),
     ("probe-eval-system-file", P + ["--eval", "system.conf"], 2, "not valid JSON", "secretline"),
@@ -581,6 +594,8 @@ ENDPOINT_ROWS = [
     ("generate-server-wrong-types", 'json:{"choices": [{"message": {"content": {"a": 1}}}]}', GEN_EP, None,
      "is an object, not a string", None),
     ("generate-key-trailing-newline", "ok", GEN_EP, SECRET + "\r\n", "OPENAI_API_KEY holds", SECRET),
+    ("gate-pattern-backtracks-without-end", "reply:" + "a" * 40 + "!", G + EG + ["--pattern", "(a|a)+$"], None,
+     "backtrack without end", None),
 ]
 
 
