@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from rung.core.measure_flags import endpoint_limits, metric_inputs
+from rung.core.measure_flags import endpoint_limits, metric_inputs, setting_option
 from rung.core.vocab import MAX_NEW_TOKENS
 
 MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, or openai:NAME for a model behind "
@@ -18,12 +18,8 @@ MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, o
 
 
 def judge_options(function):
-    function = click.option("--rubric", default=None,
-                            help="With --metric judge: what PASS means, in words a person could apply.")(function)
-    function = click.option("--judge-model", default=None, metavar="SPEC",
-                            help="With --metric judge: the model that grades each answer PASS or FAIL against the "
-                                 "reference (local, or openai:NAME at --api-base).")(function)
-    return function
+    function = setting_option("--rubric", "rubric", type=str, default=None, metavar="TEXT")(function)
+    return setting_option("--judge-model", "judge_model", type=str, default=None, metavar="SPEC")(function)
 
 
 def endpoint_options(function):

@@ -250,6 +250,9 @@ class GateSettings:
                                gt=0, maximum=3600)
     max_retries: int = setting(2, "Retries of a failed endpoint request (429, 5xx, timeouts, lost connections); "
                                "0: fail at the first.", minimum=0, maximum=20)
+    judge_model: str | None = setting(None, "With metric judge: the model that grades each answer PASS or FAIL "
+                                      "against the reference (local, or openai:NAME at api_base).")
+    rubric: str | None = setting(None, "With metric judge: what PASS means, in words a person could apply.")
     pattern: str | None = setting(None, "For metric regex: the regular expression an answer must contain "
                                   "(re.search on the trimmed answer; anchor it with ^ and $ for the whole).")
     schema: str | dict | None = setting(None, "For metric json_schema: a JSON Schema file (in plan.yaml, a path or "

@@ -13,6 +13,7 @@ Writes DIR/gate.json and DIR/gate.md. The CLI exits 0 for SHIP, 1 for DON'T SHIP
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -86,7 +87,20 @@ def general_perplexity(spec: str, general_text: Path | None, trust_remote_code: 
 
 
 def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
-    """Score both models on the same rows and decide; writes gate.json and gate.md when out_dir is set."""
+    """Score both models on the same rows and decide; writes gate.json and gate.md when out_dir is set. A gate
+    that fails (a dead judge, Ctrl-C) removes the out_dir it created: no half-written verdict stays."""
+    import shutil
+
+    existed = req.out_dir is None or os.path.lexists(req.out_dir)
+    try:
+        return run_gate(req, echo)
+    except BaseException:
+        if not existed and req.out_dir.is_dir() and not req.out_dir.is_symlink():
+            shutil.rmtree(req.out_dir, ignore_errors=True)
+        raise
+
+
+def run_gate(req: GateRequest, echo: Echo) -> dict[str, Any]:
     from rung.core.endpoint import is_endpoint
 
     rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
@@ -213,6 +227,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
                           api_key_env=settings.api_key_env, concurrency=settings.concurrency,
                           timeout_s=settings.timeout_s, max_retries=settings.max_retries, pattern=settings.pattern,
                           schema=_plan_schema(settings.schema, ctx), overwrite=True,  # the run's own folder
+                          judge_model=settings.judge_model, rubric=settings.rubric,
                           trust_remote_code=settings.trust_remote_code)
     result = gate(request, echo=print)
     metrics_out = {"verdict": result["verdict"], "baseline_score": result["baseline"]["score"],

@@ -9,6 +9,7 @@
     echo401      a 401 whose message echoes the Authorization header it got, raw
     ok           a well-formed chat completion
     reply:TEXT   a well-formed chat completion answering TEXT, after `delay` seconds
+    then_silent:N:TEXT   answers TEXT to the first N requests, then never answers again
 
 It counts requests, the most in flight at once, and keeps the Authorization headers it received.
 """
@@ -131,6 +132,15 @@ class MisbehavingServer:
             while not self.stop.is_set():
                 sock.sendall(f"{len(block):x}\r\n".encode() + block + b"\r\n")
             return
+        if mode.startswith("then_silent:"):
+            _, count, text = mode.split(":", 2)
+            with self.lock:
+                number = self.requests
+            if number > int(count):
+                while not self.stop.wait(0.1):
+                    pass
+                return
+            mode = "reply:" + text
         if mode.startswith("reply:"):
             time.sleep(self.delay)
             body = dict(GOOD_BODY, choices=[{"index": 0, "message": {"role": "assistant", "content": mode[6:]}}])

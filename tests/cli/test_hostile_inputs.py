@@ -594,6 +594,8 @@ ENDPOINT_ROWS = [
     ("generate-server-wrong-types", 'json:{"choices": [{"message": {"content": {"a": 1}}}]}', GEN_EP, None,
      "is an object, not a string", None),
     ("generate-key-trailing-newline", "ok", GEN_EP, SECRET + "\r\n", "OPENAI_API_KEY holds", SECRET),
+    ("gate-judge-dies-halfway", "then_silent:3:PASS", G + EG + ["--metric", "judge", "--judge-model", "openai:j"],
+     None, "did not answer within 1 s", None),  # the baseline's verdicts were in: nothing of them stays
     ("gate-pattern-backtracks-without-end", "reply:" + "a" * 40 + "!", G + EG + ["--pattern", "(a|a)+$"], None,
      "backtrack without end", None),
 ]
