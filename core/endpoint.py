@@ -290,10 +290,12 @@ class EndpointChat:
             problem = f"{base} answered something that is not a chat completion: {_one_line(str(error))}"
         except Exception as error:  # noqa: BLE001 - the client's internals (h11, httpx) raising on odd input
             problem = f"{base}: the request failed: {type(error).__name__}: {_one_line(str(error))}"
+        secret = key if key != LOCAL_PLACEHOLDER_KEY else None
         if problem is not None:
             # Raised outside the except block: the client's exception (its request, a server's echo of the key)
             # is neither the cause nor the context of ours, so no traceback or report can reach it.
-            raise RungError(scrub(problem, key))
+            raise RungError(scrub(problem, secret))
+        text = scrub(text, secret)  # a server echoing the key in an answer does not get it into answers.jsonl
         counts = usage_counts(body)
         with self._lock:
             self._counts["requests"] += 1

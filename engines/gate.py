@@ -67,6 +67,11 @@ def check_request(req: GateRequest) -> list[str]:
                                      "--concurrency": req.concurrency})
     if not req.ppl_warn_ratio > 1:  # also refuses NaN
         problems.append(f"ppl_warn_ratio {req.ppl_warn_ratio}: expected a ratio above 1")
+    if req.general_text is not None:
+        from rung.core.inputs import input_problem
+
+        problem = input_problem(req.general_text, "--general-text file")
+        problems += [problem] if problem else []
     return problems + out_problems(req.out_dir, GATE_MARKER, WRITTEN, overwrite=req.overwrite)
 
 

@@ -137,6 +137,13 @@ def out_problems(out_dir: Path | None, marker: str, written: tuple[str, ...], *,
     problems = link_problems(out_dir, written if out_dir.is_dir() and not out_dir.is_symlink() else ())
     if problems:
         return problems
+    if out_dir.is_dir():  # what rung reads back there (a resumed probe's answers) is a regular file or absent
+        from rung.core.fileio import file_kind
+
+        for name in written:
+            path = out_dir / name
+            if path.exists() and not path.is_dir() and not path.is_file():
+                return [f"--out {out_dir}: {name} is {file_kind(path.stat().st_mode)}, not a regular file"]
     return [p.replace("pass --overwrite to write into it anyway", hint)
             for p in out_dir_problems(out_dir, resume=resume, overwrite=overwrite, marker=marker)]
 

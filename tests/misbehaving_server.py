@@ -10,6 +10,7 @@
     ok           a well-formed chat completion
     reply:TEXT   a well-formed chat completion answering TEXT, after `delay` seconds
     then_silent:N:TEXT   answers TEXT to the first N requests, then never answers again
+    reply_auth   a well-formed chat completion whose answer is the Authorization header it got
 
 It counts requests, the most in flight at once, and keeps the Authorization headers it received.
 """
@@ -132,6 +133,8 @@ class MisbehavingServer:
             while not self.stop.is_set():
                 sock.sendall(f"{len(block):x}\r\n".encode() + block + b"\r\n")
             return
+        if mode == "reply_auth":
+            mode = "reply:" + (self.authorizations[-1] if self.authorizations else "")
         if mode.startswith("then_silent:"):
             _, count, text = mode.split(":", 2)
             with self.lock:

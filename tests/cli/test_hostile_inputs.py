@@ -147,6 +147,8 @@ def make_hostile_outputs(root: Path) -> None:
     (root / "planted_gate" / "gate.json").write_text("{}")
     os.symlink("../victim.txt", root / "planted_gate" / "gate.md")
     os.symlink("folder", root / "outlink")
+    (root / "fifo_probe").mkdir()
+    os.mkfifo(root / "fifo_probe" / "answers.jsonl")
     (root / "schema_notjson.json").write_text("{not json")
     (root / "schema_invalid.json").write_text('{"type": 5}')
     (root / "schema_list.json").write_text("[1, 2]")
@@ -326,6 +328,9 @@ ROWS = [
     ("probe-out-loop", P + ["--out", "loop"], 2, "is a symbolic link"),
     ("probe-resume-and-overwrite", P + ["--out", "foreign", "--resume", "--overwrite"], 2, "choose one"),
     ("gate-out-foreign", G + ["--out", "foreign"], 2, "rung did not write it (no gate.json)"),
+    ("gate-general-text-dev-zero", G + ["--general-text", "/dev/zero"], 2, "is a character device"),
+    ("gate-general-text-fifo", G + ["--general-text", "fifo.txt"], 2, "is a FIFO"),
+    ("probe-resume-answers-fifo", P + ["--out", "fifo_probe", "--resume"], 2, "answers.jsonl is a FIFO"),
     ("gate-out-planted-link", G + ["--out", "planted_gate"], 2, "gate.md is a symbolic link"),
     ("gate-out-is-link", G + ["--out", "outlink"], 2, "is a symbolic link"),
     # probe / gate / generate: endpoint settings refused before any request

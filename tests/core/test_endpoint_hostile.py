@@ -110,6 +110,13 @@ def test_a_401_that_echoes_the_header_does_not_print_the_key(monkeypatch):
     assert "401 unauthorized" in message and SECRET not in message
 
 
+def test_an_answer_echoing_the_key_is_scrubbed_before_it_is_stored(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with MisbehavingServer("reply_auth") as server:
+        chat = EndpointChat(EndpointSettings(model="alpha", api_base=server.base_url, timeout_s=2, max_retries=0))
+        assert chat.chat(ROW, max_new_tokens=4) == ["Bearer ***"]
+
+
 def test_ctrl_c_stops_a_chat_within_a_second():
     with MisbehavingServer("silent") as server:
         chat = EndpointChat(EndpointSettings(model="alpha", api_base=server.base_url, timeout_s=60, max_retries=4))
