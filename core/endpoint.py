@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rung.core.background import run_abandonable
+from rung.core.endpoint_errors import caused_by, connection_reason, detail, one_line
 from rung.core.errors import RungError, did_you_mean
 from rung.core.secrets import key_problem, scrub
 
@@ -287,9 +288,9 @@ class EndpointChat:
         except ReplyShapeError as error:
             problem = f"{base} answered something that is not a chat completion rung can read: {error}"
         except (ValueError, RecursionError) as error:  # a 200 whose body is not JSON
-            problem = f"{base} answered something that is not a chat completion: {_one_line(str(error))}"
+            problem = f"{base} answered something that is not a chat completion: {one_line(str(error))}"
         except Exception as error:  # noqa: BLE001 - the client's internals (h11, httpx) raising on odd input
-            problem = f"{base}: the request failed: {type(error).__name__}: {_one_line(str(error))}"
+            problem = f"{base}: the request failed: {type(error).__name__}: {one_line(str(error))}"
         secret = key if key != LOCAL_PLACEHOLDER_KEY else None
         if problem is not None:
             # Raised outside the except block: the client's exception (its request, a server's echo of the key)
@@ -329,16 +330,16 @@ class EndpointChat:
         if isinstance(error, openai.APITimeoutError):
             from rung.core.http_limits import ReplyTooSlow
 
-            what = ("was still sending its answer after" if _caused_by(error, ReplyTooSlow) is not None
+            what = ("was still sending its answer after" if caused_by(error, ReplyTooSlow) is not None
                     else "did not answer within")
             return (f"{base} {what} {s.timeout_s:g} s {retried} — is the server overloaded or stalled? Raise "
                     "--timeout (timeout_s) or lower --concurrency")
         if isinstance(error, openai.APIConnectionError):
-            return f"cannot reach {base}: {_connection_reason(error)} — is the server running?"
+            return f"cannot reach {base}: {connection_reason(error)} — is the server running?"
         if not isinstance(error, openai.APIStatusError):
-            return f"{base}: {_one_line(str(error))}"
+            return f"{base}: {one_line(str(error))}"
         status = error.status_code
-        detail = _detail(error)
+        said = detail(error)
         if status == 401:
             if s.local and not os.environ.get(s.api_key_env):
                 hint = f"{s.api_key_env} is not set, so no key was sent; export it"
@@ -346,7 +347,7 @@ class EndpointChat:
                 hint = f"check the key in {s.api_key_env}"
             return f"{base} refused the request: 401 unauthorized — {hint}"
         if status == 403:
-            return (f"{base} refused the request: 403 forbidden ({detail}) — the key in {s.api_key_env} may not "
+            return (f"{base} refused the request: 403 forbidden ({said}) — the key in {s.api_key_env} may not "
                     f"use {s.model!r}")
         if status in (400, 404):
             listed = self._listed_models(client)
@@ -356,68 +357,11 @@ class EndpointChat:
                         f"{names or 'no models'}")
             if status == 404:
                 where = "" if listed is not None else " (and /models did not answer)"
-                return (f"{base}/chat/completions answered 404{where}: {detail} — does api_base end in /v1, and "
+                return (f"{base}/chat/completions answered 404{where}: {said} — does api_base end in /v1, and "
                         f"does the server serve {s.model!r}?")
-            return f"{base} rejected the request (400): {detail}"
+            return f"{base} rejected the request (400): {said}"
         if status == 429:
-            return f"{base} is rate-limiting (429) {retried}: {detail} — lower concurrency or try again later"
+            return f"{base} is rate-limiting (429) {retried}: {said} — lower concurrency or try again later"
         if status >= 500:
-            return f"{base} failed with {status} {retried}: {detail}"
-        return f"{base} answered {status}: {detail}"
-
-
-def _detail(error) -> str:
-    """The server's own words: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or the status text."""
-    body = getattr(error, "body", None)
-    message = None
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        message = inner.get("message") if isinstance(inner, dict) else inner
-        message = message or body.get("detail") or body.get("message")
-    elif isinstance(body, str):
-        message = body
-    return _one_line(str(message or getattr(error, "message", "") or "no details"))
-
-
-def _connection_reason(error: BaseException) -> str:
-    """What lay under a connection error, in words: connection refused, host not found, ..."""
-    import socket
-    import ssl
-
-    from rung.core.http_limits import ReplyTooLarge
-
-    seen = set()
-    cause: BaseException | None = error
-    last = None
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, ReplyTooLarge):
-            return f"the answer was too large ({cause})"
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(cause, socket.gaierror):
-            return "host name not found"
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS failed ({cause.reason or cause})"
-        if isinstance(cause, ConnectionResetError):
-            return "connection reset by the server"
-        last = cause
-        cause = cause.__cause__ or cause.__context__
-    return _one_line(str(last)) if last is not None and str(last) else "connection failed"
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _caused_by(error: BaseException, kind: type) -> BaseException | None:
-    """The first exception of `kind` in error's cause/context chain, or None."""
-    seen = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, kind):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
+            return f"{base} failed with {status} {retried}: {said}"
+        return f"{base} answered {status}: {said}"
