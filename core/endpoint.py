@@ -335,6 +335,11 @@ class EndpointChat:
             return (f"{base} {what} {s.timeout_s:g} s {retried} — is the server overloaded or stalled? Raise "
                     "--timeout (timeout_s) or lower --concurrency")
         if isinstance(error, openai.APIConnectionError):
+            import httpx
+
+            if caused_by(error, httpx.RemoteProtocolError) is not None:
+                return (f"{base} broke the HTTP protocol: {connection_reason(error)} — is it an OpenAI-compatible "
+                        "server?")
             return f"cannot reach {base}: {connection_reason(error)} — is the server running?"
         if not isinstance(error, openai.APIStatusError):
             return f"{base}: {one_line(str(error))}"

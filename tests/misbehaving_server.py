@@ -11,6 +11,9 @@
     reply:TEXT   a well-formed chat completion answering TEXT, after `delay` seconds
     then_silent:N:TEXT   answers TEXT to the first N requests, then never answers again
     reply_auth   a well-formed chat completion whose answer is the Authorization header it got
+    garbage      bytes that are not HTTP
+    hangup       closes the connection without a word
+    short_body   a 200 that declares 100 bytes and sends 10
 
 It counts requests, the most in flight at once, and keeps the Authorization headers it received.
 """
@@ -133,6 +136,12 @@ class MisbehavingServer:
             while not self.stop.is_set():
                 sock.sendall(f"{len(block):x}\r\n".encode() + block + b"\r\n")
             return
+        if mode == "garbage":
+            return sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        if mode == "hangup":
+            return None
+        if mode == "short_body":
+            return sock.sendall(self.headers(200, 100) + b'{"choices"')
         if mode == "reply_auth":
             mode = "reply:" + (self.authorizations[-1] if self.authorizations else "")
         if mode.startswith("then_silent:"):

@@ -82,6 +82,13 @@ def test_wrong_json_types_are_one_line(body, fragment):
     assert fragment in message, message
 
 
+@pytest.mark.parametrize("mode", ["garbage", "hangup", "short_body"])
+def test_a_server_breaking_http_is_one_line(mode):
+    with MisbehavingServer(mode) as server:
+        message, seconds = ask(server)
+    assert message.startswith(f"{server.base_url} broke the HTTP protocol") and seconds < 4
+
+
 def test_list_content_and_odd_usage_are_read_not_crashed_on():
     parts = {"choices": [{"message": {"content": [{"type": "text", "text": "he"}, {"type": "text", "text": "llo"}]}}],
              "usage": {"prompt_tokens": "many", "completion_tokens": -1}}
