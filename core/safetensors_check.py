@@ -168,9 +168,16 @@ def model_folder_problems(folder: str | os.PathLike) -> list[str]:
     if (folder / "config.json").exists():
         problems += config_problems(folder / "config.json")
     if (folder / "adapter_config.json").exists():
-        config, problem = _read_json(folder / "adapter_config.json", "adapter config")
+        where = folder / "adapter_config.json"
+        config, problem = _read_json(where, "adapter config")
         if problem or not isinstance(config, dict):
-            problems.append(problem or f"{folder / 'adapter_config.json'}: the adapter config is not a JSON object")
+            problems.append(problem or f"{where}: the adapter config is not a JSON object")
+        else:
+            rank, base = config.get("r"), config.get("base_model_name_or_path")
+            if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 65536):
+                problems.append(f"{where}: r (the LoRA rank) must be a whole number from 1 to 65,536")
+            if base is not None and not (isinstance(base, str) and base.strip() and base.isprintable()):
+                problems.append(f"{where}: base_model_name_or_path must be a model name or folder")
     index = folder / "model.safetensors.index.json"
     if index.exists():
         mapping, problem = _read_json(index, "safetensors index")

@@ -126,6 +126,9 @@ def make_hostile_models(root: Path) -> None:
         (root / name / "config.json").write_text(json.dumps(config))
     (root / "archs_model" / "config.json").write_text(json.dumps({**config, "architectures": "LlamaForCausalLM"}))
     (root / "sizes_model" / "config.json").write_text(json.dumps({**config, "vocab_size": 10**13, "hidden_size": "8"}))
+    (root / "bad_adapter").mkdir()
+    (root / "bad_adapter" / "adapter_config.json").write_text(json.dumps({"r": "sixteen",
+                                                                         "base_model_name_or_path": "builtin:tiny"}))
     (root / "shard_model").mkdir()
     (root / "shard_model" / "config.json").write_text(json.dumps(config))
     (root / "shard_model" / "model.safetensors.index.json").write_text(
@@ -359,7 +362,8 @@ ROWS = [
                              ("notjson_model", "header is not JSON"),
                              ("archs_model", "architectures must be a list of class names"),
                              ("sizes_model", "vocab_size must be a whole number from 1 to"),
-                             ("shard_model", "a shard is named outside the folder"))
+                             ("shard_model", "a shard is named outside the folder"),
+                             ("bad_adapter", "r (the LoRA rank) must be a whole number"))
       for cmd, argv in (("generate", lambda m: ["generate", f"./{m}", "--prompt", "hi"]),
                         ("probe", lambda m: P + ["--model", f"./{m}"]),
                         ("gate", lambda m: G + ["--candidate", f"./{m}"]),
