@@ -132,3 +132,27 @@ def test_ctrl_c_leaves_a_probe_that_resumes(tmp_path):
         evidence = probe(request, echo=lambda line: None)
         assert server.requests - asked == n - kept  # only the rows without an answer are asked again
     assert evidence["rungs"]["zero_shot"]["score"] == 1.0
+
+
+def test_reruns_reuse_their_own_folders_and_overwrite_vouches_for_a_foreign_one(rung, tmp_path):
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("goal: style\n")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine\n")
+    (foreign / "answers.jsonl").write_text('{"rung": "zero_shot", "row": 0, "fingerprint": "x", "output": "forged"}\n')
+    with MisbehavingServer("reply:SELECT 1;") as server:
+        probe = ["probe", "--answers", answers, "--eval", rows(tmp_path), "--model", "openai:alpha",
+                 "--api-base", server.base_url, "--timeout", "5"]
+        assert rung(*probe, "--out", tmp_path / "p").exit_code == 0
+        asked = server.requests
+        again = rung(*probe, "--out", tmp_path / "p")
+        assert again.exit_code == 0 and server.requests == asked  # resumed: every answer was there
+        assert "(all from an earlier run)" in again.output
+        refused = rung(*probe, "--out", foreign)
+        assert refused.exit_code == 2 and "--resume" in refused.output
+        assert rung(*probe, "--out", foreign, "--overwrite").exit_code == 0
+        assert server.requests == asked + 4  # the planted answers were not used
+        assert (foreign / "notes.txt").read_text() == "mine\n" and (foreign / "probe.json").is_file()
+        gate = gate_args(tmp_path, server, "--out", tmp_path / "g")
+        assert rung(*gate).exit_code == 1 and rung(*gate).exit_code == 1  # its own gate.json: a rerun may write
