@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from rung.cli.serve_safety import (MERGED_PREFIX, clean_stale_merges, death_signal_setter, http_serves,
+from rung.cli.serve_safety import (LOG_PREFIX, MERGED_PREFIX, clean_stale_merges, death_signal_setter, http_serves,
                                    port_problem)
 from rung.core.errors import RungError, did_you_mean
 from rung.core.options import Checked
@@ -313,7 +313,8 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
               show_default=True,
               help="Seconds to wait for the server's first answer.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="The server's output (default: a rung-serve-*.log file in the temp folder).")
+              help="The server's output (default: a rung-serve-log-*.log file in the temp folder, removed at the "
+                   "next start).")
 @click.option("--dry-run", is_flag=True, help="Print the command and exit without starting it.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="[-- ENGINE_ARGS...]")
 def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, log_path: Path | None, dry_run: bool,
@@ -361,7 +362,7 @@ def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, l
         click.echo(shlex.join(command))
         return
     if log_path is None:
-        handle, raw = tempfile.mkstemp(prefix=f"rung-serve-{port}-", suffix=".log")
+        handle, raw = tempfile.mkstemp(prefix=f"{LOG_PREFIX}{os.getpid()}-{port}-", suffix=".log")
         os.close(handle)
         log_path = Path(raw)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

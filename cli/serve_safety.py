@@ -4,7 +4,8 @@
                                self-test and rung would report it as its own)
     http_serves(url, model)    the self-test counts only if /models names the model rung started
     death_signal_setter()      the child is SIGKILLed by the kernel when rung dies, however it dies
-    clean_stale_merges()       merged-model folders of a killed `rung serve` go at the next start
+    clean_stale_merges()       merged-model folders and default logs of an earlier `rung serve` go at the next
+                               start
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-MERGED_PREFIX = "rung-serve-merged-"  # + "<pid>-": a folder whose rung is gone is removed at the next start
+# + "<pid>-": a merged model folder, a default log file; those of a rung that no longer runs go at the next start
+MERGED_PREFIX = "rung-serve-merged-"
+LOG_PREFIX = "rung-serve-log-"
 
 
 def death_signal_setter() -> Callable[[], None] | None:
@@ -88,22 +91,33 @@ def http_serves(base_url: str, model: str, timeout: float = 5.0) -> bool:
 
 
 def clean_stale_merges(folder: str | None = None) -> list[Path]:
-    """Remove merged-model folders left by a `rung serve` that was killed (its pid no longer runs)."""
+    """Remove the merged-model folders and default log files of a `rung serve` that no longer runs (killed,
+    or stopped earlier: a log outlives its run so the user can read it, until the next start)."""
     import shutil
     import tempfile
 
     removed = []
-    for path in Path(folder or tempfile.gettempdir()).glob(MERGED_PREFIX + "*"):
-        pid = path.name[len(MERGED_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or not path.is_dir() or path.is_symlink():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # that rung still runs
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # someone else's process
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
+    root = Path(folder or tempfile.gettempdir())
+    for prefix in (MERGED_PREFIX, LOG_PREFIX):
+        for path in root.glob(prefix + "*"):
+            pid = path.name[len(prefix):].split("-", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or path.is_symlink() or _running(int(pid)):
+                continue
+            if path.is_dir() and prefix == MERGED_PREFIX:
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file() and prefix == LOG_PREFIX:
+                path.unlink(missing_ok=True)
+            else:
+                continue
+            removed.append(path)
     return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -16,7 +16,7 @@ import pytest
 
 from misbehaving_server import MisbehavingServer
 from rung.cli.serve import ServeFailed, supervise
-from rung.cli.serve_safety import MERGED_PREFIX, clean_stale_merges, http_serves, port_problem
+from rung.cli.serve_safety import LOG_PREFIX, MERGED_PREFIX, clean_stale_merges, http_serves, port_problem
 
 
 def gone(pid: int) -> bool:
@@ -110,5 +110,9 @@ def test_merged_folders_of_a_killed_rung_go_at_the_next_start(tmp_path):
     for folder in (stale, alive, mine, other):
         folder.mkdir()
         (folder / "model.safetensors").write_bytes(b"x")
-    assert clean_stale_merges(str(tmp_path)) == [stale]
+    old_log, live_log = tmp_path / f"{LOG_PREFIX}{dead.pid}-8000-x.log", tmp_path / f"{LOG_PREFIX}{os.getppid()}-1-y.log"
+    old_log.write_text("log\n")
+    live_log.write_text("log\n")
+    assert sorted(clean_stale_merges(str(tmp_path))) == sorted([stale, old_log])
     assert not stale.exists() and alive.exists() and mine.exists() and other.exists()
+    assert not old_log.exists() and live_log.exists()
