@@ -25,7 +25,8 @@ from rung.core.protocol import StepContext, StepResult
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, score_rows
 from rung.engines.metric_options import implied_metric, metric_options
-from rung.engines.probe import best_prompt, common_problems, endpoint_options, out_problems, task_rows
+from rung.engines.probe import best_prompt, common_problems, task_rows
+from rung.engines.request_checks import endpoint_options, out_problems
 from rung.engines.prompting import to_chat
 
 Echo = Callable[[str], None]

@@ -83,6 +83,13 @@ def test_pattern_drives_the_regex_metric(rung, tmp_path, pattern, score):
     assert verdict_["metric"] == "regex" and verdict_["candidate"]["score"] == score
 
 
+def test_a_pattern_that_backtracks_without_end_is_stopped(rung, tmp_path):
+    # (a|a)+$ against 40 a's and a "!": 2**40 ways to fail; the regex engine's timeout stops it (1 s of its clock)
+    with MisbehavingServer("reply:" + "a" * 40 + "!") as server:
+        result = rung(*gate_args(tmp_path, server, "--pattern", "(a|a)+$"))
+    assert result.exit_code == 2 and "backtrack without end" in result.output
+
+
 def test_a_pattern_alone_picks_regex_and_a_schema_alone_picks_json_schema(rung, tmp_path):
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps({"type": "object", "required": ["a"]}))
