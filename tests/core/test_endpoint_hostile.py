@@ -171,3 +171,12 @@ def test_key_problem_names_the_variable_never_the_value():
     for bad in (SECRET + "\n", SECRET + "\r\n", "\u200b" + SECRET, SECRET + "\x7f"):
         problem = key_problem("MY_KEY", bad)
         assert problem and problem.startswith("MY_KEY holds") and SECRET not in problem
+
+
+@pytest.mark.parametrize("value, says", [(None, "OPENAI_API_KEY is not set"), ("", "OPENAI_API_KEY is set but empty")])
+def test_a_remote_endpoint_with_the_key_unset_or_empty_names_the_variable(monkeypatch, value, says):
+    if value is not None:
+        monkeypatch.setenv("OPENAI_API_KEY", value)
+    settings = EndpointSettings(model="alpha", api_base="https://api.example.invalid/v1")
+    with pytest.raises(RungError, match=says):
+        EndpointChat(settings).chat(ROW, max_new_tokens=4)
