@@ -82,6 +82,17 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of a URL that may be credentials: the password, and every query value."""
+    from urllib.parse import parse_qsl
+
+    try:
+        parts = urlsplit(url)
+        return [v for v in [parts.password or ""] + [value for _, value in parse_qsl(parts.query)] if v]
+    except ValueError:
+        return []
+
+
 def is_loopback(url: str) -> bool:
     """True when the URL's host is this machine (localhost, 127.0.0.0/8, ::1)."""
     import ipaddress
@@ -294,8 +305,10 @@ class EndpointChat:
         secret = key if key != LOCAL_PLACEHOLDER_KEY else None
         if problem is not None:
             # Raised outside the except block: the client's exception (its request, a server's echo of the key)
-            # is neither the cause nor the context of ours, so no traceback or report can reach it.
-            raise RungError(scrub(problem, secret))
+            # is neither the cause nor the context of ours, so no traceback or report can reach it. A library's
+            # words may quote the full URL: its password and query values go too.
+            problem = problem.replace(self.settings.api_base, base)
+            raise RungError(scrub(problem, secret, *url_secrets(self.settings.api_base)))
         text = scrub(text, secret)  # a server echoing the key in an answer does not get it into answers.jsonl
         counts = usage_counts(body)
         with self._lock:

@@ -180,3 +180,15 @@ def test_a_remote_endpoint_with_the_key_unset_or_empty_names_the_variable(monkey
     settings = EndpointSettings(model="alpha", api_base="https://api.example.invalid/v1")
     with pytest.raises(RungError, match=says):
         EndpointChat(settings).chat(ROW, max_new_tokens=4)
+
+
+def test_credentials_in_the_url_never_reach_a_message(monkeypatch):
+    password, token = "hunter2-" + "p4ssw0rd", "qtok-" + "5e6f7a8b9c"
+    with MisbehavingServer('json:{"choices": "x"}') as server:
+        url = server.base_url.replace("http://", f"http://user:{password}@") + f"?api-key={token}"
+        chat = EndpointChat(EndpointSettings(model="alpha", api_base=url, timeout_s=2, max_retries=0))
+        with pytest.raises(RungError) as error:
+            chat.chat(ROW, max_new_tokens=4)
+    assert '"choices" is a string' in error.value.message
+    assert password not in error.value.message and token not in error.value.message
+
