@@ -84,8 +84,13 @@ def resolve_target(spec: str) -> Target:
     (folder, hub id, builtin:NAME). Reads small files only; a problem is one RungError line."""
     from rung.core.inputs import check_model_spec
 
+    from rung.core.safetensors_check import gguf_problem
+
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
+        problem = gguf_problem(path)
+        if problem:
+            raise RungError(f"MODEL_OR_RUN: {problem}")
         return Target("gguf", str(path.resolve()), _short_name(str(path)))
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
@@ -93,6 +98,9 @@ def resolve_target(spec: str) -> Target:
             if len(ggufs) > 1:
                 raise RungError(f"MODEL_OR_RUN: {path} holds {len(ggufs)} GGUF files "
                                 f"({', '.join(g.name for g in ggufs)}): name one")
+            problem = gguf_problem(ggufs[0])
+            if problem:
+                raise RungError(f"MODEL_OR_RUN: {problem}")
             return Target("gguf", str(ggufs[0].resolve()), _short_name(str(ggufs[0])))
     resolved, problem = check_model_spec(spec, Path.cwd(), "MODEL_OR_RUN")
     if problem:

@@ -119,6 +119,28 @@ def safetensors_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def gguf_problem(path: str | os.PathLike) -> str | None:
+    """None when a file starts like a GGUF (magic, a known version, sane tensor and metadata counts); else one
+    line. The tensors themselves are the loader's to check (llama.cpp and gguf-py validate their offsets)."""
+    path = Path(path)
+    try:
+        fd, size = _open_regular(path)
+    except (OSError, ValueError) as error:
+        return f"{path}: cannot read it ({getattr(error, 'strerror', None) or error})"
+    try:
+        head = _read_exactly(fd, 24)
+    finally:
+        os.close(fd)
+    if len(head) < 24 or head[:4] != b"GGUF":
+        return f"{path}: not a GGUF file (no GGUF header; a truncated download or another format?)"
+    version, tensors, keys = struct.unpack("<IQQ", head[4:24])
+    if version not in (2, 3):
+        return f"{path}: GGUF version {version}, not 2 or 3"
+    if tensors > MAX_TENSORS or keys > MAX_TENSORS or tensors * 24 > size:
+        return f"{path}: its header declares {tensors:,} tensors in {size:,} bytes: a damaged file"
+    return None
+
+
 def _read_json(path: Path, what: str) -> tuple[Any, str | None]:
     try:
         fd, size = _open_regular(path)

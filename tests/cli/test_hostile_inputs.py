@@ -126,6 +126,9 @@ def make_hostile_models(root: Path) -> None:
         (root / name / "config.json").write_text(json.dumps(config))
     (root / "archs_model" / "config.json").write_text(json.dumps({**config, "architectures": "LlamaForCausalLM"}))
     (root / "sizes_model" / "config.json").write_text(json.dumps({**config, "vocab_size": 10**13, "hidden_size": "8"}))
+    (root / "trunc.gguf").write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (10**6).to_bytes(8, "little")
+                                      + (3).to_bytes(8, "little"))
+    (root / "notgguf.gguf").write_text("<html>404 not found</html>\n" * 3)
     (root / "bad_adapter").mkdir()
     (root / "bad_adapter" / "adapter_config.json").write_text(json.dumps({"r": "sixteen",
                                                                          "base_model_name_or_path": "builtin:tiny"}))
@@ -370,6 +373,8 @@ ROWS = [
                         ("export", lambda m: ["export", f"./{m}", "--out", "exported"]),
                         ("serve", lambda m: ["serve", f"./{m}", "--dry-run"]))],
     ("chat-model-truncated", ["chat", "./trunc_model"], 2, "a truncated file?"),
+    ("serve-gguf-truncated", ["serve", "trunc.gguf", "--dry-run"], 2, "declares 1,000,000 tensors in 24 bytes"),
+    ("serve-gguf-not-gguf", ["serve", "notgguf.gguf", "--dry-run"], 2, "not a GGUF file"),
     ("sft-base-model-truncated", SFT + ["--base-model", "./trunc_model"], 2, "a truncated file?"),
     ("run-base-model-truncated", ["run", "plan_damaged_model.yaml", "--dry-run"], 2, "a truncated file?"),
     # plans whose model is behind an endpoint
