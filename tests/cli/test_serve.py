@@ -55,10 +55,11 @@ def test_llama_cpp_command():
 def test_targets_are_read_from_what_the_user_names(tmp_path, tiny_model_dir):
     export = tmp_path / "export"
     export.mkdir()
-    (export / "model-f16.gguf").write_bytes(b"GGUF")
+    header = b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") * 2  # version 3, no tensors yet
+    (export / "model-f16.gguf").write_bytes(header)
     assert resolve_target(str(export)) == Target("gguf", str((export / "model-f16.gguf").resolve()), "model-f16")
     assert engine_for(resolve_target(str(export)), "auto") == "llama.cpp"
-    (export / "model-q8_0.gguf").write_bytes(b"GGUF")
+    (export / "model-q8_0.gguf").write_bytes(header)
     with pytest.raises(Exception, match="holds 2 GGUF files"):
         resolve_target(str(export))
     run = tmp_path / "run"
