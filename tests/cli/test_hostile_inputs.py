@@ -165,6 +165,14 @@ def make_hostile_outputs(root: Path) -> None:
              "plan_openai_sft.yaml": {"base_model": "openai:gpt-4o-mini", "data": {"train": "good.jsonl"},
                                       "steps": [{"id": "sft", "engine": "sft"}]},
              "plan_openai_empty.yaml": {"base_model": "openai: ", "data": {"train": "good.jsonl"}, "steps": MANUAL},
+             "plan_gate_limits.yaml": {"base_model": "builtin:tiny", "data": {"eval": "rows.jsonl"},
+                                       "steps": [{"id": "gate", "engine": "gate", "settings": {
+                                           "candidate": "builtin:tiny", "timeout_s": float("nan"), "max_retries": 99,
+                                           "concurrency": 0, "pattern": 5}}]},
+             "plan_gate_ok.yaml": {"base_model": "builtin:tiny", "data": {"eval": "rows.jsonl"},
+                                   "steps": [{"id": "gate", "engine": "gate", "settings": {
+                                       "candidate": "builtin:tiny", "timeout_s": 5, "max_retries": 0,
+                                       "pattern": "^SELECT", "judge_model": None}}]},
              "plan_damaged_model.yaml": {"base_model": "./trunc_model", "data": {"train": "good.jsonl"},
                                          "steps": [{"id": "sft", "engine": "sft"}]}}
     for name, fields in plans.items():
@@ -379,6 +387,11 @@ ROWS = [
     ("run-base-model-truncated", ["run", "plan_damaged_model.yaml", "--dry-run"], 2, "a truncated file?"),
     # plans whose model is behind an endpoint
     ("run-openai-base-model", ["run", "plan_openai.yaml", "--dry-run"], 0, "Plan OK"),
+    ("run-gate-limits", ["run", "plan_gate_limits.yaml", "--dry-run"], 2,
+     "settings.timeout_s: must be a finite number above 0 and at most 3,600, got nan"),
+    ("run-gate-limits-all-at-once", ["run", "plan_gate_limits.yaml", "--dry-run"], 2,
+     "settings.pattern: expected str, got 5"),
+    ("run-gate-settings-ok", ["run", "plan_gate_ok.yaml", "--dry-run"], 0, "pattern: ^SELECT"),
     ("run-openai-base-model-sft", ["run", "plan_openai_sft.yaml", "--dry-run"], 2, "engine sft needs the model's weights"),
     ("run-openai-base-model-empty", ["run", "plan_openai_empty.yaml", "--dry-run"], 2, "needs the model's name"),
     # a file rung refuses is never echoed
