@@ -618,6 +618,8 @@ ENDPOINT_ROWS = [
     ("gate-judge-server-never-answers", "silent", G + EG + ["--metric", "judge", "--judge-model", "openai:j"], None,
      "did not answer within 1 s", None),
     ("generate-server-endless-stream", "sse", GEN_EP, None, "1 s (no retries)", None),
+    ("generate-server-trickles", "trickle", GEN_EP, None, "was still sending its answer after 1 s", None),
+    ("generate-server-huge-body", "huge", GEN_EP, None, "the answer was too large", None),
     ("generate-server-wrong-types", 'json:{"choices": [{"message": {"content": {"a": 1}}}]}', GEN_EP, None,
      "is an object, not a string", None),
     ("generate-key-trailing-newline", "ok", GEN_EP, SECRET + "\r\n", "OPENAI_API_KEY holds", SECRET),
