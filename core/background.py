@@ -10,7 +10,8 @@ def run_abandonable(calls: list[Callable[[], Any]], *, workers: int, poll_s: flo
     """Each call's result, in order, `workers` at a time on daemon threads. The first failure (in input order)
     raises at once and no queued call starts after it; on any exit (Ctrl-C included) calls in flight are
     abandoned rather than waited for: a daemon thread cannot hold the process open, a ThreadPoolExecutor's
-    workers would (the interpreter joins them at exit)."""
+    workers would (the interpreter joins them at exit). The exception that leaves carries the results that
+    did arrive as `partial_results` ({index: result}), so a caller can keep them (a probe resumes from them)."""
     results: list = [None] * len(calls)
     done = [False] * len(calls)
     failures: dict[int, BaseException] = {}
@@ -44,5 +45,13 @@ def run_abandonable(calls: list[Callable[[], Any]], *, workers: int, poll_s: flo
             if index in failures:
                 raise failures[index]
         return results
+    except BaseException as error:
+        with changed:
+            arrived = {i: results[i] for i in range(len(calls)) if done[i] and i not in failures}
+        try:
+            error.partial_results = arrived  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type that takes no attributes
+            pass
+        raise
     finally:
         stop.set()

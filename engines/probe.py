@@ -157,7 +157,15 @@ def ask(model: ChatModel, spec: str, rung: str, conversations: list[list[dict[st
     for start in range(0, len(todo), CHUNK):
         batch = todo[start:start + CHUNK]
         began = time.perf_counter()
-        answers = model.chat([conversations[i] for i in batch], max_new_tokens=max_new_tokens)
+        try:
+            answers = model.chat([conversations[i] for i in batch], max_new_tokens=max_new_tokens)
+        except BaseException as error:  # Ctrl-C or a failed row: keep the answers that did arrive (endpoints)
+            arrived = getattr(error, "partial_results", None) or {}
+            if arrived:
+                rows = [batch[i] for i in sorted(arrived)]
+                cache.add(rung, rows, [keys[i] for i in rows], [arrived[i] for i in sorted(arrived)],
+                          time.perf_counter() - began)
+            raise
         cache.add(rung, batch, [keys[i] for i in batch], answers, time.perf_counter() - began)
         echo(f"  {rung}: {cached + start + len(batch)}/{len(conversations)} rows"
              + (f" ({cached} from an earlier run)" if cached else ""))

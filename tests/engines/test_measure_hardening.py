@@ -123,26 +123,28 @@ def test_ctrl_c_leaves_a_probe_that_resumes(tmp_path):
         return ProbeRequest(eval_path=rows(tmp_path, n), out_dir=out, model="openai:alpha", goal="style",
                             api_base=server.base_url, timeout_s=30, max_retries=0, concurrency=4)
 
-    def interrupt_once_the_first_chunk_is_stored() -> None:
+    answered = CHUNK + 2  # the whole first chunk, and 2 rows of the second
+
+    def interrupt_once_the_server_stalls(server: MisbehavingServer) -> None:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if answers.exists() and answers.read_text().count("\n") >= CHUNK:
-                break
+        while server.requests < answered + 4 and time.monotonic() < deadline:  # 4 in flight, stalled
             time.sleep(0.01)
+        time.sleep(0.3)
         _thread.interrupt_main()
 
-    # the first chunk is answered, then the server stalls: Ctrl-C lands while rung waits on it
-    with MisbehavingServer(f"then_silent:{CHUNK}:SELECT 1;") as stalling:
-        threading.Thread(target=interrupt_once_the_first_chunk_is_stored, daemon=True).start()
+    # the server answers 34 rows, then stalls: Ctrl-C lands while rung waits on the stalled ones
+    with MisbehavingServer(f"then_silent:{answered}:SELECT 1;") as stalling:
+        threading.Thread(target=interrupt_once_the_server_stalls, args=(stalling,), daemon=True).start()
         started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             probe(request(stalling), echo=lambda line: None)
         waited = time.monotonic() - started
     assert waited < 20  # not the 30 s timeout: the stalled requests were abandoned
-    assert len(answers.read_text().splitlines()) == CHUNK and (out / "probe.json").is_file()
+    assert len(answers.read_text().splitlines()) == answered  # the 2 of the unfinished chunk are kept too
+    assert (out / "probe.json").is_file()
     with MisbehavingServer("reply:SELECT 1;") as server:
         evidence = probe(request(server), echo=lambda line: None)
-    assert server.requests == n - CHUNK  # only the rows without an answer are asked again
+    assert server.requests == n - answered  # only the rows without an answer are asked again
     assert evidence["rungs"]["zero_shot"]["score"] == 1.0
 
 
