@@ -150,6 +150,10 @@ def validate_answers(raw: Any, where: str = "answers", lines: dict[str, int] | N
         return {}, [f"{where}: the file is empty; it needs at least `goal: <one of {', '.join(GOALS)}>`"]
     if not isinstance(raw, dict):
         return {}, [f"{where}: expected a mapping of key: value at the top level, got {_type_name(raw)}"]
+    unknown = [key for key in raw if key not in SCHEMA]
+    if len(unknown) > 3 and len(unknown) * 2 > len(raw):  # a wrong file: never list its lines back
+        return {}, [f"{where}: {len(unknown)} of its {len(raw)} keys are not answers keys: is this an answers "
+                    f"file (what `rung ask` writes)? Known keys: {', '.join(SCHEMA)}"]
     problems: list[str] = []
     answers: dict[str, Any] = {}
     for key, value in raw.items():

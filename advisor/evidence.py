@@ -26,7 +26,7 @@ from rung.core.fileio import read_yaml, short
 EVIDENCE_VERSION = 1
 RUNGS = {"zero_shot": "zero-shot", "few_shot": "few-shot", "rag": "RAG", "lora_short": "a short LoRA run"}
 TOP_KEYS = ("version", "metric", "target", "n", "rungs", "model", "created", "notes")
-RUNG_KEYS = ("score", "ci", "n", "cost_usd", "seconds_per_row")
+RUNG_KEYS = ("score", "ci", "n", "cost_usd", "seconds_per_row", "unparsed_verdicts")
 
 
 def _fraction(value: Any) -> bool:
@@ -34,42 +34,70 @@ def _fraction(value: Any) -> bool:
             and 0.0 <= value <= 1.0)
 
 
+def described(value: Any) -> str:
+    """A value from a file rung refuses, without echoing its text: numbers as they are, others by kind.
+    (A wrong path given as --evidence, a symlink to a system file, must not print that file.)"""
+    if value is None or isinstance(value, (bool, int, float)):
+        return short(value)
+    if isinstance(value, str):
+        return f"a string of {len(value):,} characters"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value):,} items"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value):,} keys"
+    return f"a {type(value).__name__}"
+
+
+def _unknown_keys(mapping: dict, known: tuple[str, ...], at: str) -> list[str]:
+    """Unknown keys by position (the 3rd key), never by text; a close typo gets its did-you-mean."""
+    names = list(mapping)
+    unknown = [(i, k) for i, k in enumerate(names, 1) if k not in known]
+    if len(unknown) > 3 and len(unknown) * 2 > len(names):
+        return [f"{at}: {len(unknown)} of its {len(names)} keys are not evidence keys ({', '.join(known)}): is "
+                "this an evidence file (what `rung probe` writes)?"]
+    return [f"{at}: unknown key (key {i} of {len(names)}){did_you_mean(str(k), known)}" for i, k in unknown]
+
+
 def validate_evidence(raw: Any, where: str) -> list[str]:
-    """Every problem in an evidence mapping, each naming its key."""
+    """Every problem in an evidence mapping, each naming its key; the file's own text is never echoed."""
     if not isinstance(raw, dict):
-        return [f"{where}: expected a mapping with version, metric, target, n and rungs, got {short(raw)}"]
-    problems = [f'{where}: unknown key "{key}"{did_you_mean(str(key), TOP_KEYS)}' for key in raw if key not in TOP_KEYS]
+        return [f"{where}: expected a mapping with version, metric, target, n and rungs, got {described(raw)}: is "
+                "this an evidence file (what `rung probe` writes)?"]
+    problems = _unknown_keys(raw, TOP_KEYS, where)
+    if problems and "is this an evidence file" in problems[0]:
+        return problems
     if raw.get("version") != EVIDENCE_VERSION:
-        problems.append(f"{where}: version must be {EVIDENCE_VERSION}, got {short(raw.get('version'))}")
+        problems.append(f"{where}: version must be {EVIDENCE_VERSION}, got {described(raw.get('version'))}")
     if not isinstance(raw.get("metric"), str) or not raw.get("metric"):
-        problems.append(f"{where}: metric: expected the metric's name (e.g. exact_match), got {short(raw.get('metric'))}")
+        problems.append(f"{where}: metric: expected the metric's name (e.g. exact_match), got "
+                        f"{described(raw.get('metric'))}")
     if not _fraction(raw.get("target")) or raw.get("target") == 0:
-        problems.append(f"{where}: target: expected a score in (0, 1], got {short(raw.get('target'))}")
+        problems.append(f"{where}: target: expected a score in (0, 1], got {described(raw.get('target'))}")
     n = raw.get("n")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        problems.append(f"{where}: n: expected the number of held-out rows scored (>= 1), got {short(n)}")
+        problems.append(f"{where}: n: expected the number of held-out rows scored (>= 1), got {described(n)}")
     rungs = raw.get("rungs")
     if not isinstance(rungs, dict) or not rungs:
         problems.append(f"{where}: rungs: expected a mapping of rung -> {{score, ci}} with at least one of "
                         f"{', '.join(RUNGS)}")
         return problems
-    for name, entry in rungs.items():
-        at = f"{where}: rungs.{name}"
+    for number, (name, entry) in enumerate(rungs.items(), 1):
         if name not in RUNGS:
-            problems.append(f'{at}: unknown rung{did_you_mean(str(name), RUNGS)} (rungs: {", ".join(RUNGS)})')
+            problems.append(f"{where}: rungs: unknown rung (entry {number} of {len(rungs)})"
+                            f"{did_you_mean(str(name), RUNGS)}; rungs: {', '.join(RUNGS)}")
             continue
+        at = f"{where}: rungs.{name}"
         if not isinstance(entry, dict):
-            problems.append(f"{at}: expected {{score: 0.62, ci: [0.47, 0.76]}}, got {short(entry)}")
+            problems.append(f"{at}: expected {{score: 0.62, ci: [0.47, 0.76]}}, got {described(entry)}")
             continue
-        problems += [f'{at}: unknown key "{key}"{did_you_mean(str(key), RUNG_KEYS)}' for key in entry
-                     if key not in RUNG_KEYS]
+        problems += _unknown_keys(entry, RUNG_KEYS, at)
         score = entry.get("score")
         if not _fraction(score):
-            problems.append(f"{at}.score: expected a number in [0, 1], got {short(score)}")
+            problems.append(f"{at}.score: expected a number in [0, 1], got {described(score)}")
         ci = entry.get("ci")
         if ci is not None:
             if not (isinstance(ci, list) and len(ci) == 2 and all(_fraction(c) for c in ci) and ci[0] <= ci[1]):
-                problems.append(f"{at}.ci: expected [low, high] in [0, 1] with low <= high, got {short(ci)}")
+                problems.append(f"{at}.ci: expected [low, high] in [0, 1] with low <= high, got {described(ci)}")
             elif _fraction(score) and not ci[0] <= score <= ci[1]:
                 problems.append(f"{at}.ci: {ci} does not contain the score {score}")
     return problems

@@ -30,7 +30,7 @@ def export(source: str, out_dir: Path, fmt: str, quant: str | None, ollama: bool
     RUN_OR_MODEL is a rung run folder (a LoRA adapter is merged into its base), a model folder, a hub id or
     builtin:tiny. The written files are reloaded (transformers; llama.cpp too when `rung[export]` is installed)
     and compared with the source on held-out prompts; export_report.md holds the figures. A failed check exits
-    1 and leaves nothing in --out.
+    3 and leaves nothing in --out.
     """
     from rung.trainers.export.pipeline import check_export, export_model
 

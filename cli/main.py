@@ -57,19 +57,28 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point. Domain errors exit 2 with one line per problem; --debug re-raises."""
+    """Console-script entry point. Domain errors exit 2 with one line per problem; --debug re-raises.
+
+    Exit codes: 0 done (SHIP), 1 the gate's DON'T SHIP and nothing else, 2 bad input or a failure rung
+    explains, 3 a server (`rung serve`) that did not come up or stopped on its own, 130 interrupted (Ctrl-C).
+    Every message is scrubbed of the values of secret-looking environment variables (core/secrets.py)."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         code = cli.main(args=args, prog_name="rung", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
+    except click.exceptions.Abort as error:
+        interrupted = isinstance(error.__context__ or error.__cause__, KeyboardInterrupt)
+        click.echo("Interrupted." if interrupted else "Aborted.", err=True)
+        sys.exit(130 if interrupted else 2)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
     except click.ClickException as error:  # RungError and click's own usage errors
         if debug:
             raise
+        error.message = _scrubbed(error.message)
         error.show()
         sys.exit(error.exit_code)
     except OSError as error:  # any file-system failure a command did not turn into a RungError itself
@@ -79,8 +88,31 @@ def main(argv: list[str] | None = None) -> None:
 
         reason = ERRNO_TEXT.get(error.errno or 0) or error.strerror or type(error).__name__
         where = f"{error.filename}: " if error.filename else ""
-        click.echo(f"Error: {where}{reason}", err=True)
+        click.echo(_scrubbed(f"Error: {where}{reason}"), err=True)
         sys.exit(2)
+    except Exception as error:  # noqa: BLE001 - a bug, still never a traceback (exit 1 is the gate's alone)
+        if debug:
+            raise
+        text = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        click.echo(_scrubbed(f"Error: unexpected {text} (a bug in rung: rerun with --debug for the traceback "
+                             "and report it)"), err=True)
+        sys.exit(2)
+
+
+SECRET_NAME_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+
+
+def _scrubbed(text: str) -> str:
+    """text without the value of any environment variable whose name says it holds a secret."""
+    import os
+
+    from rung.core.secrets import scrub
+
+    secrets = [value for name, value in os.environ.items()
+               if any(part in name.upper() for part in SECRET_NAME_PARTS) and len(value) >= 8]
+    text = scrub(text, *secrets) if secrets else text
+    # a name holding terminal escapes (a file called "\x1b[2J...") must not drive the user's terminal
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 __all__ = ["cli", "main", "COMMANDS", "RungError"]

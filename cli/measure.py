@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from rung.core.measure_flags import endpoint_limits, metric_inputs, setting_option
 from rung.core.vocab import MAX_NEW_TOKENS
 
 MODEL_HELP = ("A local folder, a hub id, builtin:tiny, a rung training output, a .gguf file, ollama:NAME[:TAG] (the "
@@ -23,22 +24,16 @@ USER_METRIC_HELP = ("FILE.py:NAME: your own function (prediction, reference, row
 
 
 def judge_options(function):
-    function = click.option("--rubric", default=None,
-                            help="With --metric judge: what PASS means, in words a person could apply.")(function)
-    function = click.option("--judge-model", default=None, metavar="SPEC",
-                            help="With --metric judge: the model that grades each answer PASS or FAIL against the "
-                                 "reference (local, or openai:NAME at --api-base).")(function)
-    return function
+    function = setting_option("--rubric", "rubric", type=str, default=None, metavar="TEXT")(function)
+    return setting_option("--judge-model", "judge_model", type=str, default=None, metavar="SPEC")(function)
 
 
 def endpoint_options(function):
-    from rung.core.settings import BACKEND_HELP, BACKENDS
+    from rung.core.settings import BACKENDS
 
-    function = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-                            help=BACKEND_HELP)(function)
-    function = click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
-                            help="Endpoint requests in flight at once; for llama.cpp, answers generated at once "
-                                 "(threads split across the cores).")(function)
+    function = setting_option("--backend", "backend", type=click.Choice(BACKENDS), default="auto",
+                              show_default=True)(function)
+    function = endpoint_limits(function)
     function = click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
                             help="Environment variable holding the endpoint's API key (never written anywhere).")(function)
     function = click.option("--api-base", default=None, metavar="URL",
@@ -57,7 +52,9 @@ def endpoint_options(function):
 @click.option("--docs", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A folder of documents: also measure RAG (the rag engine's index; answers cite chunks).")
 @click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows): exact_match, normalized_match, json_valid, "
-                   "json_schema, json_match, token_f1, chrf, rouge_l, regex, judge (an LLM grades), or " + USER_METRIC_HELP)
+                   "json_schema (with --schema), json_match, token_f1, chrf, rouge_l, regex (with --pattern), "
+                   "judge (an LLM grades), or " + USER_METRIC_HELP)
+@metric_inputs
 @judge_options
 @click.option("--target", type=float, default=0.9, show_default=True, help="The score that counts as good enough.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")
@@ -69,8 +66,13 @@ def endpoint_options(function):
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run (off by default).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for evidence.yaml, probe.md, probe.png and the answers (a rerun resumes).")
+@click.option("--resume", is_flag=True, help="Use the answers in a non-empty --out folder the probe did not mark as "
+                                             "its own (probe.json).")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder the probe did not mark as its "
+                                                "own, ignoring the answers there.")
 def probe(answers_path, eval_path, model, examples_path, docs, metric, target, max_rows, max_new_tokens, lora_steps,
-          api_base, api_key_env, concurrency, backend, trust_remote_code, out_dir, judge_model, rubric) -> None:
+          api_base, api_key_env, concurrency, backend, timeout_s, max_retries, trust_remote_code, out_dir, judge_model,
+          rubric, pattern, schema, resume, overwrite) -> None:
     """Measure zero-shot, few-shot, RAG and a short LoRA on your rows; write the evidence for `rung advise`."""
     from rung.advisor.answers import load_answers
     from rung.engines.probe import ProbeRequest, probe as run_probe
@@ -80,8 +82,10 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
                            answers_path=Path(answers_path),
                            examples_path=examples_path, docs=docs, metric=metric, target=target, max_rows=max_rows,
                            max_new_tokens=max_new_tokens, lora_steps=lora_steps, api_base=api_base,
-                           api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code,
-                           judge_model=judge_model, rubric=rubric, backend=backend)
+                           api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout_s,
+                           max_retries=max_retries, trust_remote_code=trust_remote_code, judge_model=judge_model,
+                           rubric=rubric, pattern=pattern, schema=schema, resume=resume, overwrite=overwrite,
+                           backend=backend)
     evidence = run_probe(request, echo=click.echo)
     for name, entry in evidence["rungs"].items():
         click.echo(f"{name:<10} {entry['score']:.3f}  95% CI [{entry['ci'][0]:.3f}, {entry['ci'][1]:.3f}]")
@@ -100,6 +104,7 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
 @click.option("--goal", default="", help="The answers' goal (style, schema, domain_task, ...): picks the default metric.")
 @click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows), judge, or "
                                              + USER_METRIC_HELP)
+@metric_inputs
 @judge_options
 @click.option("--target", type=float, default=None, help="Reported beside the scores; the verdict is the paired test.")
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")
@@ -111,18 +116,20 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
 @click.option("--trust-remote-code", is_flag=True, help="Allow the models' own code to run (off by default).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for gate.json, gate.md and both models' answers.")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder that holds no gate.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def gate(baseline, candidate, eval_path, examples_path, goal, metric, target, max_rows, max_new_tokens, general_text,
-         api_base, api_key_env, concurrency, backend, trust_remote_code, out_dir, as_json, judge_model,
-         rubric) -> None:
+         api_base, api_key_env, concurrency, backend, timeout_s, max_retries, trust_remote_code, out_dir, overwrite,
+         as_json, judge_model, rubric, pattern, schema) -> None:
     """Ship only a model that beats the cheaper rung: exit 0 SHIP, 1 DON'T SHIP, 2 bad input."""
     from rung.engines.gate import SHIP, GateRequest, gate as run_gate, markdown
 
     request = GateRequest(baseline=baseline, candidate=candidate, eval_path=eval_path, out_dir=out_dir, goal=goal,
                           metric=metric, target=target, examples_path=examples_path, max_rows=max_rows,
                           max_new_tokens=max_new_tokens, general_text=general_text, api_base=api_base,
-                          api_key_env=api_key_env, concurrency=concurrency, trust_remote_code=trust_remote_code,
-                          judge_model=judge_model, rubric=rubric, backend=backend)
+                          api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout_s,
+                          max_retries=max_retries, trust_remote_code=trust_remote_code, judge_model=judge_model,
+                          rubric=rubric, pattern=pattern, schema=schema, overwrite=overwrite, backend=backend)
     result = run_gate(request, echo=(lambda line: None) if as_json else click.echo)
     if as_json:
         import json

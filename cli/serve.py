@@ -8,10 +8,13 @@
                   for a GGUF or an export folder holding one.
 
 The launch command is built by a pure function (build_command) and run by an injectable runner (PopenRunner:
-its own process group, so SIGINT/SIGTERM reach every process the server starts, and PR_SET_PDEATHSIG on Linux,
-so it dies with rung even if rung is killed). rung waits until the server answers one chat request, prints the
-base URL, the model name to send and the exact command, then forwards SIGINT/SIGTERM and waits for the server
-to stop (SIGKILL after STOP_GRACE_S).
+its own process group, so SIGINT/SIGTERM/SIGHUP reach every process the server starts, and PR_SET_PDEATHSIG on
+Linux, so it dies with rung even if rung is killed). The port is bind-tested first: a busy one is refused
+before anything starts, so the self-test cannot be answered by another server; and the self-test counts only
+while the child is alive and its /v1/models names the model rung started. rung waits until the server answers
+one chat request, prints the base URL, the model name to send and the exact command, then forwards the signal
+and waits for the server to stop (SIGKILL to the group after STOP_GRACE_S). Exit codes: 0 stopped on request,
+2 bad input (a busy port included), 3 the server did not come up or stopped on its own.
 
 The endpoint is what `rung probe` and `rung gate` talk to: --model openai:NAME --api-base URL.
 """
@@ -31,7 +34,10 @@ from typing import Any, Callable, Sequence
 
 import click
 
+from rung.cli.serve_safety import (LOG_PREFIX, MERGED_PREFIX, clean_stale_merges, death_signal_setter, http_serves,
+                                   port_problem)
 from rung.core.errors import RungError, did_you_mean
+from rung.core.options import Checked
 
 ENGINES = ("transformers", "vllm", "llama.cpp")
 DEFAULT_PORT = 8000
@@ -48,9 +54,10 @@ INSTALL = {
 
 
 class ServeFailed(RungError):
-    """The server did not come up, or stopped on its own: exit 1."""
+    """The server did not come up, or stopped on its own: exit 3 (1 is the gate's DON'T SHIP alone)."""
 
-    exit_code = 1
+    exit_code = 3
+
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,7 @@ class PopenRunner:
         log = open(log_path, "ab")
         try:
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                    env=env, start_new_session=True, preexec_fn=death_signal_setter())
         finally:
             log.close()
 
@@ -194,16 +201,6 @@ class PopenRunner:
             os.killpg(process.pid, signum)
         except ProcessLookupError:
             pass
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when rung's process dies, however it dies (Linux prctl)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass
 
 
 # The self-test is a real question with room for a real answer (8 tokens of "Say hello." came back as three
@@ -223,7 +220,7 @@ def http_ready(base_url: str, model: str, timeout: float = 30.0) -> str | None:
                                      headers={"Content-Type": "application/json", "Authorization": "Bearer EMPTY"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            reply = json.loads(response.read().decode("utf-8", "replace"))
+            reply = json.loads(response.read(1 << 20).decode("utf-8", "replace"))
     except (OSError, ValueError, urllib.error.HTTPError):
         return None
     try:
@@ -250,7 +247,8 @@ def log_tail(path: Path, limit: int = 3000) -> str:
 def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, runner: Any = None,
               ready: Callable[[str, str], str | None] = http_ready, ready_timeout_s: float = READY_TIMEOUT_S,
               grace_s: float = STOP_GRACE_S, echo: Callable[[str], None] = click.echo,
-              poll_s: float = 0.5, env: dict[str, str] | None = None) -> int:
+              poll_s: float = 0.5, env: dict[str, str] | None = None,
+              serves: Callable[[str, str], bool] = http_serves) -> int:
     """Start the server, wait until it answers a chat request, then until SIGINT/SIGTERM (forwarded) or until it
     exits. Returns the server's exit code after a requested stop; raises ServeFailed when it did not come up or
     stopped on its own. The server's processes are always gone when this returns."""
@@ -262,7 +260,7 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
         received.append(signum)
         runner.signal(process, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         echo(f"Starting (pid {process.pid}, log {log_path}): {shlex.join(command)}")
         deadline = time.monotonic() + ready_timeout_s
@@ -272,8 +270,10 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
                 raise ServeFailed(f"the server exited with code {process.returncode} before it answered:\n"
                                   f"{log_tail(log_path)}")
             answer = ready(base_url, model)
-            if answer is not None:
+            # the answer counts only from our own child, alive, serving the model it was started with
+            if answer is not None and process.poll() is None and serves(base_url, model):
                 break
+            answer = None
             if time.monotonic() > deadline:
                 raise ServeFailed(f"the server did not answer a chat request within {ready_timeout_s:.0f} s "
                                   f"(log {log_path}):\n{log_tail(log_path)}")
@@ -322,10 +322,12 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
                                                                      "interface; the server has no API key).")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port to listen on; 0 picks a free one.")
-@click.option("--wait", "wait_s", type=click.FloatRange(min=1), default=READY_TIMEOUT_S, show_default=True,
+@click.option("--wait", "wait_s", type=Checked(float, minimum=1, maximum=86400), default=READY_TIMEOUT_S,
+              show_default=True,
               help="Seconds to wait for the server's first answer.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="The server's output (default: a rung-serve-*.log file in the temp folder).")
+              help="The server's output (default: a rung-serve-log-*.log file in the temp folder, removed at the "
+                   "next start).")
 @click.option("--dry-run", is_flag=True, help="Print the command and exit without starting it.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="[-- ENGINE_ARGS...]")
 def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, log_path: Path | None, dry_run: bool,
@@ -343,19 +345,27 @@ def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, l
     problems = engine_problems(engine, target, check_installed=not dry_run)
     if port == 0:
         port = free_port(host)
+    elif not dry_run:
+        busy = port_problem(host, port)
+        if busy:
+            problems.append(busy)
+    if log_path is not None and not dry_run:
+        problems += log_problems(log_path)
     if problems:
         install_only = engine in INSTALL and problems == [INSTALL[engine][0]]
         if install_only and not (engine == "transformers" and target.kind == "adapter"):
             problems.append("the command would be: " + shlex.join(build_command(engine, target, host=host, port=port,
                                                                                   extra=extra)))
         raise RungError(problems)
+    if not dry_run:
+        clean_stale_merges()
     merged_dir = None
     if engine == "transformers" and target.kind == "adapter":
         if dry_run:
             click.echo(f"(the adapter would first be merged into its base in a temporary folder)")
             target = Target("model", "<merged folder>", target.name)
         else:
-            merged_dir = Path(tempfile.mkdtemp(prefix="rung-serve-merged-"))
+            merged_dir = Path(tempfile.mkdtemp(prefix=f"{MERGED_PREFIX}{os.getpid()}-"))
             click.echo(f"Merging {target.path} into {target.base} for transformers serve ({merged_dir}) ...")
             _merge_into(target.path, merged_dir)
             target = Target("model", str(merged_dir), target.name)
@@ -365,7 +375,7 @@ def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, l
         click.echo(shlex.join(command))
         return
     if log_path is None:
-        handle, raw = tempfile.mkstemp(prefix=f"rung-serve-{port}-", suffix=".log")
+        handle, raw = tempfile.mkstemp(prefix=f"{LOG_PREFIX}{os.getpid()}-{port}-", suffix=".log")
         os.close(handle)
         log_path = Path(raw)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -393,6 +403,20 @@ def _merge_into(adapter_dir: str, folder: Path) -> None:
     quiet_libraries()
     source = load_source(adapter_dir, prompts=False)
     write_safetensors(source.model, source.tokenizer, folder)
+
+
+def log_problems(path: Path) -> list[str]:
+    """--log must be a regular file (or not exist yet) in an existing folder: a FIFO would block the server's
+    start forever, a link would have the log written elsewhere."""
+    from rung.core.fileio import file_kind
+
+    if path.is_symlink():
+        return [f"--log {path} is a symbolic link: name the file itself"]
+    if path.exists() and not path.is_file():
+        return [f"--log {path} is {file_kind(path.stat().st_mode)}, not a regular file"]
+    if not path.parent.is_dir():
+        return [f"--log {path}: the folder {path.parent} does not exist"]
+    return []
 
 
 __all__ = ["serve", "build_command", "resolve_target", "supervise", "Target", "PopenRunner", "ENGINES"]

@@ -51,6 +51,16 @@ def os_error_text(error: OSError, operation: str, path: str | os.PathLike | None
     return f"cannot {operation} {where}: {reason}".replace("  ", " ")
 
 
+def storage_full(error: BaseException) -> bool:
+    """A write failed for want of space: ENOSPC/EDQUOT as an OSError, or in the words of a library that wraps
+    it in its own exception (safetensors' SafetensorError says "os error 28", torch "PytorchStreamWriter")."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(error)
+    return any(words in text for words in ("No space left", "StorageFull", "os error 28", "Disk quota exceeded",
+                                           "os error 122"))
+
+
 def file_kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

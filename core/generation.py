@@ -115,7 +115,8 @@ class LocalChat:
 
 
 def open_chat_model(spec: str, *, api_base: str | None = None, api_key_env: str | None = None,
-                    concurrency: int = 4, timeout_s: float = 60.0, trust_remote_code: bool = False,
+                    concurrency: int = 4, timeout_s: float = 30.0, max_retries: int = 2,
+                    trust_remote_code: bool = False,
                     batch_size: int = 8, usd_per_million_input: float | None = None,
                     usd_per_million_output: float | None = None, backend: str = "auto") -> ChatModel:
     """The model a spec names: `openai:NAME` -> an endpoint client; a GGUF spec -> llama.cpp (backend auto with
@@ -125,7 +126,9 @@ def open_chat_model(spec: str, *, api_base: str | None = None, api_key_env: str 
     name = endpoint.parse_endpoint_spec(spec)
     if name is not None:
         settings = endpoint.EndpointSettings(
-            model=name, api_base=api_base, api_key_env=api_key_env or "OPENAI_API_KEY", timeout_s=timeout_s,
+            model=name, api_base=api_base, timeout_s=timeout_s,
+            api_key_env="OPENAI_API_KEY" if api_key_env is None else api_key_env,
+            max_retries=max_retries,
             concurrency=concurrency, usd_per_million_input=usd_per_million_input,
             usd_per_million_output=usd_per_million_output)
         return endpoint.EndpointChat(settings)

@@ -60,18 +60,29 @@ def builtin_names() -> tuple[str, ...]:
     return tuple(name.split(":", 1)[1] for name in BUILTIN_MODELS)
 
 
-def check_model_spec(spec: Any, base_dir: Path, where: str) -> tuple[Any, str | None]:
+def check_model_spec(spec: Any, base_dir: Path, where: str, *, endpoint_ok: bool = False) -> tuple[Any, str | None]:
     """A model spec -> (spec with a relative folder made absolute, problem or None). Loads nothing.
 
     Relative folders are read from base_dir (a plan's folder; the working folder for `rung train`). A spec
     written as a path (./x, /x, a/b/c) that does not exist is a problem, not a hub id; a hub id that is not
-    cached while HF_HUB_OFFLINE=1 is one too.
+    cached while HF_HUB_OFFLINE=1 is one too. `openai:NAME` (a model behind an endpoint) is accepted where
+    endpoint_ok says the caller can ask one; elsewhere it is a problem saying so. A local folder's config and
+    safetensors headers are checked (core/safetensors_check.py).
     """
+    from rung.core.endpoint import ENDPOINT_PREFIX
     from rung.core.gguf_in import NAMED_MODELS, OLLAMA_PREFIX, gguf_source
     from rung.core.models import looks_like_path
 
     if not isinstance(spec, str) or not spec.strip():
         return spec, f"{where}: expected a model (hub id, local folder or builtin:tiny), got {short(spec)}"
+    if spec.startswith(ENDPOINT_PREFIX):
+        name = spec[len(ENDPOINT_PREFIX):].strip()
+        if not name or not name.isprintable():
+            return spec, f"{where}: {ENDPOINT_PREFIX}NAME needs the model's name at the endpoint, e.g. openai:gpt-4o-mini"
+        if not endpoint_ok:
+            return spec, (f"{where}: {short(spec, 60)} is a model behind an endpoint; this needs local weights "
+                          "(a folder, a hub id or builtin:tiny)")
+        return spec, None
     try:
         gguf = gguf_source(spec, base_dir)  # reads the header only: architecture and tensor types checked here
     except RungError as error:
@@ -93,6 +104,12 @@ def check_model_spec(spec: Any, base_dir: Path, where: str) -> tuple[Any, str | 
         if not folder.is_dir() or not ((folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()):
             return spec, (f"{where}: {folder} is not a model folder (no config.json or adapter_config.json) "
                           "and no GGUF (no .gguf file)")
+        from rung.core.safetensors_check import model_folder_problems
+
+        damaged = model_folder_problems(folder)  # headers and config types only: cheap, before any load
+        if damaged:
+            return spec, f"{where}: " + damaged[0] + (f" (and {len(damaged) - 1} more problems)" if len(damaged) > 1
+                                                      else "")
         return str(folder.resolve()), None
     if path_like:
         return spec, f"{where}: model path {candidate} does not exist"

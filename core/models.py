@@ -227,6 +227,7 @@ def load_model_and_tokenizer(
     quant_storage: the dtype the 4-bit weights are packed in (bitsandbytes' default uint8 when None); FSDP and
     ZeRO-3 shard only floating-point tensors, so a sharded QLoRA run stores them as bfloat16 (trainers/launch.py).
     """
+    check_local_model(spec)  # before torch: a damaged folder is one line, not a traceback after allocating
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -293,8 +294,23 @@ def is_adapter_dir(spec: str | Path) -> bool:
     return Path(str(spec)).expanduser().is_dir() and (Path(str(spec)).expanduser() / "adapter_config.json").exists()
 
 
+def check_local_model(spec: str | os.PathLike) -> None:
+    """A local model or adapter folder's safetensors headers and config types (core/safetensors_check.py),
+    checked before anything loads: one RungError naming the file, never a loader's traceback."""
+    if is_builtin(str(spec)):
+        return
+    folder = Path(str(spec)).expanduser()
+    if folder.is_dir():
+        from rung.core.safetensors_check import model_folder_problems
+
+        problems = model_folder_problems(folder)
+        if problems:
+            raise RungError(problems)
+
+
 def load_for_inference(spec: str, *, trust_remote_code: bool = False, is_trainable: bool = False):
     """(model, tokenizer) from a model folder, hub id, builtin:tiny, or a PEFT adapter folder (base + adapter)."""
+    check_local_model(spec)
     if is_adapter_dir(spec):
         from peft import PeftModel
 

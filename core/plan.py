@@ -45,6 +45,10 @@ def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
     """Structural problems in a plan, all of them, each naming the key. Engine settings are checked by engines."""
     if not isinstance(plan, dict):
         return [f"{where}: expected a mapping at the top level, got {type(plan).__name__}"]
+    unknown = [key for key in plan if key not in TOP_KEYS]
+    if len(unknown) > 3 and len(unknown) * 2 > len(plan):  # a wrong file: never list its lines back
+        return [f"{where}: {len(unknown)} of its {len(plan)} keys are not plan keys: is this a plan (what "
+                f"`rung plan` writes)? Plan keys: {', '.join(TOP_KEYS)}"]
     problems: list[str] = []
     for key in plan:
         if key not in TOP_KEYS:

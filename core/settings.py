@@ -16,6 +16,8 @@ from typing import Any
 
 from rung.core.vocab import ADAPTERS, MAX_NEW_TOKENS
 
+MAX_CONCURRENCY = 256  # endpoint requests in flight; core/endpoint.py refuses more
+
 
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, factory: Any = None,
             choices: tuple[str, ...] | None = None, minimum: float | None = None, maximum: float | None = None,
@@ -167,7 +169,7 @@ class PromptingSettings:
     api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
                                "never written anywhere).")
     concurrency: int = setting(4, "Endpoint requests in flight at once; for llama.cpp, answers generated at once "
-                               "(threads split across the cores).", minimum=1)
+                               "(threads split across the cores).", minimum=1, maximum=MAX_CONCURRENCY)
     backend: str = setting("auto", BACKEND_HELP, choices=BACKENDS)
     system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
     num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).",
@@ -258,8 +260,20 @@ class GateSettings:
     api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
                                "never written anywhere).")
     concurrency: int = setting(4, "Endpoint requests in flight at once; for llama.cpp, answers generated at once "
-                               "(threads split across the cores).", minimum=1)
+                               "(threads split across the cores).", minimum=1, maximum=MAX_CONCURRENCY)
     backend: str = setting("auto", BACKEND_HELP, choices=BACKENDS)
+    timeout_s: float = setting(30.0, "Seconds an endpoint has for each answer, the whole body included (per "
+                               "attempt); a server that never answers fails after (retries + 1) x this.",
+                               gt=0, maximum=3600)
+    max_retries: int = setting(2, "Retries of a failed endpoint request (429, 5xx, timeouts, lost connections); "
+                               "0: fail at the first.", minimum=0, maximum=20)
+    judge_model: str | None = setting(None, "With metric judge: the model that grades each answer PASS or FAIL "
+                                      "against the reference (local, or openai:NAME at api_base).")
+    rubric: str | None = setting(None, "With metric judge: what PASS means, in words a person could apply.")
+    pattern: str | None = setting(None, "For metric regex: the regular expression an answer must contain "
+                                  "(re.search on the trimmed answer; anchor it with ^ and $ for the whole).")
+    schema: str | dict | None = setting(None, "For metric json_schema: a JSON Schema file (in plan.yaml, a path or "
+                                        "the schema itself as a mapping).")
     trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
 
 

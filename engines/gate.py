@@ -16,6 +16,7 @@ Writes DIR/gate.json and DIR/gate.md. The CLI exits 0 for SHIP, 1 for DON'T SHIP
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,11 +28,15 @@ from rung.core.protocol import StepContext, StepResult
 from rung.core.rows import conversation
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, score_rows
+from rung.engines.metric_options import implied_metric, metric_options
 from rung.engines.probe import common_problems, model_problems, prompted, task_rows
 from rung.engines.progress import answer_rows
+from rung.engines.request_checks import endpoint_options, out_problems
 
 Echo = Callable[[str], None]
 SHIP, DONT_SHIP = "SHIP", "DON'T SHIP"
+GATE_MARKER = "gate.json"
+WRITTEN = (GATE_MARKER, "gate.md", "gate_answers.jsonl", "judge_baseline.jsonl", "judge_candidate.jsonl")
 
 
 @dataclass
@@ -52,10 +57,15 @@ class GateRequest:
     api_base: str | None = None
     api_key_env: str | None = None
     concurrency: int = 4
+    timeout_s: float = 30.0              # per endpoint attempt (core/endpoint.py)
+    max_retries: int = 2
     trust_remote_code: bool = False
     judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
     rubric: str | None = None
     backend: str = "auto"                # core/settings.py BACKENDS: who answers a local model
+    pattern: str | None = None           # --metric regex (engines/metric_options.py)
+    schema: Any = None                   # --metric json_schema: a file, or the schema itself
+    overwrite: bool = False              # write into a non-empty out_dir without gate.json anyway
 
 
 def check_request(req: GateRequest) -> list[str]:
@@ -65,7 +75,12 @@ def check_request(req: GateRequest) -> list[str]:
         problems.append(f"ppl_warn_ratio {req.ppl_warn_ratio}: expected a ratio above 1")
     for flag, spec in (("--baseline", req.baseline), ("--candidate", req.candidate)):
         problems += model_problems({flag: spec}, _role_backend(spec, req.backend))
-    return problems
+    if req.general_text is not None:
+        from rung.core.inputs import input_problem
+
+        problem = input_problem(req.general_text, "--general-text file")
+        problems += [problem] if problem else []
+    return problems + out_problems(req.out_dir, GATE_MARKER, WRITTEN, overwrite=req.overwrite)
 
 
 def _role_backend(spec: str, backend: str) -> str:
@@ -105,19 +120,33 @@ def general_perplexity(spec: str, general_text: Path | None, trust_remote_code: 
 
 
 def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
-    """Score both models on the same rows and decide; writes gate.json and gate.md when out_dir is set."""
+    """Score both models on the same rows and decide; writes gate.json and gate.md when out_dir is set. A gate
+    that fails (a dead judge, Ctrl-C) removes the out_dir it created: no half-written verdict stays."""
+    import shutil
+
+    existed = req.out_dir is None or os.path.lexists(req.out_dir)
+    try:
+        return run_gate(req, echo)
+    except BaseException:
+        if not existed and req.out_dir.is_dir() and not req.out_dir.is_symlink():
+            shutil.rmtree(req.out_dir, ignore_errors=True)
+        raise
+
+
+def run_gate(req: GateRequest, echo: Echo) -> dict[str, Any]:
     from rung.core.endpoint import is_endpoint
 
     rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
-    metric = JUDGE if req.metric == JUDGE else metrics.choose_metric(req.goal, references, metric=req.metric)
+    wanted = implied_metric(req.metric, req.pattern, req.schema)
+    metric = JUDGE if wanted == JUDGE else metrics.choose_metric(req.goal, references, metric=wanted)
+    options = metric_options(metric, req.pattern, req.schema)
     asked = conversations(req, rows, examples)
     answers: dict[str, list[str]] = {}
     usage: dict[str, Any] = {}
     for role, spec in (("baseline", req.baseline), ("candidate", req.candidate)):
-        model = open_chat_model(spec, api_base=req.api_base, api_key_env=req.api_key_env,
-                                concurrency=req.concurrency, trust_remote_code=req.trust_remote_code,
-                                backend=_role_backend(spec, req.backend))
+        model = open_chat_model(spec, trust_remote_code=req.trust_remote_code,
+                                backend=_role_backend(spec, req.backend), **endpoint_options(req))
         by = " through llama.cpp" if type(model).__name__ == "LlamaCppChat" else ""
         how = "as trained: its system message and turns" if asked[role] is asked["as_trained"] else "prompted"
         echo(f"  {role}: {spec}{by} on {len(rows)} rows ({how})")
@@ -125,8 +154,11 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
         usage[role] = model.usage
     logs = req.out_dir  # judge logs are written (parents made) only once every verdict is in
     scores = {role: score_rows(answers[role], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
-                               api_base=req.api_base, api_key_env=req.api_key_env,
-                               log=logs / f"judge_{role}.jsonl" if logs is not None else None) for role in answers}
+                               log=logs / f"judge_{role}.jsonl" if logs is not None else None,
+                               **endpoint_options(req), **options) for role in answers}
+    for role, scored in scores.items():
+        if getattr(scored, "warning", None) and scored.warning():
+            echo(f"  {role}: {scored.warning()}")
     diff = metrics.paired_difference(scores["candidate"].per_row, scores["baseline"].per_row)
 
     forgetting: dict[str, Any] = {"checked": False}
@@ -159,6 +191,7 @@ def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
                      "ci": [round(scores["baseline"].ci_low, 4), round(scores["baseline"].ci_high, 4)]},
         "candidate": {"model": req.candidate, "score": round(scores["candidate"].mean, 4),
                       "ci": [round(scores["candidate"].ci_low, 4), round(scores["candidate"].ci_high, 4)]},
+        **({"unparsed_verdicts": {role: scores[role].unparsed for role in scores}} if metric == JUDGE else {}),
         "difference": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in diff.items()},
         "forgetting": forgetting, "usage": usage,
     }
@@ -229,6 +262,9 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
                           max_rows=settings.max_rows, max_new_tokens=settings.max_new_tokens,
                           ppl_warn_ratio=settings.ppl_warn_ratio, api_base=settings.api_base,
                           api_key_env=settings.api_key_env, concurrency=settings.concurrency,
+                          timeout_s=settings.timeout_s, max_retries=settings.max_retries, pattern=settings.pattern,
+                          schema=_plan_schema(settings.schema, ctx), overwrite=True,  # the run's own folder
+                          judge_model=settings.judge_model, rubric=settings.rubric,
                           trust_remote_code=settings.trust_remote_code, backend=settings.backend)
     result = gate(request, echo=print)
     metrics_out = {"verdict": result["verdict"], "baseline_score": result["baseline"]["score"],
@@ -249,3 +285,11 @@ def next_move(result: dict[str, Any], baseline: str) -> str:
         return (" — the candidate won on the task but forgot general text: retrain with LoRA (it leaves the base "
                 "weights alone), a lower learning rate or fewer steps, and gate again.")
     return f" — ship the cheaper rung (`{baseline}` with its prompt) until a candidate beats it."
+
+
+def _plan_schema(schema: Any, ctx: StepContext) -> Any:
+    """A step's schema setting: a mapping as written, or a file named relative to the plan's folder."""
+    if isinstance(schema, str) and not Path(schema).expanduser().is_absolute():
+        plan_dir = getattr(ctx, "plan_dir", None)
+        return str(Path(plan_dir) / schema) if plan_dir else schema
+    return schema

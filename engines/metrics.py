@@ -166,7 +166,19 @@ def regex(output: str, reference: str, pattern: str | None = None) -> float:
     """A rubric: 1 when the trimmed output contains a match (re.search; anchor with ^ and $ for the whole)."""
     if pattern is None:
         raise RungError('the regex metric needs a pattern, e.g. "^Thanks" or "^[^.!?]*[.!?]$" (one sentence)')
-    return float(_pattern(pattern).search(output.strip()) is not None)
+    compiled = _pattern(pattern)  # checks the pattern as Python's re reads it
+    try:
+        import regex as regex_engine  # the same syntax, with a time limit (transformers depends on it)
+    except ImportError:
+        return float(compiled.search(output.strip()) is not None)
+    try:
+        return float(regex_engine.search(pattern, output.strip(), timeout=REGEX_TIMEOUT_S) is not None)
+    except TimeoutError:
+        raise RungError(f"regex: the pattern {short(pattern)} took over {REGEX_TIMEOUT_S:g} s on one answer "
+                        "(nested repeats such as (a+)+ backtrack without end): simplify it") from None
+
+
+REGEX_TIMEOUT_S = 1.0  # per answer; a real rubric pattern takes microseconds
 
 
 METRICS: dict[str, tuple[Metric, str]] = {

@@ -9,7 +9,9 @@
     ─► DIR/evidence.yaml (what `rung advise|plan --evidence` read), DIR/probe.md, DIR/probe.png
 
 Every answer is appended to DIR/answers.jsonl as it arrives, keyed by rung, row and a fingerprint of the
-model and the conversation: an interrupted probe resumes without asking for the finished rows again.
+model and the conversation: an interrupted probe (Ctrl-C, a dead server) resumes without asking for the
+finished rows again. DIR/probe.json marks a folder the probe wrote: a rerun resumes there; a non-empty
+folder without it is refused unless --resume (use the answers in it) or --overwrite (start afresh in it).
 """
 
 from __future__ import annotations
@@ -23,17 +25,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rung.core.errors import RungError
-from rung.core.fileio import atomic_write_text, atomic_write_yaml, read_text
+from rung.core.fileio import atomic_write_json, atomic_write_text, atomic_write_yaml, read_text
 from rung.core.generation import ChatModel, check_generation, open_chat_model
 from rung.core.rows import conversation, load_task_rows, merge_system, training_messages
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, metric_problems, score_rows
+from rung.engines.metric_options import implied_metric, metric_option_problems, metric_options
 from rung.engines.progress import RowProgress, group_size
 from rung.engines.prompting import build_system_prompt, row_chats
+from rung.engines.request_checks import endpoint_options, endpoint_problems, local_model_problems, out_problems
 
 Echo = Callable[[str], None]
 RUNGS = ("zero_shot", "few_shot", "rag", "lora_short")
 ANSWERS_FILE = "answers.jsonl"
+PROBE_MARKER = "probe.json"       # written first: this folder is a probe's, a rerun resumes in it
+WRITTEN = (ANSWERS_FILE, PROBE_MARKER, "evidence.yaml", "probe.md", "probe.png", "index", "lora_short",
+           "lora_short_train.jsonl") + tuple(f"judge_{rung}.jsonl" for rung in ("zero_shot", "few_shot", "rag",
+                                                                                 "lora_short"))
 RAG_SYSTEM = ("Answer the question from the numbered sources below. If they do not contain the answer, say so. "
               "Answer in the style the task asks for.")
 GENERIC_SYSTEM = "Answer the request directly, with no preamble."
@@ -58,31 +66,33 @@ class ProbeRequest:
     api_base: str | None = None
     api_key_env: str | None = None
     concurrency: int = 4
+    timeout_s: float = 30.0              # per endpoint attempt (core/endpoint.py)
+    max_retries: int = 2
     trust_remote_code: bool = False
     judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
     rubric: str | None = None
     backend: str = "auto"                # core/settings.py BACKENDS: who answers a local model
+    pattern: str | None = None           # --metric regex (engines/metric_options.py)
+    schema: Any = None                   # --metric json_schema: a file, or the schema itself
+    resume: bool = False                 # a non-empty folder the probe did not mark: use its answers
+    overwrite: bool = False              # ...or start afresh in it
 
 
 def model_problems(specs: dict[str, str], backend: str) -> list[str]:
-    """Each local model spec checked before anything loads or is written: a folder, a hub id, builtin, or a
-    GGUF (its header: architecture and tensor types), and the backend that would answer it."""
+    """The backend that would answer each local model spec (llama.cpp needs a GGUF and llama-cpp-python). The
+    specs themselves (folders, hub ids, builtin, a GGUF's header) are checked by local_model_problems."""
     from rung.core.endpoint import is_endpoint
     from rung.core.generation import llama_backend
     from rung.core.inputs import check_model_spec
 
     problems = []
     for flag, spec in specs.items():
-        if is_endpoint(spec):
-            continue
-        _, problem = check_model_spec(spec, Path.cwd(), flag)
-        if problem is None:
-            try:
-                llama_backend(spec, backend)
-            except RungError as error:
-                problem = f"{flag}: {error.message}"
-        if problem:
-            problems.append(problem)
+        if is_endpoint(spec) or check_model_spec(spec, Path.cwd(), flag)[1]:
+            continue  # an endpoint, or a bad spec local_model_problems reports
+        try:
+            llama_backend(spec, backend)
+        except RungError as error:
+            problems.append(f"{flag}: {error.message}")
     return problems
 
 
@@ -92,7 +102,10 @@ def common_problems(req: Any, counts: dict[str, int]) -> list[str]:
     if req.target is not None and not 0 < req.target <= 1:  # also refuses NaN
         problems.append(f"--target {req.target}: expected a score in (0, 1]")
     problems += [f"{flag} {value}: expected 1 or more" for flag, value in counts.items() if value < 1]
-    return problems + metric_problems(req.metric, req.judge_model)
+    metric = implied_metric(req.metric, req.pattern, req.schema)
+    problems += endpoint_problems(req) + local_model_problems(req)
+    return problems + metric_problems(metric, req.judge_model) + metric_option_problems(metric, req.pattern,
+                                                                                       req.schema)
 
 
 def check_request(req: ProbeRequest) -> list[str]:
@@ -102,7 +115,11 @@ def check_request(req: ProbeRequest) -> list[str]:
                                      "--concurrency": req.concurrency})
     if req.docs is not None and not req.docs.is_dir():
         problems.append(f"--docs {req.docs}: expected a folder of documents")
-    return problems + model_problems({"--model": req.model}, req.backend)
+    if req.resume and req.overwrite:
+        problems.append("--resume and --overwrite: choose one (resume keeps the answers there, overwrite drops them)")
+    problems += model_problems({"--model": req.model}, req.backend)
+    return problems + out_problems(req.out_dir, PROBE_MARKER, WRITTEN, resume=req.resume, overwrite=req.overwrite,
+                                   hint="pass --resume to use the answers in it, or --overwrite to start afresh")
 
 
 def fingerprint(model: str, conversation: list[dict[str, str]], max_new_tokens: int) -> str:
@@ -117,10 +134,12 @@ class AnswerCache:
     """DIR/answers.jsonl: one line per answer (with the seconds it took), appended and flushed as answers
     arrive."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, fresh: bool = False):
         self.path = path
         self.known: dict[tuple[str, int, str], tuple[str, float]] = {}
-        if path.exists():
+        if fresh and path.exists():
+            atomic_write_text(path, "")  # --overwrite: the answers there are not this probe's
+        elif path.exists():
             for line in read_text(path, what="probe answers").splitlines():
                 try:
                     record = json.loads(line)
@@ -134,12 +153,19 @@ class AnswerCache:
 
     def add(self, rung: str, rows: list[int], keys: list[str], outputs: list[str], seconds: float) -> None:
         each = round(seconds / max(len(rows), 1), 4)  # as stored, so a resumed probe computes the same means
-        with open(self.path, "a", encoding="utf-8") as handle:
-            for row, key, output in zip(rows, keys, outputs):
-                self.known[(rung, row, key)] = (output, each)
-                handle.write(json.dumps({"rung": rung, "row": row, "fingerprint": key, "output": output,
-                                         "seconds": each}, ensure_ascii=False) + "\n")
-            handle.flush()
+        from rung.core.out_guard import open_append
+
+        from rung.core.fileio import os_error_text
+
+        try:
+            with open_append(self.path) as handle:
+                for row, key, output in zip(rows, keys, outputs):
+                    self.known[(rung, row, key)] = (output, each)
+                    handle.write(json.dumps({"rung": rung, "row": row, "fingerprint": key, "output": output,
+                                             "seconds": each}, ensure_ascii=False) + "\n")
+                handle.flush()
+        except OSError as error:  # a full disk: the answers written so far stay, the next run resumes there
+            raise RungError(os_error_text(error, "append to", self.path)) from None
 
 
 def ask(model: ChatModel, spec: str, rung: str, conversations: list[list[dict[str, str]]], cache: AnswerCache, *,
@@ -156,7 +182,15 @@ def ask(model: ChatModel, spec: str, rung: str, conversations: list[list[dict[st
     for start in range(0, len(todo), step):
         batch = todo[start:start + step]
         began = time.perf_counter()
-        answers = model.chat([conversations[i] for i in batch], max_new_tokens=max_new_tokens)
+        try:
+            answers = model.chat([conversations[i] for i in batch], max_new_tokens=max_new_tokens)
+        except BaseException as error:  # Ctrl-C or a failed row: keep the answers that did arrive (endpoints)
+            arrived = getattr(error, "partial_results", None) or {}
+            if arrived:
+                rows = [batch[i] for i in sorted(arrived)]
+                cache.add(rung, rows, [keys[i] for i in rows], [arrived[i] for i in sorted(arrived)],
+                          time.perf_counter() - began)
+            raise
         cache.add(rung, batch, [keys[i] for i in batch], answers, time.perf_counter() - began)
         progress.advance(len(batch), time.perf_counter() - began)
     if not todo:
@@ -247,15 +281,19 @@ def probe(req: ProbeRequest, echo: Echo = print) -> dict[str, Any]:
     """Run the probe; returns the evidence mapping it wrote to DIR/evidence.yaml."""
     rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
     references = [r["output"] for r in rows]
-    metric = JUDGE if req.metric == JUDGE else metrics.choose_metric(req.goal, references, metric=req.metric)
-    existed = req.out_dir.exists()
+    wanted = implied_metric(req.metric, req.pattern, req.schema)
+    metric = JUDGE if wanted == JUDGE else metrics.choose_metric(req.goal, references, metric=wanted)
+    existed, marked = req.out_dir.exists(), (req.out_dir / PROBE_MARKER).exists()
     try:
         return run_probe(req, rows, examples, references, metric, echo)
     except BaseException:
-        # a probe that fails (a dead server, a bad model) before its first answer leaves no folder behind; one
-        # with answers keeps them, so the next run resumes
-        if not existed and not (req.out_dir / ANSWERS_FILE).exists():
-            shutil.rmtree(req.out_dir, ignore_errors=True)
+        # a probe that fails (a dead server, a bad model, Ctrl-C) before its first answer leaves nothing behind;
+        # one with answers keeps them, so the next run resumes
+        if not (req.out_dir / ANSWERS_FILE).exists():
+            if not existed:
+                shutil.rmtree(req.out_dir, ignore_errors=True)
+            elif not marked and (req.out_dir / PROBE_MARKER).is_file():
+                (req.out_dir / PROBE_MARKER).unlink()
         raise
 
 
@@ -263,10 +301,15 @@ def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict
               metric: str, echo: Echo) -> dict[str, Any]:
     from rung.core.endpoint import is_endpoint
 
-    req.out_dir.mkdir(parents=True, exist_ok=True)
-    cache = AnswerCache(req.out_dir / ANSWERS_FILE)
-    model = open_chat_model(req.model, api_base=req.api_base, api_key_env=req.api_key_env,
-                            concurrency=req.concurrency, trust_remote_code=req.trust_remote_code, backend=req.backend)
+    from rung.core.fileio import make_dir
+
+    make_dir(req.out_dir, what="probe folder")
+    options = metric_options(metric, req.pattern, req.schema)
+    marked = (req.out_dir / PROBE_MARKER).is_file()
+    atomic_write_json(req.out_dir / PROBE_MARKER, {"probe": 1, "model": req.model, "eval": str(req.eval_path)})
+    cache = AnswerCache(req.out_dir / ANSWERS_FILE, fresh=req.overwrite and not marked)
+    model = open_chat_model(req.model, trust_remote_code=req.trust_remote_code, backend=req.backend,
+                            **endpoint_options(req))
     plans = prompt_plans(req, rows, examples)
     if req.docs is not None:
         plans["rag"] = rag_conversations(rows, req.docs, req.out_dir, req.rag_k, echo)
@@ -293,10 +336,14 @@ def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict
                                 "model": req.model, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     for rung, result in results.items():
         scored = score_rows(result["outputs"], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
-                            api_base=req.api_base, api_key_env=req.api_key_env, log=req.out_dir / f"judge_{rung}.jsonl")
+                            log=req.out_dir / f"judge_{rung}.jsonl", **endpoint_options(req), **options)
         mean = round(scored.mean, 4)  # the CI is rounded outward so it always holds the rounded score
         entry: dict[str, Any] = {"score": mean, "ci": [min(mean, round(scored.ci_low, 4)), max(mean, round(scored.ci_high, 4))]}
         entry["seconds_per_row"] = round(result["seconds_per_row"], 4)
+        if metric == JUDGE:
+            entry["unparsed_verdicts"] = scored.unparsed
+            if scored.warning():
+                echo(f"  {rung}: {scored.warning()} (judge_{rung}.jsonl)")
         result["score"] = scored
         evidence["rungs"][rung] = entry
     usage = model.usage

@@ -24,6 +24,7 @@ import yaml
 
 from rung.core.errors import RungError, did_you_mean
 from rung.core.fileio import MAX_TEXT_BYTES, os_error_text, read_yaml, short, shown
+from rung.core.endpoint import is_endpoint
 from rung.core.inputs import check_model_spec, input_problem, source_problem
 from rung.core.models import qlora_problem
 from rung.core.plan import resolve_data_path, validate_plan
@@ -35,6 +36,8 @@ from rung.run.state import RUN_ROOT_FILES, now
 
 SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
 FOLDER_ROLES = ("corpus", "documents")  # data roles that may name a folder; the others name one file
+ENDPOINT_ENGINES = ("prompting", "gate")  # engines that can ask an openai:NAME model (core/endpoint.py)
+WEIGHT_ENGINES = ("sft", "dpo", "cpt")    # engines that train the base model's weights
 
 
 @dataclass
@@ -179,7 +182,10 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
 
     base_model = plan.get("base_model")
     if base_model is not None:
-        plan["base_model"], problem = check_model_spec(base_model, plan_dir, f"{where}: base_model")
+        # openai:NAME is a plan's base model when the steps ask it (prompting, gate); a step that needs its
+        # weights (training, export) says so below
+        plan["base_model"], problem = check_model_spec(base_model, plan_dir, f"{where}: base_model",
+                                                       endpoint_ok=True)
         if problem:
             problems.append(problem)
 
@@ -213,11 +219,17 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
         if chained and "model_name_or_path" not in plan_layer and "model_name_or_path" not in cli_layer:
             settings.pop("model_name_or_path", None)  # the engine takes steps[from_step]'s model_dir
         value = settings.get("model_name_or_path")
+        asks_endpoints = engine in ENDPOINT_ENGINES
         if value is not None and value != plan.get("base_model"):
             settings["model_name_or_path"], problem = check_model_spec(value, plan_dir,
-                                                                       f"{at}.settings.model_name_or_path")
+                                                                       f"{at}.settings.model_name_or_path",
+                                                                       endpoint_ok=asks_endpoints)
             if problem:
                 problems.append(problem)
+        elif (value is not None or engine in WEIGHT_ENGINES) and not asks_endpoints and is_endpoint(
+                plan.get("base_model")) and not chained:
+            problems.append(f"{at}: engine {engine} needs the model's weights; base_model {shown(plan['base_model'])} "
+                            "is behind an endpoint: set settings.model_name_or_path to a local model")
         for i, candidate in enumerate(settings["candidates"] if isinstance(settings.get("candidates"), list) else []):
             settings["candidates"][i], problem = check_model_spec(candidate, plan_dir,
                                                                   f"{at}.settings.candidates[{i}]")

@@ -352,6 +352,9 @@ def merge(adapter_dir: Path, out_dir: Path, overwrite: bool, trust_remote_code: 
 
 
 def _generation_options(function):
+    from rung.core.measure_flags import endpoint_limits  # the flags probe and gate have, declared once
+
+    function = endpoint_limits(function, concurrency=False)
     function = click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run.")(function)
     function = click.option("--temperature", type=Checked(float, minimum=0), default=0.0, show_default=True,
                             help="0 = greedy; above 0 samples.")(function)
@@ -367,11 +370,13 @@ def _generation_options(function):
     return function
 
 
-def endpoint_reply(model: str, api_base: str | None, api_key_env: str, max_new_tokens: int, temperature: float):
-    """reply_to(messages) -> text, from an openai:NAME model behind an endpoint (core/endpoint.py)."""
+def endpoint_reply(model: str, api_base: str | None, api_key_env: str, max_new_tokens: int, temperature: float,
+                   **limits):
+    """reply_to(messages) -> text, from an openai:NAME model behind an endpoint (core/endpoint.py); `limits`:
+    concurrency, timeout_s, max_retries."""
     from rung.core.generation import open_chat_model
 
-    client = open_chat_model(model, api_base=api_base, api_key_env=api_key_env)
+    client = open_chat_model(model, api_base=api_base, api_key_env=api_key_env, **limits)
     return lambda messages: client.chat([messages], max_new_tokens=max_new_tokens, temperature=temperature)[0]
 
 
@@ -381,7 +386,7 @@ def endpoint_reply(model: str, api_base: str | None, api_key_env: str, max_new_t
 @click.option("--raw", is_flag=True, help="Feed --prompt as plain text, without the chat template.")
 @_generation_options
 def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tokens: int, temperature: float,
-             trust_remote_code: bool, api_base: str | None, api_key_env: str) -> None:
+             trust_remote_code: bool, api_base: str | None, api_key_env: str, **limits) -> None:
     """Answer one prompt with a model folder, an adapter folder, builtin:tiny or openai:NAME at an endpoint."""
     from rung.core.endpoint import is_endpoint
 
@@ -390,7 +395,7 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tok
             raise RungError("--raw feeds plain text to a local model; an endpoint takes chat messages")
         from rung.trainers.generate import as_messages
 
-        reply_to = endpoint_reply(model, api_base, api_key_env, max_new_tokens, temperature)
+        reply_to = endpoint_reply(model, api_base, api_key_env, max_new_tokens, temperature, **limits)
         click.echo(reply_to(as_messages(prompt, system)))
         return
     check_model_argument(model)
@@ -408,13 +413,13 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, max_new_tok
 @click.argument("model")
 @_generation_options
 def chat(model: str, system: str | None, max_new_tokens: int, temperature: float, trust_remote_code: bool,
-         api_base: str | None, api_key_env: str) -> None:
+         api_base: str | None, api_key_env: str, **limits) -> None:
     """Chat interactively with a model folder, an adapter folder, builtin:tiny or openai:NAME at an endpoint."""
     from rung.core.endpoint import is_endpoint
     from rung.trainers.generate import chat_loop, generate as run
 
     if is_endpoint(model):
-        reply_to = endpoint_reply(model, api_base, api_key_env, max_new_tokens, temperature)
+        reply_to = endpoint_reply(model, api_base, api_key_env, max_new_tokens, temperature, **limits)
     else:
         check_model_argument(model)
         from rung.core.models import load_for_inference

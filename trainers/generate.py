@@ -97,6 +97,11 @@ def chat_loop(reply_to: Callable[[list[dict]], str], *, system: str | None, read
         if not text:
             continue
         history.append({"role": "user", "content": text})
-        reply = reply_to(history)
+        try:
+            reply = reply_to(history)
+        except KeyboardInterrupt:  # Ctrl-C abandons this answer, not the chat; at the prompt it leaves
+            history.pop()
+            echo("(interrupted; Ctrl-C again at the prompt leaves)")
+            continue
         history.append({"role": "assistant", "content": reply})
         echo(f"model> {reply}")

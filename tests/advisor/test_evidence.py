@@ -125,10 +125,10 @@ BAD = [
     ("version: 1\nmetric: m\ntarget: .nan\nn: 4\nrungs: {few_shot: {score: .nan}}\n",
      ["target: expected a score in (0, 1]", "rungs.few_shot.score: expected a number in [0, 1]"]),
     ("version: 1\nmetric: m\ntarget: 0.9\nn: 4\nrungs: {few_shoot: {score: 0.5}}\n",
-     ['rungs.few_shoot: unknown rung (did you mean "few_shot"?)']),
+     ['rungs: unknown rung (entry 1 of 1) (did you mean "few_shot"?)']),
     ("version: 1\nmetric: m\ntarget: 0.9\nn: 4\nrungs: {rag: {score: 0.5, ci: [0.6, 0.9]}}\n",
      ["does not contain the score 0.5"]),
-    ("version: 1\nmetric: m\ntarget: 0.9\nn: 4\nrungs: {}\nextra: 1\n", ['unknown key "extra"', "rungs: expected"]),
+    ("version: 1\nmetric: m\ntarget: 0.9\nn: 4\nrungs: {}\nextra: 1\n", ['unknown key (key 6 of 6)', "rungs: expected"]),
     ("- 1\n", ["expected a mapping"]),
 ]
 

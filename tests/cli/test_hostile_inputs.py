@@ -101,6 +101,8 @@ def make_world(root: Path) -> None:
     (root / "metrics.py").write_text("THRESHOLD = 3\n\ndef overlap(prediction, reference, row):\n    return 1.0\n")
     (root / "broken_metric.py").write_text("def overlap(prediction, reference, row)\n    return 1.0\n")
     make_bad_ggufs(root)
+    make_hostile_models(root)
+    make_hostile_outputs(root)
 
 
 def make_bad_ggufs(root: Path) -> None:
@@ -121,6 +123,85 @@ def make_bad_ggufs(root: Path) -> None:
     (root / "cut.gguf").write_bytes((root / "rwkv.gguf").read_bytes()[:40])
 
 
+def safetensors_bytes(header: dict, data: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+def make_hostile_models(root: Path) -> None:
+    """Model folders that are damaged or lie: each must be one line before any load."""
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8, "vocab_size": 16}
+    tensor = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
+    models = {
+        "trunc_model": safetensors_bytes(tensor, b"\0" * 8),                       # half the bytes are missing
+        "short_model": (10**12).to_bytes(8, "little") + b"{",                     # a header of a terabyte
+        "lying_model": safetensors_bytes({"w": {"dtype": "F32", "shape": [8], "data_offsets": [0, 16]}}, b"\0" * 16),
+        "dtype_model": safetensors_bytes({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16),
+        "gap_model": safetensors_bytes({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, b"\0" * 16),
+        "notjson_model": (5).to_bytes(8, "little") + b"\xff\xfe{[x" + b"\0" * 16,
+        "archs_model": safetensors_bytes(tensor, b"\0" * 16),
+        "sizes_model": safetensors_bytes(tensor, b"\0" * 16),
+    }
+    for name, weights in models.items():
+        (root / name).mkdir()
+        (root / name / "model.safetensors").write_bytes(weights)
+        (root / name / "config.json").write_text(json.dumps(config))
+    (root / "archs_model" / "config.json").write_text(json.dumps({**config, "architectures": "LlamaForCausalLM"}))
+    (root / "sizes_model" / "config.json").write_text(json.dumps({**config, "vocab_size": 10**13, "hidden_size": "8"}))
+    (root / "trunc.gguf").write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (10**6).to_bytes(8, "little")
+                                      + (3).to_bytes(8, "little"))
+    (root / "notgguf.gguf").write_text("<html>404 not found</html>\n" * 3)
+    (root / "bad_adapter").mkdir()
+    (root / "bad_adapter" / "adapter_config.json").write_text(json.dumps({"r": "sixteen",
+                                                                         "base_model_name_or_path": "builtin:tiny"}))
+    (root / "shard_model").mkdir()
+    (root / "shard_model" / "config.json").write_text(json.dumps(config))
+    (root / "shard_model" / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"w": "../../etc/passwd"}}))
+
+
+SYSTEM_LINES = "".join(f"secretline{i}: private value {i}\n" for i in range(40))
+
+
+def make_hostile_outputs(root: Path) -> None:
+    """What a careless or hostile --out, --schema or --evidence may be."""
+    (root / "system.conf").write_text(SYSTEM_LINES)
+    os.symlink("system.conf", root / "evidence_link.yaml")
+    (root / "victim.txt").write_text("someone's file\n")
+    (root / "planted").mkdir()
+    (root / "planted" / "probe.json").write_text('{"probe": 1}')
+    os.symlink("../victim.txt", root / "planted" / "answers.jsonl")
+    (root / "planted_gate").mkdir()
+    (root / "planted_gate" / "gate.json").write_text("{}")
+    os.symlink("../victim.txt", root / "planted_gate" / "gate.md")
+    os.symlink("folder", root / "outlink")
+    (root / "fifo_probe").mkdir()
+    os.mkfifo(root / "fifo_probe" / "answers.jsonl")
+    (root / "schema_notjson.json").write_text("{not json")
+    (root / "schema_invalid.json").write_text('{"type": 5}')
+    (root / "schema_list.json").write_text("[1, 2]")
+    (root / "schema_ok.json").write_text('{"type": "object"}')
+    plans = {"plan_openai.yaml": {"base_model": "openai:gpt-4o-mini", "data": {"eval": "rows.jsonl",
+                                                                               "examples": "rows.jsonl"},
+                                  "steps": [{"id": "prompt", "engine": "prompting"}], "route": "prompting"},
+             "plan_openai_sft.yaml": {"base_model": "openai:gpt-4o-mini", "data": {"train": "good.jsonl"},
+                                      "steps": [{"id": "sft", "engine": "sft"}]},
+             "plan_openai_empty.yaml": {"base_model": "openai: ", "data": {"train": "good.jsonl"}, "steps": MANUAL},
+             "plan_gate_limits.yaml": {"base_model": "builtin:tiny", "data": {"eval": "rows.jsonl"},
+                                       "steps": [{"id": "gate", "engine": "gate", "settings": {
+                                           "candidate": "builtin:tiny", "timeout_s": float("nan"), "max_retries": 99,
+                                           "concurrency": 0, "pattern": 5}}]},
+             "plan_gate_ok.yaml": {"base_model": "builtin:tiny", "data": {"eval": "rows.jsonl"},
+                                   "steps": [{"id": "gate", "engine": "gate", "settings": {
+                                       "candidate": "builtin:tiny", "timeout_s": 5, "max_retries": 0,
+                                       "pattern": "^SELECT", "judge_model": None}}]},
+             "plan_damaged_model.yaml": {"base_model": "./trunc_model", "data": {"train": "good.jsonl"},
+                                         "steps": [{"id": "sft", "engine": "sft"}]}}
+    for name, fields in plans.items():
+        plan = {"version": 1, "name": "hostile", "route": "fine_tuning", **fields}
+        (root / name).write_text(yaml.safe_dump(plan, sort_keys=False))
+
+
 SFT = ["train", "sft", "--data", "good.jsonl", "--out", "out"]
 PROBE = ["probe", "--answers", "answers.yaml", "--model", "builtin:tiny", "--out", "probed"]
 GATE = ["gate", "--baseline", "builtin:tiny", "--candidate", "builtin:tiny", "--out", "gated"]
@@ -130,7 +211,11 @@ EST = ["estimate", "--tokens", "1M", "--gpu", "h100"]
 GEN = ["generate", "builtin:tiny", "--prompt", "hi"]
 CHECK = ["data", "check", "good.jsonl"]
 
-# (id, argv, exit code, a fragment the output must hold)
+P = PROBE + ["--eval", "rows.jsonl"]
+G = GATE + ["--eval", "rows.jsonl"]
+REMOTE = ["--model", "openai:x", "--api-base", "https://api.example.invalid/v1"]
+
+# (id, argv, exit code, a fragment the output must hold[, a fragment it must not hold])
 ROWS = [
     # rung train sft: settings, types and ranges, all at once
     ("sft-lora-r-abc", SFT + ["--set", "lora_r=abc"], 2, "--set lora_r: expected int"),
@@ -275,6 +360,110 @@ ROWS = [
      "metric broken_metric.py:overlap: importing the file failed: SyntaxError"),
     ("gate-metric-folder", GATE + ["--eval", "rows.jsonl", "--metric", "folder/x.py:overlap"], 2,
      "metric folder/x.py:overlap: no such file"),
+    # probe / gate: endpoint limits, for every new number NaN, infinity, negative, zero and huge
+    *[(f"{cmd}-{flag[2:]}-{label}", base + [flag, value], 2, f"Invalid value for '{flag}'")
+      for cmd, base in (("probe", P), ("gate", G))
+      for flag, values in (("--timeout", ("nan", "inf", "-1", "0", "1e9", "")),
+                           ("--retries", ("nan", "-1", "21", "99999999999999999999", "1.5")),
+                           ("--concurrency", ("0", "-3", "257", "inf")))
+      for label, value in zip(("a", "b", "c", "d", "e", "f"), values)],
+    # probe / gate: the regex and json_schema metrics' inputs
+    ("probe-regex-without-pattern", P + ["--metric", "regex"], 2, "--metric regex needs --pattern"),
+    ("probe-pattern-bad", P + ["--metric", "regex", "--pattern", "(unclosed"], 2, "not a regular expression"),
+    ("probe-pattern-empty", P + ["--pattern", ""], 2, "--pattern: expected a regular expression, got an empty"),
+    ("probe-pattern-huge", P + ["--pattern", "a" * 5000], 2, "over the limit of 2,000"),
+    ("probe-pattern-other-metric", P + ["--metric", "exact_match", "--pattern", "x"], 2, "is for --metric regex"),
+    ("probe-json-schema-without-schema", P + ["--metric", "json_schema"], 2, "needs --schema FILE"),
+    ("probe-schema-missing", P + ["--schema", "nope.json"], 2, "JSON Schema file not found"),
+    ("probe-schema-fifo", P + ["--schema", "fifo.txt"], 2, "is a FIFO"),
+    ("probe-schema-dev-zero", P + ["--schema", "/dev/zero"], 2, "is a character device"),
+    ("probe-schema-not-json", P + ["--schema", "schema_notjson.json"], 2, "not valid JSON (line 1)"),
+    ("probe-schema-invalid", P + ["--schema", "schema_invalid.json"], 2, "not a valid JSON Schema (at type"),
+    ("probe-schema-list", P + ["--schema", "schema_list.json"], 2, "is an object (or true/false), not a list"),
+    ("probe-schema-other-metric", P + ["--metric", "chrf", "--schema", "schema_ok.json"], 2,
+     "is for --metric json_schema"),
+    ("gate-regex-without-pattern", G + ["--metric", "regex"], 2, "--metric regex needs --pattern"),
+    ("gate-schema-fifo", G + ["--schema", "fifo.txt"], 2, "is a FIFO"),
+    # probe / gate: --out folders they did not write, links planted in them, a link as --out
+    ("probe-out-foreign", P + ["--out", "foreign"], 2, "pass --resume to use the answers in it, or --overwrite"),
+    ("probe-out-planted-link", P + ["--out", "planted"], 2, "answers.jsonl is a symbolic link"),
+    ("probe-out-planted-link-overwrite", P + ["--out", "planted", "--overwrite"], 2, "is a symbolic link"),
+    ("probe-out-is-link", P + ["--out", "outlink"], 2, "is a symbolic link: name the folder itself"),
+    ("probe-out-is-file", P + ["--out", "afile"], 2, "is a file"),
+    ("probe-out-loop", P + ["--out", "loop"], 2, "is a symbolic link"),
+    ("probe-resume-and-overwrite", P + ["--out", "foreign", "--resume", "--overwrite"], 2, "choose one"),
+    ("gate-out-foreign", G + ["--out", "foreign"], 2, "rung did not write it (no gate.json)"),
+    ("gate-general-text-dev-zero", G + ["--general-text", "/dev/zero"], 2, "is a character device"),
+    ("gate-general-text-fifo", G + ["--general-text", "fifo.txt"], 2, "is a FIFO"),
+    ("probe-resume-answers-fifo", P + ["--out", "fifo_probe", "--resume"], 2, "answers.jsonl is a FIFO"),
+    ("gate-out-planted-link", G + ["--out", "planted_gate"], 2, "gate.md is a symbolic link"),
+    ("gate-out-is-link", G + ["--out", "outlink"], 2, "is a symbolic link"),
+    # probe / gate / generate: endpoint settings refused before any request
+    ("probe-api-base-newline", P + ["--model", "openai:x", "--api-base", "http://127.0.0.1:1/v1\nX-Evil: 1"], 2,
+     "whitespace or control characters"),
+    ("probe-api-base-not-http", P + ["--model", "openai:x", "--api-base", "file:///etc/passwd"], 2,
+     "is not an http(s) URL"),
+    ("probe-api-key-env-empty", P + REMOTE + ["--api-key-env", ""], 2, "give the NAME of the environment variable"),
+    ("probe-api-key-env-pasted-key", P + REMOTE + ["--api-key-env", "sk-abc def"], 2, "not the key itself", "sk-abc"),
+    ("probe-api-key-env-unset", P + REMOTE + ["--api-key-env", "RUNG_HOSTILE_UNSET_KEY"], 2,
+     "RUNG_HOSTILE_UNSET_KEY is not set"),
+    ("probe-model-openai-empty", P + ["--model", "openai: "], 2, "names no model"),
+    ("gate-judge-model-openai-empty", G + ["--metric", "judge", "--judge-model", "openai:"], 2, "names no model"),
+    ("generate-api-base-newline", ["generate", "openai:x", "--prompt", "hi", "--api-base", "http://a:1/v1\r\nX: 1"],
+     2, "whitespace or control characters"),
+    ("generate-timeout-nan", ["generate", "openai:x", "--prompt", "hi", "--timeout", "nan"], 2,
+     "Invalid value for '--timeout'"),
+    ("chat-retries-negative", ["chat", "openai:x", "--retries", "-1"], 2, "Invalid value for '--retries'"),
+    # models on disk that are truncated, lying or malformed: one line before anything loads
+    *[(f"{cmd}-{name.replace('_', '-')}", argv(name), 2, fragment)
+      for name, fragment in (("trunc_model", "lie outside the 8 bytes of data (a truncated file?)"),
+                             ("short_model", "its header claims 1,000,000,000,000 bytes"),
+                             ("lying_model", "does not fill its 16 bytes"),
+                             ("dtype_model", "unknown dtype 'F128'"),
+                             ("gap_model", "overlap or leave gaps"),
+                             ("notjson_model", "header is not JSON"),
+                             ("archs_model", "architectures must be a list of class names"),
+                             ("sizes_model", "vocab_size must be a whole number from 1 to"),
+                             ("shard_model", "a shard is named outside the folder"),
+                             ("bad_adapter", "r (the LoRA rank) must be a whole number"))
+      for cmd, argv in (("generate", lambda m: ["generate", f"./{m}", "--prompt", "hi"]),
+                        ("probe", lambda m: P + ["--model", f"./{m}"]),
+                        ("gate", lambda m: G + ["--candidate", f"./{m}"]),
+                        ("export", lambda m: ["export", f"./{m}", "--out", "exported"]),
+                        ("serve", lambda m: ["serve", f"./{m}", "--dry-run"]))],
+    ("chat-model-truncated", ["chat", "./trunc_model"], 2, "a truncated file?"),
+    ("serve-gguf-truncated", ["serve", "trunc.gguf", "--dry-run"], 2, "declares 1,000,000 tensors in 24 bytes"),
+    ("serve-gguf-not-gguf", ["serve", "notgguf.gguf", "--dry-run"], 2, "not a GGUF file"),
+    ("sft-base-model-truncated", SFT + ["--base-model", "./trunc_model"], 2, "a truncated file?"),
+    ("run-base-model-truncated", ["run", "plan_damaged_model.yaml", "--dry-run"], 2, "a truncated file?"),
+    # plans whose model is behind an endpoint
+    ("run-openai-base-model", ["run", "plan_openai.yaml", "--dry-run"], 0, "Plan OK"),
+    ("run-gate-limits", ["run", "plan_gate_limits.yaml", "--dry-run"], 2,
+     "settings.timeout_s: must be a finite number above 0 and at most 3,600, got nan"),
+    ("run-gate-limits-all-at-once", ["run", "plan_gate_limits.yaml", "--dry-run"], 2,
+     "settings.pattern: expected str, got 5"),
+    ("run-gate-settings-ok", ["run", "plan_gate_ok.yaml", "--dry-run"], 0, "pattern: ^SELECT"),
+    ("run-openai-base-model-sft", ["run", "plan_openai_sft.yaml", "--dry-run"], 2, "engine sft needs the model's weights"),
+    ("run-openai-base-model-empty", ["run", "plan_openai_empty.yaml", "--dry-run"], 2, "needs the model's name"),
+    # a file rung refuses is never echoed
+    ("evidence-symlink-to-system-file", ["advise", "--answers", "answers.yaml", "--evidence", "evidence_link.yaml"], 2,
+     "is this an evidence file", "secretline"),
+    ("probe-eval-name-with-terminal-escape", P + ["--eval", "nope\x1b[2J.jsonl"], 2, "does not exist", "\x1b"),
+    ("probe-out-name-with-terminal-escape", P + ["--out", "afile/\x1b]0;owned\x07"], 2, "not a folder", "\x07"),
+    ("probe-model-openai-control-chars", P + ["--model", "openai:x\x1b[2J", "--api-base", "http://127.0.0.1:1/v1"], 2,
+     "control characters", "\x1b"),
+    ("probe-api-key-env-unicode", P + REMOTE + ["--api-key-env", "KEY\u200b"], 2, "give the NAME"),
+    ("serve-log-fifo", ["serve", "builtin:tiny", "--log", "fifo.txt", "--port", "0"], 2, "is a FIFO"),
+    ("serve-log-link", ["serve", "builtin:tiny", "--log", "evidence_link.yaml", "--port", "0"], 2,
+     "is a symbolic link"),
+    ("serve-log-no-folder", ["serve", "builtin:tiny", "--log", "nope/server.log", "--port", "0"], 2,
+     "does not exist"),
+    ("serve-wait-nan", ["serve", "builtin:tiny", "--wait", "nan"], 2, "Invalid value for '--wait'"),
+    ("serve-wait-inf", ["serve", "builtin:tiny", "--wait", "inf"], 2, "Invalid value for '--wait'"),
+    ("serve-port-negative", ["serve", "builtin:tiny", "--port", "-1"], 2, "Invalid value for '--port'"),
+    ("advise-answers-system-file", ["advise", "--answers", "system.conf"], 2, "is this an answers file", "secretline"),
+    ("run-plan-system-file", ["run", "system.conf", "--dry-run"], 2, "is this a plan", "secretline"),
+    ("probe-eval-system-file", P + ["--eval", "system.conf"], 2, "not valid JSON", "secretline"),
     # rung estimate
     ("estimate-params-nan", EST + ["--params-b", "nan"], 2, "must be a finite number above 0, got nan"),
     ("estimate-params-inf", EST + ["--params-b", "inf"], 2, "must be a finite number above 0, got inf"),
@@ -359,8 +548,9 @@ def listing(root: Path) -> list[str]:
     return sorted(found)
 
 
-@pytest.mark.parametrize("argv, code, fragment", [row[1:] for row in ROWS], ids=[row[0] for row in ROWS])
-def test_hostile_input(tmp_path, monkeypatch, argv, code, fragment):
+@pytest.mark.parametrize("argv, code, fragment, absent", [(*row[1:4], row[4] if len(row) > 4 else None) for row in ROWS],
+                         ids=[row[0] for row in ROWS])
+def test_hostile_input(tmp_path, monkeypatch, argv, code, fragment, absent):
     make_world(tmp_path)
     if "readonly/run" in argv:
         if os.geteuid() == 0:
@@ -372,6 +562,7 @@ def test_hostile_input(tmp_path, monkeypatch, argv, code, fragment):
     assert "Traceback" not in output, output
     assert exit_code == code, output
     assert fragment in output, output
+    assert absent is None or absent not in output, output
     assert seconds < TIME_LIMIT_S, f"{seconds:.1f} s"
     assert listing(tmp_path) == before, "left files behind"
     if code:
@@ -392,7 +583,7 @@ def test_every_row_id_is_unique_and_every_command_is_covered():
     assert len({row[0] for row in ROWS}) == len(ROWS)
     commands = {" ".join(row[1][:2]) if row[1][0] in ("train", "data") else row[1][0] for row in ROWS}
     assert {"train sft", "train dpo", "train cpt", "run", "advise", "plan", "estimate", "generate", "chat",
-            "data check", "merge", "probe", "gate"} <= commands
+            "data check", "merge", "probe", "gate", "export", "serve"} <= commands
     assert any("--dry-run" in row[1] for row in ROWS)
 
 
@@ -446,3 +637,69 @@ def test_rungs_own_out_folder_is_reused_and_overwrite_vouches_for_a_foreign_one(
     assert out_dir_problems(own) == []
     assert out_dir_problems(foreign) and "rung did not write it" in out_dir_problems(foreign)[0]
     assert out_dir_problems(foreign, overwrite=True) == [] and out_dir_problems(foreign, resume=True) == []
+
+
+# ------------------------------------------------------------------------------- endpoints that misbehave
+
+SECRET = "sk-hostile-" + "0f1e2d3c4b5a69788796"
+EP = ["--model", "openai:alpha", "--api-base", "{url}", "--timeout", "1", "--retries", "0"]
+EG = ["--baseline", "openai:alpha", "--candidate", "openai:alpha", "--api-base", "{url}", "--timeout", "1",
+      "--retries", "0"]
+GEN_EP = ["generate", "openai:alpha", "--prompt", "hi", "--api-base", "{url}", "--timeout", "1", "--retries", "0"]
+
+# (id, server mode (tests/misbehaving_server.py), argv ({url}: the server's), OPENAI_API_KEY or None,
+#  a fragment the output must hold, one it must not)
+ENDPOINT_ROWS = [
+    ("probe-server-never-answers", "silent", P + EP, None, "did not answer within 1 s (no retries)", None),
+    ("probe-server-trickles", "trickle", P + EP, None, "was still sending its answer after 1 s", None),
+    ("probe-server-endless-stream", "sse", P + EP, None, "1 s (no retries)", None),
+    ("probe-server-huge-body", "huge", P + EP, None, "the answer was too large", None),
+    ("probe-server-huge-chunked-body", "huge_chunked", P + EP, None, "the answer was too large", None),
+    ("probe-server-choices-string", 'json:{"choices": "x"}', P + EP, None, '"choices" is a string, not a list', None),
+    ("probe-server-message-string", 'json:{"choices": [{"message": "x"}]}', P + EP, None,
+     '"choices[0].message" is a string', None),
+    ("probe-server-content-numbers", 'json:{"choices": [{"message": {"content": [1]}}]}', P + EP, None,
+     "is not a text part", None),
+    ("probe-server-not-json", "json:<html>oops</html>", P + EP, None, "not a chat completion", None),
+    ("probe-key-trailing-newline", "ok", P + EP, SECRET + "\n", "OPENAI_API_KEY holds leading or trailing whitespace",
+     SECRET),
+    ("probe-key-inner-tab", "ok", P + EP, SECRET[:6] + "\t" + SECRET[6:], "holds whitespace or control characters",
+     SECRET[6:]),
+    ("gate-server-401-echoes-the-key", "echo401", G + EG, SECRET, "401 unauthorized", SECRET),
+    ("gate-server-choices-null", 'json:{"choices": null}', G + EG, None, '"choices" is null', None),
+    ("gate-judge-server-never-answers", "silent", G + EG + ["--metric", "judge", "--judge-model", "openai:j"], None,
+     "did not answer within 1 s", None),
+    ("generate-server-endless-stream", "sse", GEN_EP, None, "1 s (no retries)", None),
+    ("generate-server-trickles", "trickle", GEN_EP, None, "was still sending its answer after 1 s", None),
+    ("generate-server-huge-body", "huge", GEN_EP, None, "the answer was too large", None),
+    ("generate-server-wrong-types", 'json:{"choices": [{"message": {"content": {"a": 1}}}]}', GEN_EP, None,
+     "is an object, not a string", None),
+    ("generate-key-trailing-newline", "ok", GEN_EP, SECRET + "\r\n", "OPENAI_API_KEY holds", SECRET),
+    ("gate-judge-dies-halfway", "then_silent:3:PASS", G + EG + ["--metric", "judge", "--judge-model", "openai:j"],
+     None, "did not answer within 1 s", None),  # the baseline's verdicts were in: nothing of them stays
+]
+
+
+@pytest.mark.parametrize("mode, argv, key, fragment, absent", [row[1:] for row in ENDPOINT_ROWS],
+                         ids=[row[0] for row in ENDPOINT_ROWS])
+def test_hostile_endpoint(tmp_path, monkeypatch, mode, argv, key, fragment, absent):
+    from misbehaving_server import MisbehavingServer
+
+    make_world(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    if key is None:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+    before = listing(tmp_path)
+    with MisbehavingServer(mode) as server:
+        exit_code, output, seconds = run_rung([a.replace("{url}", server.base_url) for a in argv])
+    assert "Traceback" not in output, output
+    assert exit_code == 2, output
+    assert fragment in output and "Error" in output, output
+    assert absent is None or absent not in output, output
+    assert seconds < TIME_LIMIT_S, f"{seconds:.1f} s"
+    assert listing(tmp_path) == before, "left files behind"
+    if "key" in fragment or "holds" in fragment:
+        assert server.requests == 0  # refused before any request

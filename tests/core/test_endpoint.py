@@ -151,7 +151,7 @@ def test_settings_defaults_and_base_url_from_env(monkeypatch):
     settings = EndpointSettings(model="m")
     assert settings.api_base == "http://127.0.0.1:8000/v1"
     assert (settings.api_key_env, settings.timeout_s, settings.max_retries, settings.concurrency) == (
-        "OPENAI_API_KEY", 60.0, 4, 4)
+        "OPENAI_API_KEY", 30.0, 2, 4)
     assert settings.api_key() == "EMPTY"  # loopback, variable unset: a local server needs no key
 
 

@@ -17,7 +17,7 @@ SQL = Path(__file__).resolve().parents[2] / "examples" / "sql_assistant" / "data
 
 @pytest.mark.parametrize("reply, expected", [("PASS", 1.0), ("fail.", 0.0), ("Verdict: pass", 1.0),
                                              ("FAIL, not PASS", 0.0), ("maybe", None), ("", None)])
-def test_the_first_verdict_a_reply_names_counts(reply, expected):
+def test_the_last_verdict_a_reply_names_counts(reply, expected):
     assert verdict(reply) == expected
 
 

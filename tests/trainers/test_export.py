@@ -123,7 +123,7 @@ def test_a_tampered_gguf_fails_the_check_and_leaves_nothing(sft_run, tmp_path):
     lines: list[str] = []
     with pytest.raises(ExportCheckFailed) as failure:
         export_model(str(sft_run), out, fmt="gguf", quant="f16", echo=lines.append, before_verify=tamper)
-    assert failure.value.exit_code == 1
+    assert failure.value.exit_code == 3
     assert "does not match the source" in failure.value.message
     assert any("FAIL" in line and "logit" in line for line in lines)
     assert not out.exists()

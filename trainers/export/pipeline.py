@@ -1,5 +1,6 @@
 """`rung export`, top to bottom: check every input, load (merge), write into a temporary sibling of --out, reload
-and compare, and only then rename into place. A failed check exits 1 and leaves nothing that looks finished.
+and compare, and only then rename into place. A failed check exits 3 (1 is the gate's DON'T SHIP alone) and
+leaves nothing that looks finished.
 
     1. problems with the arguments, the source and --out, all at once (exit 2); for GGUF the architecture and
        the tokenizer too, and for --ollama the chat template's translation -- before any weights load
@@ -8,7 +9,7 @@ and compare, and only then rename into place. A failed check exits 1 and leaves 
     4. the source's reference answers and log-probs on held-out prompts (verify.py build_reference)
     5. reload what was written and compare (verify.py); write the Modelfile (ollama.py), export_report.md and
        rung_export.yaml
-    6. passed: rename into place; failed: remove the temporary folder, print the report, exit 1
+    6. passed: rename into place; failed: remove the temporary folder, print the report, exit 3
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from rung.trainers.export import (DEFAULT_GGUF_QUANT, EXPORT_MARKER, FORMATS, GG
 
 
 class ExportCheckFailed(RungError):
-    """The reloaded file does not match the source: exit 1 (a failed check, not a bad input)."""
+    """The reloaded file does not match the source: exit 3 (a failed check, not a bad input; 1 is the gate's DON'T SHIP)."""
 
-    exit_code = 1
+    exit_code = 3
 
 
 def argument_problems(fmt: str, quant: str | None, ollama: bool) -> list[str]:
@@ -165,6 +166,13 @@ def export_model(spec: str, out_dir: str | Path, *, fmt: str = "safetensors", qu
         _move_into_place(staging, out_dir)
     except OSError as error:
         raise RungError(os_error_text(error, "write the export to", out_dir)) from None
+    except Exception as error:  # noqa: BLE001 - safetensors and torch wrap a full disk in their own errors
+        from rung.core.fileio import storage_full
+
+        if not storage_full(error):
+            raise
+        raise RungError(f"cannot write the export to {out_dir}: no space left on the device (the temporary "
+                        f"folder in {out_dir.parent} is removed)") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     echo(f"Passed. {out_dir}: {', '.join(written + [REPORT_NAME])} ({timings['total_s']:.1f} s)")
