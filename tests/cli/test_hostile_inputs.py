@@ -432,7 +432,7 @@ ROWS = [
                         ("export", lambda m: ["export", f"./{m}", "--out", "exported"]),
                         ("serve", lambda m: ["serve", f"./{m}", "--dry-run"]))],
     ("chat-model-truncated", ["chat", "./trunc_model"], 2, "a truncated file?"),
-    ("serve-gguf-truncated", ["serve", "trunc.gguf", "--dry-run"], 2, "declares 1,000,000 tensors in 24 bytes"),
+    ("serve-gguf-truncated", ["serve", "trunc.gguf", "--dry-run"], 2, "trunc.gguf: not a readable GGUF file, truncated or corrupt"),
     ("serve-gguf-not-gguf", ["serve", "notgguf.gguf", "--dry-run"], 2, "not a GGUF file"),
     ("sft-base-model-truncated", SFT + ["--base-model", "./trunc_model"], 2, "a truncated file?"),
     ("run-base-model-truncated", ["run", "plan_damaged_model.yaml", "--dry-run"], 2, "a truncated file?"),
@@ -463,7 +463,7 @@ ROWS = [
     ("serve-port-negative", ["serve", "builtin:tiny", "--port", "-1"], 2, "Invalid value for '--port'"),
     ("advise-answers-system-file", ["advise", "--answers", "system.conf"], 2, "is this an answers file", "secretline"),
     ("run-plan-system-file", ["run", "system.conf", "--dry-run"], 2, "is this a plan", "secretline"),
-    ("probe-eval-system-file", P + ["--eval", "system.conf"], 2, "not valid JSON", "secretline"),
+    ("probe-eval-system-file", P + ["--eval", "system.conf"], 2, "system.conf:1: bad JSON", "secretline"),
     # rung estimate
     ("estimate-params-nan", EST + ["--params-b", "nan"], 2, "must be a finite number above 0, got nan"),
     ("estimate-params-inf", EST + ["--params-b", "inf"], 2, "must be a finite number above 0, got inf"),
@@ -683,7 +683,7 @@ ENDPOINT_ROWS = [
 @pytest.mark.parametrize("mode, argv, key, fragment, absent", [row[1:] for row in ENDPOINT_ROWS],
                          ids=[row[0] for row in ENDPOINT_ROWS])
 def test_hostile_endpoint(tmp_path, monkeypatch, mode, argv, key, fragment, absent):
-    from misbehaving_server import MisbehavingServer
+    from ..misbehaving_server import MisbehavingServer
 
     make_world(tmp_path)
     monkeypatch.chdir(tmp_path)

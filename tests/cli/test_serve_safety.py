@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from misbehaving_server import MisbehavingServer
+from ..misbehaving_server import MisbehavingServer
 from rung.cli.serve import ServeFailed, supervise
 from rung.cli.serve_safety import LOG_PREFIX, MERGED_PREFIX, clean_stale_merges, http_serves, port_problem
 

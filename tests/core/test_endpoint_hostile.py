@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from misbehaving_server import MisbehavingServer
+from ..misbehaving_server import MisbehavingServer
 from rung.core.endpoint import EndpointChat, EndpointSettings
 from rung.core.errors import RungError
 from rung.core.secrets import forms, key_problem, scrub

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from misbehaving_server import MisbehavingServer
+from ..misbehaving_server import MisbehavingServer
 from rung.engines.judge import verdict
 
 

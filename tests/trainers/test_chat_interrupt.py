@@ -6,7 +6,7 @@ import _thread
 import threading
 import time
 
-from misbehaving_server import MisbehavingServer
+from ..misbehaving_server import MisbehavingServer
 from rung.trainers.generate import chat_loop
 
 
