@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
     "gate": "rung.cli.measure:gate",
     # executing a plan
     "run": "rung.cli.run:run",
-    "demo": "rung.cli.run:demo",
+    "demo": "rung.cli.demo:demo",
 }
 
 

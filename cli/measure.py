@@ -60,8 +60,8 @@ def endpoint_options(function):
 @click.option("--max-rows", type=click.IntRange(min=1), default=50, show_default=True, help="Held-out rows scored.")
 @click.option("--max-new-tokens", type=click.IntRange(1, MAX_NEW_TOKENS), default=128, show_default=True,
               help="Most tokens per answer.")
-@click.option("--lora-steps", type=click.IntRange(min=1), default=40, show_default=True,
-              help="Optimizer steps of the short LoRA run (local models with --examples).")
+@click.option("--lora-steps", type=click.IntRange(min=0), default=40, show_default=True,
+              help="Optimizer steps of the short LoRA run (local models with --examples); 0 skips it.")
 @endpoint_options
 @click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run (off by default).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),

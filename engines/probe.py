@@ -62,7 +62,7 @@ class ProbeRequest:
     num_examples: int = 4                # few-shot shots taken from --examples (in file order)
     max_new_tokens: int = 128
     rag_k: int = 4
-    lora_steps: int = 40                 # the short LoRA: optimizer steps on --examples
+    lora_steps: int = 40                 # the short LoRA: optimizer steps on --examples (0: no short LoRA)
     api_base: str | None = None
     api_key_env: str | None = None
     concurrency: int = 4
@@ -111,7 +111,7 @@ def common_problems(req: Any, counts: dict[str, int]) -> list[str]:
 def check_request(req: ProbeRequest) -> list[str]:
     """Every problem with the request, before any model loads or anything is written."""
     problems = common_problems(req, {"--max-rows": req.max_rows, "--num-examples": req.num_examples,
-                                     "--rag-k": req.rag_k, "--lora-steps": req.lora_steps,
+                                     "--rag-k": req.rag_k,
                                      "--concurrency": req.concurrency})
     if req.docs is not None and not req.docs.is_dir():
         problems.append(f"--docs {req.docs}: expected a folder of documents")
@@ -300,7 +300,6 @@ def probe(req: ProbeRequest, echo: Echo = print) -> dict[str, Any]:
 def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict[str, str]], references: list[str],
               metric: str, echo: Echo) -> dict[str, Any]:
     from rung.core.endpoint import is_endpoint
-
     from rung.core.fileio import make_dir
 
     make_dir(req.out_dir, what="probe folder")
@@ -313,16 +312,17 @@ def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict
     plans = prompt_plans(req, rows, examples)
     if req.docs is not None:
         plans["rag"] = rag_conversations(rows, req.docs, req.out_dir, req.rag_k, echo)
+    tunes = bool(examples) and req.lora_steps > 0 and not is_endpoint(req.model)  # lora_steps 0: skip it
     answered_by = " through llama.cpp" if type(model).__name__ == "LlamaCppChat" else ""
     echo(f"Probing {req.model}{answered_by} on {len(rows)} held-out rows ({metric}, target {req.target:.2f}): "
-         + ", ".join(plans) + (", lora_short" if examples and not is_endpoint(req.model) else ""))
+         + ", ".join(plans) + (", lora_short" if tunes else ""))
 
     results: dict[str, dict[str, Any]] = {}
     for rung, conversations in plans.items():
         outputs, seconds = ask(model, req.model, rung, conversations, cache, max_new_tokens=req.max_new_tokens,
                                echo=echo)
         results[rung] = {"outputs": outputs, "seconds_per_row": seconds}
-    if examples and not is_endpoint(req.model):
+    if tunes:
         from rung.core.generation import LocalChat
 
         folder = str(short_lora(req, examples, echo))

@@ -94,6 +94,16 @@ def test_probe_measures_few_shot_rag_and_a_short_lora(rung, tmp_path):
     assert (out / "lora_short" / "adapter_config.json").exists()
 
 
+def test_lora_steps_0_measures_the_prompts_and_trains_nothing(rung, tmp_path):
+    out = tmp_path / "probe"
+    result = rung("probe", "--answers", answers_file(tmp_path), "--eval", rows_file(tmp_path, 2), "--model",
+                  "builtin:tiny", "--examples", TONE / "data" / "examples.jsonl", "--max-new-tokens", "4",
+                  "--lora-steps", "0", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert set(yaml.safe_load((out / "evidence.yaml").read_text())["rungs"]) == {"zero_shot", "few_shot"}
+    assert not (out / "lora_short").exists() and "lora_short" not in result.output
+
+
 @pytest.mark.slow
 def test_probe_through_a_real_openai_compatible_server(rung, tmp_path, transformers_server):
     base_url, name = transformers_server
