@@ -212,7 +212,9 @@ class RetrievalSettings:
                              "in a folder, full text in PostgreSQL) by weighted reciprocal rank. Dense stays the "
                              "default: hybrid did not win on the dev sets (BENCHMARKS.md).", flag="--retrieval",
                              choices=("dense", "hybrid"))
-    keyword_weight: float = setting(0.5, "Hybrid: the keyword ranking's weight in the fusion, dense's being 1 "
+    # 0.25: the best of 0.25 / 0.5 / 1 averaged over both stores and both dev sets (benchmarks/bench_hybrid.py,
+    # BENCHMARKS.md); 1 (plain RRF) was the worst in the database, whose ts_rank_cd has no IDF.
+    keyword_weight: float = setting(0.25, "Hybrid: the keyword ranking's weight in the fusion, dense's being 1 "
                                     "(1: plain RRF).", flag="--keyword-weight", minimum=0, maximum=10)
     rrf_k: int = setting(60, "Hybrid: the reciprocal-rank constant k in 1/(k + rank) (60 as in Cormack et al.).",
                          flag="--rrf-k", minimum=1, maximum=10_000)

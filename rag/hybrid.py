@@ -27,17 +27,17 @@ def settings_of(index) -> Any:
 
 def fuse(dense: list, keyword: list, *, rrf_k: int, keyword_weight: float) -> list:
     """Weighted reciprocal-rank fusion of two ranked Hit lists; ties keep the dense order. Scores are fused."""
-    from rung.rag.store import Hit
+    from dataclasses import replace
 
     scores: dict[int, float] = {}
-    chunks: dict[int, dict] = {}
+    first: dict[int, Any] = {}
     for weight, hits in ((1.0, dense), (keyword_weight, keyword)):
         for rank, hit in enumerate(hits, start=1):
             cid = hit.chunk["id"]
             scores[cid] = scores.get(cid, 0.0) + weight / (rrf_k + rank)
-            chunks.setdefault(cid, hit.chunk)
+            first.setdefault(cid, hit)
     order = sorted(scores, key=lambda cid: -scores[cid])   # stable: dense first among equals
-    return [Hit(rank=i, score=scores[cid], chunk=chunks[cid]) for i, cid in enumerate(order, start=1)]
+    return [replace(first[cid], rank=i, score=scores[cid]) for i, cid in enumerate(order, start=1)]
 
 
 def ranked(index, query: str, depth: int) -> list:

@@ -6,8 +6,10 @@
     deleted file   -> its chunks are removed
     nothing changed -> no model load, no write: a warm re-ingest costs a walk and a hash of each file
 
-Commit protocol: see rag/layout.py (under .lock: read the manifest, remove leftovers, write a new generation
-folder, then manifest.json, then delete the old one).
+Where the index lives is the store's business (rag/backend.py): a folder (rag/folder_store.py; its commit
+protocol is in rag/layout.py: under .lock, read the manifest, remove leftovers, write a new generation folder,
+then manifest.json, then delete the old one) or PostgreSQL (rag/pg_store.py: under an advisory lock, one
+transaction per generation). This module decides what changed and what to embed; the store commits it whole.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rung.core.errors import RungError
-from rung.rag.backend import DatabaseTarget
+from rung.rag.location import DatabaseTarget
 from rung.rag.layout import DamagedIndex, kill_point, manifest_problems
 
 PG_KILL_POINTS = ("locked", "chunks_deleted", "chunks_copied", "before_commit", "after_commit")
@@ -39,7 +39,12 @@ MAX_EF_SEARCH = 1000
 
 def connect(target: DatabaseTarget, *, vectors: bool = True):
     """An autocommit connection (each statement sees the latest commit); RungError when the server is not there."""
-    import psycopg
+    try:
+        import pgvector.psycopg  # noqa: F401
+        import psycopg
+    except ImportError:
+        raise RungError(f"--index {target.url}: a database index needs psycopg and pgvector: "
+                        "pip install 'rung[pg]'") from None
 
     try:
         conn = psycopg.connect(target.conninfo, autocommit=True,
@@ -181,6 +186,9 @@ class PgStore:
                     "pgvector_version": server[1], "fts_config": FTS_CONFIG}
         with conn.transaction():
             self._ensure_tables(manifest["dim"], rebuild)
+            # Past every logged generation, also when a damaged manifest is being replaced (--rebuild).
+            logged = conn.execute(sql.SQL("SELECT max(generation) FROM {generations}").format(**n)).fetchone()[0]
+            manifest["generation"] = max(manifest["generation"], (logged or 0) + 1)
             if rebuild:
                 conn.execute(sql.SQL("DELETE FROM {chunks}").format(**n))
             elif removed:

@@ -107,6 +107,7 @@ CPT = ["train", "cpt", "--corpus", "corpus.txt", "--out", "out"]
 EST = ["estimate", "--tokens", "1M", "--gpu", "h100"]
 GEN = ["generate", "builtin:tiny", "--prompt", "hi"]
 CHECK = ["data", "check", "good.jsonl"]
+QUERIES = str(Path(__file__).resolve().parents[2] / "examples" / "support_docs" / "queries.jsonl")
 
 # (id, argv, exit code, a fragment the output must hold)
 ROWS = [
@@ -262,6 +263,26 @@ ROWS = [
     ("merge-full-weights", ["merge", "weights", "--out", "merged"], 2, "holds full model weights"),
     ("merge-out-foreign", ["merge", "adapter", "--out", "foreign"], 2, "rung did not write it"),
     ("merge-out-is-file", ["merge", "adapter", "--out", "afile"], 2, "is a file, not a folder"),
+    # --index as a database URL: refused before anything connects or is written; a dead server is one line
+    ("rag-index-url-bad-scheme", ["rag", "index", "folder", "--index", "mysql://me@db/rag?table=docs"], 2,
+     "mysql:// is not a store rung knows"),
+    ("rag-index-url-no-table", ["rag", "index", "folder", "--index", "postgresql://me@db/rag"], 2,
+     "no table parameter"),
+    ("rag-index-url-bad-table", ["rag", "index", "folder", "--index", "postgresql://me@db/rag?table=a;drop"], 2,
+     "name the index with ?table=NAME"),
+    ("rag-index-url-password", ["rag", "index", "folder", "--index", "postgresql://me:s3cret@db/rag?table=docs"], 2,
+     "the URL holds a password"),
+    ("rag-query-url-unreachable-socket", ["rag", "query", "hi", "--index",
+                                          "postgresql:///rag?host=/nonexistent-socket-dir&table=docs"], 2,
+     "cannot connect to PostgreSQL"),
+    ("rag-eval-url-unreachable-tcp", ["rag", "eval", "--queries", QUERIES, "--index",
+                                      "postgresql://me@127.0.0.1:1/rag?table=docs"], 2, "cannot connect to PostgreSQL"),
+    ("rag-index-url-unreachable", ["rag", "index", "folder", "--index", "postgresql://me@127.0.0.1:1/rag?table=docs"],
+     2, "cannot connect to PostgreSQL"),
+    ("rag-query-retrieval-typo", ["rag", "query", "hi", "--index", "folder", "--retrieval", "hybird"], 2,
+     "'hybird' is not one of"),
+    ("rag-query-keyword-weight-nan", ["rag", "query", "hi", "--index", "folder", "--retrieval", "hybrid",
+                                      "--keyword-weight", "nan"], 2, "--keyword-weight"),
 ]
 
 

@@ -231,3 +231,46 @@ def test_tables_rung_did_not_make_are_never_written(tmp_path, pg_url):
         ingest([write_docs(tmp_path / "docs", 1)], url, progress=False)
     with pytest.raises(RungError, match="no such index"):
         load_index(url)
+
+
+def test_plan_steps_put_the_index_in_a_database_and_eval_it_hybrid(tmp_path, pg_url):
+    from rung.core.protocol import StepContext
+    from rung.rag.engine import eval_step, index_step
+
+    url = pg_url()
+    docs = write_docs(tmp_path / "docs", 3)
+    (tmp_path / "q.jsonl").write_text('{"query": "How webhooks work", "relevant": ["note-3.md"]}\n'
+                                      '{"query": "passwords", "relevant": ["note-2.md"]}\n')
+    plan = {"data": {"documents": str(docs), "queries": str(tmp_path / "q.jsonl")}}
+    write_docs(docs, 4)
+    ctx = StepContext(plan=plan, plan_dir=tmp_path, run_dir=tmp_path / "run" / "index")
+    result = index_step({"id": "index", "engine": "rag_index", "settings": {"index": url}}, ctx)
+    assert result.outputs["index_dir"] == url and result.metrics["chunks"] == 4
+    assert not (tmp_path / "run" / "index" / "index").exists()       # nothing written in the run folder
+    eval_ctx = StepContext(plan=plan, plan_dir=tmp_path, run_dir=tmp_path / "run" / "eval",
+                           outputs={"index": result.outputs})
+    for retrieval in ("dense", "hybrid"):
+        scored = eval_step({"id": "eval", "engine": "rag_eval", "settings": {"retrieval": retrieval}}, eval_ctx)
+        assert scored.metrics["queries"] == 2 and scored.metrics["recall@1"] == 1.0
+    with pytest.raises(RungError, match="not one of dense, hybrid"):
+        eval_step({"id": "eval", "engine": "rag_eval", "settings": {"retrieval": "bm25"}}, eval_ctx)
+
+
+def test_rebuild_replaces_a_damaged_database_index(tmp_path, pg_url):
+    from rung.rag.layout import DamagedIndex
+    from rung.rag.pg_store import connect
+
+    url = pg_url()
+    docs = write_docs(tmp_path / "docs", 2)
+    ingest([docs], url, progress=False)
+    target = parse_database_url(url)
+    with connect(target, vectors=False) as conn:
+        conn.execute(f"UPDATE {target.table}_manifest SET manifest = manifest - 'dim'")
+    with pytest.raises(DamagedIndex, match="no 'dim'"):
+        load_index(url, load_model=False)
+    with pytest.raises(DamagedIndex, match="--rebuild"):
+        ingest([docs], url, progress=False)
+    rebuilt = ingest([docs], url, rebuild=True, progress=False, log=lambda m: None)
+    assert rebuilt.wrote and rebuilt.chunks == 2
+    assert committed_manifest(url)["generation"] == 2                # past the logged generation 1
+    check_store(url, chunks=2)
