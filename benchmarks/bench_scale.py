@@ -5,14 +5,16 @@
 Embedding N real chunks is out of reach here (MiniLM embeds ~12-60 chunks/s on 2 shared cores: 1M chunks
 would take days), so the index side uses SYNTHETIC 384-d unit vectors: 2,000 Gaussian cluster centres, each
 vector a centre plus noise (real embeddings are clustered too; uniform random vectors would make HNSW look
-worse than it is on text). The embedding cost is measured separately, per query, with the real MiniLM.
+worse than it is on text; noise of the same size as the centre makes neighbours cross clusters, so the
+top 10 is not simply "the rest of the cluster"). The embedding cost is measured separately, per query, with
+the real MiniLM.
 
     database  rung's own table layout (rag/pg_store.py: id, source, doc, record jsonb, search_text, vector,
               generated tsvector + GIN), rows COPYed in binary (chunks/s), then CREATE INDEX ... USING hnsw
               (m=32, ef_construction=80, as the folder store), then queries through PgIndex.search_vector
-              (hnsw.ef_search=256, one query per call, over the unix socket)
-    folder    FAISS IndexHNSWFlat(M=32, efConstruction=80, efSearch=256) inside IndexIDMap2, as rag/store.py
-              builds it: add (chunks/s), then one query per call
+              (hnsw.ef_search 40 = pgvector's default, and 256 = rung's; one query per call, unix socket)
+    folder    FAISS IndexHNSWFlat(M=32, efConstruction=80) inside IndexIDMap2, as rag/store.py builds it: add
+              (chunks/s), then one query per call at efSearch 16 (FAISS's default) and 256 (rung's)
     truth     exact top-10 by brute force (numpy), for recall@10 of both
 """
 
@@ -41,7 +43,7 @@ def pct(values, q):
 def clustered(n: int, rng, centres):
     import numpy as np
 
-    v = centres[rng.integers(0, len(centres), n)] + rng.normal(0, 0.6, (n, DIM)).astype("float32")
+    v = centres[rng.integers(0, len(centres), n)] + rng.normal(0, 1.0, (n, DIM)).astype("float32")
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype("float32")
 
 
@@ -69,13 +71,15 @@ def latency(search, queries, truth) -> dict:
 def bench_faiss(vectors, queries, truth) -> dict:
     import numpy as np
 
-    from rung.rag.store import build_index
+    from rung.rag.store import build_index, set_ef_search
 
     started = time.perf_counter()
     index = build_index("hnsw", DIM, np.arange(len(vectors), dtype="int64"), vectors)
     seconds = time.perf_counter() - started
-    row = {"build_s": round(seconds, 1), "chunks_per_s": round(len(vectors) / seconds)}
-    row.update(latency(lambda q: index.search(q.reshape(1, -1), 10)[1][0].tolist(), queries, truth))
+    row: dict = {"build_s": round(seconds, 1), "chunks_per_s": round(len(vectors) / seconds)}
+    for ef in (16, 256):
+        set_ef_search(index, ef)
+        row[f"efSearch {ef}"] = latency(lambda q: index.search(q.reshape(1, -1), 10)[1][0].tolist(), queries, truth)
     return row
 
 
@@ -125,14 +129,15 @@ def bench_postgres(vectors, queries, truth, host: str) -> dict:
                 "model": "synthetic", "dim": DIM, "index_type": "hnsw", "chunker": {"chunk_tokens": 128, "overlap": 16},
                 "counts": {"chunks": len(vectors)}, "files": {}, "hnsw": {"efSearch": store.HNSW_EF_SEARCH}}
     with conn.transaction():
-        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {manifest} (one boolean PRIMARY KEY DEFAULT true "
-                             "CHECK (one), manifest jsonb NOT NULL)").format(**n))
         conn.execute(sql.SQL("INSERT INTO {manifest} (one, manifest) VALUES (true, %s)").format(**n), [Jsonb(manifest)])
+    row["shared_buffers"] = conn.execute("SHOW shared_buffers").fetchone()[0] if not conn.closed else None
     conn.close()
     index = PgIndex.load(target, load_model=False)
-    for q in queries[:10]:
-        index.search_vector(q, 10)   # warm the cache
-    row.update(latency(lambda q: [h.chunk["id"] for h in index.search_vector(q, 10)], queries, truth))
+    for ef in (40, 256):
+        index.manifest["hnsw"]["efSearch"] = ef
+        for q in queries[:10]:
+            index.search_vector(q, 10)   # warm the cache
+        row[f"ef_search {ef}"] = latency(lambda q: [h.chunk["id"] for h in index.search_vector(q, 10)], queries, truth)
     index.close()
     return row
 
@@ -167,7 +172,8 @@ def main() -> None:
     vectors = clustered(args.chunks, rng, centres)
     queries = clustered(QUERIES, rng, centres)
     truth = exact_top10(vectors, queries)
-    results: dict = {"chunks": args.chunks, "dim": DIM, "cores": os.cpu_count(), "vectors": "synthetic, clustered"}
+    results: dict = {"chunks": args.chunks, "dim": DIM, "cores": os.cpu_count(), "vectors": "synthetic, clustered",
+                     "load_average_at_start": round(os.getloadavg()[0], 1)}
     results["faiss_hnsw"] = bench_faiss(vectors, queries, truth)
     print(f"faiss: {results['faiss_hnsw']}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="rung-bench-scale-") as tmp:
@@ -180,6 +186,7 @@ def main() -> None:
             server.cleanup()
     print(f"postgres: {results['postgres_pgvector_hnsw']}", file=sys.stderr)
     results["query_embedding_minilm"] = bench_query_embedding()
+    results["load_average_at_end"] = round(os.getloadavg()[0], 1)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

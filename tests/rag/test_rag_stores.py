@@ -274,3 +274,12 @@ def test_rebuild_replaces_a_damaged_database_index(tmp_path, pg_url):
     assert rebuilt.wrote and rebuilt.chunks == 2
     assert committed_manifest(url)["generation"] == 2                # past the logged generation 1
     check_store(url, chunks=2)
+
+
+def test_the_embedder_is_recorded_and_another_one_refused(tmp_path, location):
+    ingest([write_docs(tmp_path / "docs", 1)], location, progress=False)
+    assert committed_manifest(location)["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    with pytest.raises(RungError, match="was built with embedding model sentence-transformers/all-MiniLM-L6-v2"):
+        load_index(location, model="sentence-transformers/all-mpnet-base-v2")
+    with pytest.raises(RungError, match="--rebuild"):
+        ingest([tmp_path / "docs"], location, model="sentence-transformers/all-mpnet-base-v2", progress=False)
