@@ -160,6 +160,8 @@ def bench_query_embedding() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--shared-buffers", default=None,
+                        help="restart the server with this shared_buffers (pgserver starts with 128MB)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -177,7 +179,11 @@ def main() -> None:
     results["faiss_hnsw"] = bench_faiss(vectors, queries, truth)
     print(f"faiss: {results['faiss_hnsw']}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="rung-bench-scale-") as tmp:
-        server = pgserver.get_server(Path(tmp), cleanup_mode="delete")
+        server = pgserver.get_server(Path(tmp), cleanup_mode="stop" if args.shared_buffers else "delete")
+        if args.shared_buffers:
+            server.psql(f"ALTER SYSTEM SET shared_buffers = '{args.shared_buffers}';")
+            server.cleanup()   # stops it; started again with the setting
+            server = pgserver.get_server(Path(tmp), cleanup_mode="delete")
         try:
             host = parse_qs(urlsplit(server.get_uri()).query)["host"][0]
             results["postgres_pgvector_hnsw"] = bench_postgres(vectors, queries, truth, host)

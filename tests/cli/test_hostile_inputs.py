@@ -215,6 +215,8 @@ ROWS = [
     ("probe-eval-fifo", PROBE + ["--eval", "fifo.jsonl"], 2, "is a FIFO"),
     ("probe-eval-folder", PROBE + ["--eval", "folder"], 2, "is a directory"),
     ("probe-target-nan", PROBE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target nan: expected a score"),
+    ("probe-index-url-password", PROBE + ["--eval", "rows.jsonl", "--docs", "folder", "--index",
+                                          "postgresql://me:s3cret@db/rag?table=docs"], 2, "the URL holds a password"),
     ("probe-target-zero", PROBE + ["--eval", "rows.jsonl", "--target", "0"], 2, "--target 0.0: expected a score"),
     ("probe-max-rows-zero", PROBE + ["--eval", "rows.jsonl", "--max-rows", "0"], 2, "--max-rows"),
     ("probe-huge-tokens", PROBE + ["--eval", "rows.jsonl", "--max-new-tokens", "99999999999"], 2, "max"),
