@@ -283,3 +283,20 @@ def test_the_embedder_is_recorded_and_another_one_refused(tmp_path, location):
         load_index(location, model="sentence-transformers/all-mpnet-base-v2")
     with pytest.raises(RungError, match="--rebuild"):
         ingest([tmp_path / "docs"], location, model="sentence-transformers/all-mpnet-base-v2", progress=False)
+
+
+@pytest.mark.slow
+def test_probe_keeps_its_rag_index_in_the_database(rung, tmp_path, pg_url):
+    tone = Path(__file__).resolve().parents[2] / "examples" / "tone" / "data" / "eval.jsonl"
+    (tmp_path / "answers.yaml").write_text("goal: facts\n")
+    (tmp_path / "eval.jsonl").write_text("\n".join(tone.read_text().splitlines()[:2]) + "\n")
+    docs = write_docs(tmp_path / "docs", 2)
+    url = pg_url()
+    result = rung("probe", "--answers", tmp_path / "answers.yaml", "--eval", tmp_path / "eval.jsonl", "--model",
+                  "builtin:tiny", "--docs", docs, "--index", url, "--max-new-tokens", "4", "--out", tmp_path / "probe")
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    assert "rag" in yaml.safe_load((tmp_path / "probe" / "evidence.yaml").read_text())["rungs"]
+    assert not (tmp_path / "probe" / "index").exists()
+    check_store(url, chunks=2)
