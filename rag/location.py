@@ -64,3 +64,14 @@ def check_location(location: str | os.PathLike) -> None:
     """Refuse a malformed --index before any work (a folder is checked where it is used)."""
     if is_url(str(location)):
         parse_database_url(str(location))
+
+
+def location_problem(location: str) -> str | None:
+    """What is wrong with an index location given as text (a plan setting), or None."""
+    if not is_url(location):
+        return None
+    try:
+        parse_database_url(location)
+    except RungError as error:
+        return error.message
+    return None

@@ -78,6 +78,10 @@ def make_world(root: Path) -> None:
         "plan_fifo.yaml": plan_text(MANUAL, train="fifo.jsonl"),
         "plan_zero.yaml": plan_text(MANUAL, train="/dev/zero"),
         "plan_folder.yaml": plan_text(MANUAL, train="folder"),
+        "plan_index_password.yaml": plan_text([{"id": "index", "engine": "rag_index", "settings": {
+            "index": "postgresql://me:s3cret@db/rag?table=docs"}}], documents="folder"),
+        "plan_index_no_table.yaml": plan_text([{"id": "index", "engine": "rag_index", "settings": {
+            "index": "postgresql://me@db/rag"}}], documents="folder"),
         "plan_loop.yaml": plan_text(MANUAL, train="loop"),
         "plan_corpus_fifo.yaml": plan_text(MANUAL, corpus="fifo.txt"),
         "plan_documents_dev.yaml": plan_text(MANUAL, documents="/dev/null"),
@@ -170,6 +174,8 @@ ROWS = [
     ("cpt-out-foreign", ["train", "cpt", "--corpus", "corpus.txt", "--out", "foreign"], 2, "rung did not write it"),
     # rung run: refused in prepare, before any write
     ("run-settings-nan", ["run", "plan_nan.yaml"], 2, "settings.learning_rate: must be a finite number above 0"),
+    ("run-rag-index-url-password", ["run", "plan_index_password.yaml"], 2, "settings.index: --index postgresql://me:***@"),
+    ("run-rag-index-url-no-table", ["run", "plan_index_no_table.yaml"], 2, "settings.index: --index postgresql://me@db/rag: no table"),
     ("run-id-run-state", ["run", "plan_state_id.yaml"], 2, 'id "run_state.json" is the name of a file rung writes'),
     ("run-id-report", ["run", "plan_report_id.yaml"], 2, 'id "report.md" is the name of a file rung writes'),
     ("run-id-resolved-plan", ["run", "plan_resolved_id.yaml"], 2, 'id "resolved_plan.yaml" is the name of a file'),
