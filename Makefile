@@ -60,11 +60,13 @@ demo: venv
 	$(BIN)/rung demo
 
 # The CPU benchmarks behind BENCHMARKS.md (several minutes; run on a quiet machine).
-# benchmarks/gpu_cpt_mfu.py needs a CUDA GPU and is run by hand there.
+# benchmarks/gpu_cpt_mfu.py needs a CUDA GPU and is run by hand there; so is benchmarks/bench_scale.py
+# (pgvector vs FAISS HNSW at 100k-200k synthetic vectors: 10-20 minutes on 2 cores).
 bench: venv
 	$(BIN)/python benchmarks/bench_advise.py
 	$(BIN)/python benchmarks/bench_estimates.py
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_rag.py
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_hybrid.py
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_sft.py --repeats 3
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_cpt.py --steps 40 --repeats 3
 

@@ -51,6 +51,9 @@ def endpoint_options(function):
               help="Labelled examples (same shapes) for the few-shot prompt and the short LoRA run.")
 @click.option("--docs", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A folder of documents: also measure RAG (the rag engine's index; answers cite chunks).")
+@click.option("--index", "index_location", default=None, metavar="FOLDER|URL",
+              help="With --docs: where the RAG index lives, a folder or postgresql://USER@HOST:PORT/DB?table=NAME "
+                   "(password from PGPASSWORD or ~/.pgpass) [default: OUT/index].")
 @click.option("--metric", default=None, help="Task metric (default: chosen from the goal and the rows): exact_match, normalized_match, json_valid, "
                    "json_schema (with --schema), json_match, token_f1, chrf, rouge_l, regex (with --pattern), "
                    "judge (an LLM grades), or " + USER_METRIC_HELP)
@@ -70,9 +73,9 @@ def endpoint_options(function):
                                              "its own (probe.json).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder the probe did not mark as its "
                                                 "own, ignoring the answers there.")
-def probe(answers_path, eval_path, model, examples_path, docs, metric, target, max_rows, max_new_tokens, lora_steps,
-          api_base, api_key_env, concurrency, backend, timeout_s, max_retries, trust_remote_code, out_dir, judge_model,
-          rubric, pattern, schema, resume, overwrite) -> None:
+def probe(answers_path, eval_path, model, examples_path, docs, index_location, metric, target, max_rows,
+          max_new_tokens, lora_steps, api_base, api_key_env, concurrency, backend, timeout_s, max_retries,
+          trust_remote_code, out_dir, judge_model, rubric, pattern, schema, resume, overwrite) -> None:
     """Measure zero-shot, few-shot, RAG and a short LoRA on your rows; write the evidence for `rung advise`."""
     from rung.advisor.answers import load_answers
     from rung.engines.probe import ProbeRequest, probe as run_probe
@@ -80,7 +83,7 @@ def probe(answers_path, eval_path, model, examples_path, docs, metric, target, m
     answers = load_answers(answers_path)
     request = ProbeRequest(eval_path=eval_path, out_dir=out_dir, model=model, goal=answers["goal"],
                            answers_path=Path(answers_path),
-                           examples_path=examples_path, docs=docs, metric=metric, target=target, max_rows=max_rows,
+                           examples_path=examples_path, docs=docs, index=index_location, metric=metric, target=target, max_rows=max_rows,
                            max_new_tokens=max_new_tokens, lora_steps=lora_steps, api_base=api_base,
                            api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout_s,
                            max_retries=max_retries, trust_remote_code=trust_remote_code, judge_model=judge_model,

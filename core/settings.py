@@ -220,6 +220,22 @@ class ManualSettings:
 
 
 @dataclass
+class RetrievalSettings:
+    """How `rung rag query | answer | eval` (and a rag_eval step) rank chunks (rag/hybrid.py)."""
+
+    retrieval: str = setting("dense", "dense: the embedder's cosine alone; hybrid: fused with keyword search (BM25 "
+                             "in a folder, full text in PostgreSQL) by weighted reciprocal rank. Dense stays the "
+                             "default: hybrid did not win on the dev sets (BENCHMARKS.md).", flag="--retrieval",
+                             choices=("dense", "hybrid"))
+    # 0.25: the best of 0.25 / 0.5 / 1 averaged over both stores and both dev sets (benchmarks/bench_hybrid.py,
+    # BENCHMARKS.md); 1 (plain RRF) was the worst in the database, whose ts_rank_cd has no IDF.
+    keyword_weight: float = setting(0.25, "Hybrid: the keyword ranking's weight in the fusion, dense's being 1 "
+                                    "(1: plain RRF).", flag="--keyword-weight", minimum=0, maximum=10)
+    rrf_k: int = setting(60, "Hybrid: the reciprocal-rank constant k in 1/(k + rank) (60 as in Cormack et al.).",
+                         flag="--rrf-k", minimum=1, maximum=10_000)
+
+
+@dataclass
 class RagIndexSettings:
     chunk_tokens: int = setting(0, "Tokens per chunk; 0: 128, or the embedding model's limit if smaller.",
                                 minimum=0)
@@ -228,10 +244,12 @@ class RagIndexSettings:
     index_type: str = setting("auto", "auto | flat | hnsw (auto: exact search up to 50k chunks, HNSW above).")
     batch_size: int = setting(32, "Chunks embedded at once.", minimum=1)
     follow_symlinks: bool = setting(False, "Follow symbolic links that leave the documents folder.")
+    index: str | None = setting(None, "Where the index lives: a folder, or postgresql://USER@HOST:PORT/DB?table=NAME "
+                                "(no password in it: PGPASSWORD or ~/.pgpass); default: the step's run folder.")
 
 
 @dataclass
-class RagEvalSettings:
+class RagEvalSettings(RetrievalSettings):
     """The depth (10) and the metrics are fixed so runs compare; the target says what is good enough."""
 
     target: float = setting(0.8, "recall@10 that counts as good enough; below it the report says what to do "

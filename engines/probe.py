@@ -56,6 +56,7 @@ class ProbeRequest:
     answers_path: Path | None = None     # named in the next command probe.md prints
     examples_path: Path | None = None
     docs: Path | None = None
+    index: str | None = None             # where the RAG index over docs lives: a folder or a postgresql:// URL
     metric: str | None = None
     target: float = 0.9
     max_rows: int = 50
@@ -117,6 +118,13 @@ def check_request(req: ProbeRequest) -> list[str]:
         problems.append(f"--docs {req.docs}: expected a folder of documents")
     if req.resume and req.overwrite:
         problems.append("--resume and --overwrite: choose one (resume keeps the answers there, overwrite drops them)")
+    if req.index is not None:
+        from rung.rag.backend import check_location
+
+        try:
+            check_location(req.index)
+        except RungError as error:
+            problems.append(error.message)
     problems += model_problems({"--model": req.model}, req.backend)
     return problems + out_problems(req.out_dir, PROBE_MARKER, WRITTEN, resume=req.resume, overwrite=req.overwrite,
                                    hint="pass --resume to use the answers in it, or --overwrite to start afresh")
@@ -200,14 +208,16 @@ def ask(model: ChatModel, spec: str, rung: str, conversations: list[list[dict[st
 
 
 def rag_conversations(rows: list[dict[str, str]], docs: Path, out_dir: Path, k: int,
-                      echo: Echo) -> list[list[dict[str, str]]]:
-    """The rag engine's index over docs (out_dir/index: re-runs embed only what changed), top-k chunks per row."""
+                      echo: Echo, index_location: str | None = None) -> list[list[dict[str, str]]]:
+    """The rag engine's index over docs (out_dir/index unless a folder or database URL is given: re-runs embed
+    only what changed), top-k chunks per row."""
+    from rung.rag.backend import load_index
     from rung.rag.ingest import ingest
-    from rung.rag.store import RagIndex
 
-    summary = ingest([str(docs)], out_dir / "index", progress=False)
+    location = index_location or out_dir / "index"
+    summary = ingest([str(docs)], location, progress=False)
     echo(f"  rag: index over {docs}: {summary.chunks} chunks ({summary.embedded} embedded now)")
-    index = RagIndex.load(out_dir / "index")
+    index = load_index(location)
     conversations = []
     for row in rows:
         hits = index.search(row["input"], k)
@@ -311,7 +321,7 @@ def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict
                             **endpoint_options(req))
     plans = prompt_plans(req, rows, examples)
     if req.docs is not None:
-        plans["rag"] = rag_conversations(rows, req.docs, req.out_dir, req.rag_k, echo)
+        plans["rag"] = rag_conversations(rows, req.docs, req.out_dir, req.rag_k, echo, req.index)
     tunes = bool(examples) and req.lora_steps > 0 and not is_endpoint(req.model)  # lora_steps 0: skip it
     answered_by = " through llama.cpp" if type(model).__name__ == "LlamaCppChat" else ""
     echo(f"Probing {req.model}{answered_by} on {len(rows)} held-out rows ({metric}, target {req.target:.2f}): "

@@ -6,7 +6,24 @@ import json
 
 import click
 
-INDEX_HELP = "Index folder (made by `rung rag index`)."
+INDEX_HELP = ("Index made by `rung rag index`: a folder, or postgresql://USER@HOST:PORT/DB?table=NAME "
+              "(password from PGPASSWORD or ~/.pgpass, never in the URL).")
+
+
+def retrieval_options(function):
+    """--retrieval, --keyword-weight, --rrf-k: declared once, in core/settings.py RetrievalSettings."""
+    from rung.core.options import settings_options
+    from rung.core.settings import RetrievalSettings
+
+    return settings_options(RetrievalSettings)(function)
+
+
+def retrieval_settings(values: dict):
+    from rung.core.options import flag_layer
+    from rung.core.resolve import resolve
+    from rung.core.settings import RetrievalSettings
+
+    return resolve(RetrievalSettings, [("option", flag_layer(RetrievalSettings, values))])
 
 
 def _finite(value):
@@ -28,12 +45,15 @@ def to_json(value, **options) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def rag() -> None:
-    """Build and query a local retrieval index (FAISS + sentence-transformers, no pickle)."""
+    """Build and query a retrieval index: a folder (FAISS, no pickle) or PostgreSQL + pgvector."""
 
 
 @rag.command("index")
 @click.argument("sources", nargs=-1, type=click.Path(path_type=str))
-@click.option("--index", "index_dir", required=True, type=click.Path(path_type=str), help="Index folder to create or update.")
+@click.option("--index", "index_dir", required=True, type=click.Path(path_type=str),
+              help="Index to create or update: a folder, or postgresql://USER@HOST:PORT/DB?table=NAME "
+              "(also postgresql:///DB?host=/socket/dir&table=NAME; the password comes from PGPASSWORD, "
+              "~/.pgpass or a service file, never the URL).")
 @click.option("--model", default=None, help="sentence-transformers model id or path [default: all-MiniLM-L6-v2, "
               "packaged, offline; an existing index keeps its model].")
 @click.option("--chunk-tokens", type=int, default=None,
@@ -85,14 +105,17 @@ def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebu
 @click.option("--model", default=None, help="Embedding model; must be the one the index was built with [default: that one].")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
 @click.option("--width", type=int, default=240, show_default=True, help="Characters of each chunk to show (0 = all).")
-def query_cmd(question, index_dir, k, model, as_json, width):
-    """Show the chunks closest to QUESTION with cosine score, source path and line."""
+@retrieval_options
+def query_cmd(question, index_dir, k, model, as_json, width, **retrieval):
+    """Show the chunks closest to QUESTION with score (cosine; hybrid: fused), source path and line."""
     from rung.core.errors import RungError
-    from rung.rag.store import RagIndex
+    from rung.rag.backend import check_location, load_index
 
     if width < 0:
         raise RungError(f"--width must be 0 (all) or more (got {width})")
-    loaded = RagIndex.load(index_dir, model=model)
+    settings = retrieval_settings(retrieval)
+    check_location(index_dir)
+    loaded = load_index(index_dir, model=model, retrieval=settings)
     if not len(loaded):
         raise RungError(f"{index_dir} holds no chunks (every file was skipped?); see `rung rag info --index {index_dir}`")
     hits = loaded.search(question, k)
@@ -124,14 +147,17 @@ def query_cmd(question, index_dir, k, model, as_json, width):
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
               help="For --model openai:NAME: the environment variable holding the API key.")
 @click.option("--json", "as_json", is_flag=True, help="Print answer and sources as JSON.")
+@retrieval_options
 def answer_cmd(question, index_dir, model, k, max_new_tokens, temperature, top_p, trust_remote_code, api_base,
-               api_key_env, as_json):
+               api_key_env, as_json, **retrieval):
     """Answer QUESTION from the index with a model that cites sources as [1], [2] (local, or at an endpoint)."""
     from rung.rag.answer import answer, check_generation
-    from rung.rag.store import RagIndex
+    from rung.rag.backend import check_location, load_index
 
     check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, k=k)  # before any load
-    result = answer(RagIndex.load(index_dir), question, model=model, k=k, max_new_tokens=max_new_tokens,
+    settings = retrieval_settings(retrieval)
+    check_location(index_dir)
+    result = answer(load_index(index_dir, retrieval=settings), question, model=model, k=k, max_new_tokens=max_new_tokens,
                     temperature=temperature, top_p=top_p, trust_remote_code=trust_remote_code, api_base=api_base,
                     api_key_env=api_key_env)
     if as_json:
@@ -154,14 +180,17 @@ def answer_cmd(question, index_dir, model, k, max_new_tokens, temperature, top_p
 @click.option("--query-texts", default=None, type=click.Path(path_type=str),
               help="BEIR queries.jsonl for a qrels .tsv [default: found next to it].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with recall@1/5/10, mrr@10, ndcg@10, queries.")
-def eval_cmd(index_dir, queries, query_texts, as_json):
+@retrieval_options
+def eval_cmd(index_dir, queries, query_texts, as_json, **retrieval):
     """Score retrieval: recall@1/5/10, MRR@10 and nDCG@10 over documents (BEIR / pytrec_eval definitions)."""
+    from rung.rag.backend import check_location, load_index
     from rung.rag.engine import evaluate_index
     from rung.rag.metrics import KEYS, read_queries
-    from rung.rag.store import RagIndex
 
+    settings = retrieval_settings(retrieval)
+    check_location(index_dir)
     pairs = read_queries(queries, query_texts)
-    result = evaluate_index(RagIndex.load(index_dir), pairs)
+    result = evaluate_index(load_index(index_dir, retrieval=settings), pairs)
     unknown = result.pop("unknown_relevant")
     if unknown:
         click.echo(f"warning: {len(unknown)} relevant documents are not in the index (typo, or not indexed?): "
@@ -179,17 +208,22 @@ def info_cmd(index_dir):
     from pathlib import Path
 
     from rung.core.errors import RungError
+    from rung.rag.backend import is_url, load_index
     from rung.rag.store import read_manifest
 
-    if not Path(index_dir).is_dir():
-        raise RungError(f"{index_dir}: no such index folder")
-    m = read_manifest(Path(index_dir))
-    if m is None:
-        raise RungError(f"{index_dir} is not a rung index (no manifest.json)")
+    if is_url(index_dir):
+        m = load_index(index_dir, load_model=False).manifest
+    else:
+        if not Path(index_dir).is_dir():
+            raise RungError(f"{index_dir}: no such index folder")
+        m = read_manifest(Path(index_dir))
+        if m is None:
+            raise RungError(f"{index_dir} is not a rung index (no manifest.json)")
     c, n = m["chunker"], m["counts"]
     click.echo(f"model      {m['model']} ({m['dim']} dims, {m.get('metric', '?')}, normalized={m.get('normalized', '?')})")
-    click.echo(f"index      {m['index_type']} (setting {m.get('index_type_setting', '?')}), "
-               f"faiss {m.get('faiss_version', '?')}")
+    engine = (f"PostgreSQL {m.get('postgresql_version', '?')}, pgvector {m.get('pgvector_version', '?')}, "
+              f"table {m.get('table', '?')}") if m.get("store") == "postgresql" else f"faiss {m.get('faiss_version', '?')}"
+    click.echo(f"index      {m['index_type']} (setting {m.get('index_type_setting', '?')}), {engine}")
     click.echo(f"chunker    {c['chunk_tokens']} tokens, {c['overlap']} overlap")
     click.echo(f"contents   {n.get('files', '?')} files, {n.get('documents', '?')} documents, {n['chunks']} chunks")
     click.echo(f"updated    {m.get('updated', '?')} (generation {m['generation']})")

@@ -6,9 +6,10 @@
         settings: {chunk_tokens: 0, overlap: 16, model: null, index_type: auto}   # 0 = 128 or the model's limit
       - id: eval
         engine: rag_eval
-        settings: {k: 10}
+        settings: {retrieval: dense}
 
-The index lives in the step's run folder (run_dir/index), so a re-run or a resume only embeds what changed.
+The index lives in the step's run folder (run_dir/index) unless `index` names a folder or a database URL
+(postgresql://USER@HOST:PORT/DB?table=NAME); a re-run or a resume only embeds what changed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, de
     """Run every query, collapse chunks to documents (best rank wins), score against the judgements."""
     from rung.rag.metrics import evaluate
 
-    known = {c.get("doc", c["source"]) for c in rag_index.chunks.values()}
+    known = rag_index.documents()
     unknown = sorted({d for _, q in queries for d in q if d not in known})
     runs = []
     for query, qrels in queries:
@@ -46,7 +47,7 @@ def index_step(step: dict, ctx: StepContext) -> StepResult:
     missing = [str(p) for p in sources if not p.exists()]
     if missing:
         raise RungError([f"data.documents: {p}: no such file or folder" for p in missing])
-    index_dir = ctx.run_dir / "index"
+    index_dir = settings.index or ctx.run_dir / "index"
     summary = ingest([str(p) for p in sources], index_dir, model=settings.model, chunk_tokens=settings.chunk_tokens,
                      overlap=settings.overlap, index_type=settings.index_type, batch_size=settings.batch_size,
                      follow_symlinks=bool(getattr(settings, "follow_symlinks", False)), progress=False)
@@ -61,10 +62,12 @@ def index_step(step: dict, ctx: StepContext) -> StepResult:
 
 
 def eval_step(step: dict, ctx: StepContext) -> StepResult:
+    from rung.core.settings import RetrievalSettings
+    from rung.rag.backend import load_index
     from rung.rag.metrics import read_queries
-    from rung.rag.store import RagIndex
 
     settings = step_settings(RagEvalSettings, step, ctx)
+    retrieval = RetrievalSettings(**{f: getattr(settings, f) for f in ("retrieval", "keyword_weight", "rrf_k")})
     index_dir = None
     for output in reversed(list(ctx.outputs.values())):
         if isinstance(output, dict) and output.get("index_dir"):
@@ -75,7 +78,7 @@ def eval_step(step: dict, ctx: StepContext) -> StepResult:
     queries_path = ctx.data_path("queries")
     if queries_path is None:
         raise RungError(f'step {step.get("id")}: rag_eval needs data.queries (JSONL of {{query, relevant}}) in the plan')
-    result = evaluate_index(RagIndex.load(index_dir), read_queries(queries_path))
+    result = evaluate_index(load_index(index_dir, retrieval=retrieval), read_queries(queries_path))
     metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items() if k != "unknown_relevant"}
     summary = " · ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "queries") + f" over {metrics['queries']} queries"
     if result["unknown_relevant"]:

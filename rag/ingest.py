@@ -6,20 +6,20 @@
     deleted file   -> its chunks are removed
     nothing changed -> no model load, no write: a warm re-ingest costs a walk and a hash of each file
 
-Commit protocol: see rag/layout.py (under .lock: read the manifest, remove leftovers, write a new generation
-folder, then manifest.json, then delete the old one).
+Where the index lives is the store's business (rag/backend.py): a folder (rag/folder_store.py; its commit
+protocol is in rag/layout.py: under .lock, read the manifest, remove leftovers, write a new generation folder,
+then manifest.json, then delete the old one) or PostgreSQL (rag/pg_store.py: under an advisory lock, one
+transaction per generation). This module decides what changed and what to embed; the store commits it whole.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import hashlib
 import os
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,8 @@ from typing import Any
 from rung.core.errors import RungError
 from rung.rag import loaders, store
 from rung.rag.chunking import ChunkerSettings
-from rung.rag.layout import (FORMAT, FORMAT_VERSION, INDEX_TYPES, DamagedIndex, foreign_entries, kill_point,
-                             read_manifest, remove_leftovers)
+from rung.rag.backend import IndexStore, open_store
+from rung.rag.layout import FORMAT, FORMAT_VERSION, INDEX_TYPES, kill_point
 from rung.rag.store import check_model, resolve_index_type
 
 
@@ -79,20 +79,6 @@ class IngestSummary:
                 "bad_lines": self.bad_lines, "seconds": round(self.seconds, 3), "wrote": self.wrote}
 
 
-@contextmanager
-def _writer_lock(index_dir: Path):
-    """One ingest per index at a time; the kernel drops the lock if the process dies (even SIGKILL)."""
-    handle = open(index_dir / ".lock", "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RungError(f"{index_dir}: another `rung rag index` is writing this index; wait for it to finish") from None
-        yield
-    finally:
-        handle.close()
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -105,31 +91,6 @@ def _check_options(index_type: str | None, batch_size: Any) -> None:
         problems.append(f"batch size must be a whole number, 1 or more (got {batch_size!r})")
     if problems:
         raise RungError(problems)
-
-
-def _check_folder(index_dir: Path) -> None:
-    """Refuse a folder rung did not make, before anything is written in it (.lock included)."""
-    if index_dir.exists() and not index_dir.is_dir():
-        raise RungError(f"{index_dir}: is a file; --index needs a folder")
-    if not index_dir.is_dir() or os.path.lexists(index_dir / "manifest.json"):
-        return  # new, or an index (the manifest is checked under the lock)
-    foreign = foreign_entries(index_dir)
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise RungError(f"{index_dir} is a folder with other files ({shown}) and no rung manifest.json; "
-                        "give --index a new or empty folder")
-
-
-def _committed_manifest(index_dir: Path, rebuild: bool, log) -> dict[str, Any] | None:
-    """The manifest, read under the lock. With rebuild, a damaged one in a folder holding only rung's own files
-    is replaced (it names nothing usable), instead of refused."""
-    try:
-        return read_manifest(index_dir)
-    except DamagedIndex as error:
-        if not rebuild or [n for n in foreign_entries(index_dir) if n != "manifest.json"]:
-            raise
-        log(f"replacing a damaged index: {error.message.split('; rebuild')[0]}")
-        return None
 
 
 def _record_bad_lines(summary: IngestSummary, files_meta: dict[str, dict]) -> None:
@@ -151,17 +112,17 @@ def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike
 
     start = time.perf_counter()
     log = log or (lambda message: print(message, file=sys.stderr))
-    index_dir = Path(index_dir)
     _check_options(index_type, batch_size)
+    target = open_store(index_dir)   # a folder, or a database URL (checked here, before anything is written)
+    index_dir = target.location
     if sources and loaders.named_problems(list(sources)):  # refused before the index folder is made
         raise RungError(loaders.named_problems(list(sources)))
-    _check_folder(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with _writer_lock(index_dir):
+    target.prepare()
+    with target.writer_lock(log):
         kill_point("locked")
-        # Everything below is decided from the manifest read under the lock: the one committed state.
-        manifest = _committed_manifest(index_dir, rebuild, log)
-        remove_leftovers(index_dir, keep=manifest["generation_dir"] if manifest else None)  # a crashed ingest's
+        # Everything below is decided from the manifest read under the lock: the one committed state
+        # (a crashed ingest's leftovers are gone once it is read).
+        manifest = target.committed_manifest(rebuild, log)
         kept = (manifest or {}) if not rebuild else {}
         requested = kept.get("chunker", {}).get("requested", {})
         chunk_tokens = requested.get("chunk_tokens", 0) if chunk_tokens is None else chunk_tokens
@@ -175,7 +136,7 @@ def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike
             sources = manifest.get("sources") or []
         name = model_name(model) if model else (manifest["model"] if manifest else DEFAULT_MODEL)
 
-        files, problems = loaders.find_files(list(sources), follow_symlinks=follow_symlinks, exclude=(index_dir,))
+        files, problems = loaders.find_files(list(sources), follow_symlinks=follow_symlinks, exclude=target.exclude)
         if problems:
             raise RungError(problems)
         summary = IngestSummary(files_seen=len(files))
@@ -218,24 +179,21 @@ def ingest(sources: list[str | os.PathLike] | None, index_dir: str | os.PathLike
             _record_bad_lines(summary, old_files)
             resolved = sorted(str(Path(s).expanduser().resolve()) for s in sources)
             if resolved != sorted(manifest.get("sources", [])):
-                from rung.core.fileio import atomic_write_json
-
-                atomic_write_json(index_dir / "manifest.json", {**manifest, "sources": resolved})
+                target.update_sources(manifest, resolved)
             summary.seconds = time.perf_counter() - start
             return summary
-        return _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable, changed, deleted,
+        return _ingest_changes(target, manifest, rebuild, name, sources, files, readable, changed, deleted,
                                same_chunker, ChunkerSettings(chunk_tokens, overlap), index_type, batch_size,
                                progress, log, summary, start)
 
 
-def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable, changed, deleted, same_chunker,
+def _ingest_changes(target: IndexStore, manifest, rebuild, name, sources, files, readable, changed, deleted, same_chunker,
                     requested: ChunkerSettings, index_type, batch_size, progress, log, summary, start):
-    import faiss
-    import numpy as np
-
     from rung.rag.chunking import Chunker, embed_text, resolve_settings, token_limit
     from rung.rag.embed import dimension, embed_documents, load_embedder
-    from rung.rag.store import RagIndex, all_vectors, build_index, chunk_id, write_generation
+    from rung.rag.store import chunk_id
+
+    index_dir = target.location
 
     model = load_embedder(name)
     dim = dimension(model)
@@ -246,13 +204,8 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
 
     # What the index holds now.
     old_chunks: dict[int, dict] = {}
-    old_vectors: dict[int, Any] = {}
-    old_index = None
     if manifest is not None and not rebuild:
-        loaded = RagIndex.load(index_dir, load_model=False)
-        old_chunks, old_index = loaded.chunks, loaded.index
-        ids, vectors = all_vectors(old_index)
-        old_vectors = dict(zip(ids.tolist(), vectors))
+        old_chunks = target.committed_chunks(manifest)
 
     changed_sources = {f.source for f in changed}
     old_files = (manifest or {}).get("files", {}) if not rebuild else {}
@@ -315,7 +268,7 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
     summary.index_type = kind
 
     # Embed only text we have no vector for; identical texts are embedded once.
-    to_embed = [cid for cid in added_ids if cid not in old_vectors]
+    to_embed = added_ids   # ids are content hashes: an id the index holds already has its vector
     unique_texts: dict[str, int] = {}
     for cid in to_embed:
         unique_texts.setdefault(embed_text(new_chunks[cid]), len(unique_texts))
@@ -330,25 +283,9 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
                               batch_size=batch_size, progress=progress)
     summary.embed_seconds = time.perf_counter() - t0
     summary.embedded = len(unique_texts)
-    for cid in to_embed:
-        old_vectors[cid] = vectors[unique_texts[embed_text(new_chunks[cid])]]
-
-    # Build: append to the existing index when nothing was removed and its type stays; else rebuild
-    # (HNSW cannot remove vectors; rebuilding a flat index is a memory copy).
-    if old_index is not None and not removed_ids and manifest.get("index_type") == kind and not rebuild:
-        index = old_index
-        if added_ids:
-            index.add_with_ids(np.stack([old_vectors[c] for c in added_ids]).astype("float32"),
-                               np.asarray(added_ids, dtype="int64"))
-    else:
-        order = list(new_chunks)
-        matrix = np.stack([old_vectors[c] for c in order]) if order else np.zeros((0, dim), "float32")
-        index = build_index(kind, dim, order, matrix)
-    ordered = list(new_chunks.values())
+    added = {cid: vectors[unique_texts[embed_text(new_chunks[cid])]] for cid in to_embed}
     # Past both the recorded generation and the folder in use (never the same name as the committed one).
     generation = max((manifest or {}).get("generation", 0), int((manifest or {}).get("generation_dir", "g0")[1:])) + 1
-    gen_name = write_generation(index_dir, generation, index, ordered)
-    kill_point("before_manifest")
 
     import sentence_transformers
 
@@ -357,7 +294,6 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "generation": generation,
-        "generation_dir": gen_name,
         "model": name,
         "dim": dim,
         "max_seq_length": model.max_seq_length,
@@ -368,7 +304,6 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
         "index_type_setting": index_type,
         "hnsw": {"M": store.HNSW_M, "efConstruction": store.HNSW_EF_CONSTRUCTION, "efSearch": store.HNSW_EF_SEARCH,
                  "threshold": store.HNSW_THRESHOLD},
-        "faiss_version": faiss.__version__,
         "sentence_transformers_version": sentence_transformers.__version__,
         "chunker": {**settings.as_dict(), "requested": {"chunk_tokens": requested.chunk_tokens,
                                                         "overlap": requested.overlap}},
@@ -380,11 +315,7 @@ def _ingest_changes(index_dir, manifest, rebuild, name, sources, files, readable
         "files": dict(sorted(files_meta.items())),
         "skipped": dict(sorted(skipped_meta.items())),   # skipped for their content, until their bytes change
     }
-    from rung.core.fileio import atomic_write_json
-
-    atomic_write_json(index_dir / "manifest.json", new_manifest)   # the commit point
-    kill_point("after_manifest")
-    remove_leftovers(index_dir, keep=gen_name)
+    target.commit(new_manifest, new_chunks, added, removed_ids, kind, rebuild)   # the commit point
     summary.wrote = True
     summary.seconds = time.perf_counter() - start
     return summary

@@ -63,7 +63,7 @@ def rebuild_hint(index_dir: Path) -> str:
 
 _REQUIRED = {"generation": int, "generation_dir": str, "model": str, "dim": int, "index_type": str,
              "chunker": dict, "counts": dict, "files": dict}
-_OPTIONAL = {"sources": list, "skipped": dict, "hnsw": dict, "index_type_setting": str}
+_OPTIONAL = {"sources": list, "skipped": dict, "hnsw": dict, "index_type_setting": str, "store": str}
 
 
 def _is(value: Any, kind: type) -> bool:
@@ -72,12 +72,15 @@ def _is(value: Any, kind: type) -> bool:
 
 def manifest_problems(m: dict[str, Any]) -> list[str]:
     """What is wrong with a manifest's fields (the ones rung reads), every problem at once."""
-    problems = [f"no {key!r}" for key in _REQUIRED if key not in m]
+    # A database index (rag/pg_store.py) has no generation folder: its generations are transactions.
+    in_folder = m.get("store", "folder") == "folder"
+    required = {k: v for k, v in _REQUIRED.items() if in_folder or k != "generation_dir"}
+    problems = [f"no {key!r}" for key in required if key not in m]
     problems += [f"{key!r} is {short(m[key], 40)}, not {kind.__name__}" for key, kind in {**_REQUIRED, **_OPTIONAL}.items()
                  if key in m and not _is(m[key], kind)]
     if problems:
         return problems
-    if not GEN.match(m["generation_dir"]):
+    if in_folder and not GEN.match(m["generation_dir"]):
         problems.append(f"generation_dir {short(m['generation_dir'], 60)} points outside the index folder "
                         "(it must name one of its gNNNNNN folders)")
     if m["generation"] < 1 or m["dim"] < 1:

@@ -235,6 +235,8 @@ class RagIndex:
     index: Any
     chunks: dict[int, dict[str, Any]]
     model: Any = field(default=None, repr=False)
+    retrieval: Any = None          # core/settings.py RetrievalSettings; None: dense
+    keywords: Any = field(default=None, repr=False)
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, *, model: str | None = None, load_model: bool = True) -> "RagIndex":
@@ -282,25 +284,26 @@ class RagIndex:
             hits.append(Hit(rank=len(hits) + 1, score=float(score), chunk=self.chunks[int(cid)]))
         return hits
 
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        from rung.rag.embed import embed_query
+    def documents(self) -> set[str]:
+        return {c.get("doc", c["source"]) for c in self.chunks.values()}
 
-        if self.model is None:
-            raise RuntimeError("RagIndex was loaded with load_model=False")
-        return self.search_vector(embed_query(self.model, query), k)
+    def keyword_search(self, query: str, k: int) -> list[Hit]:
+        """Top-k chunks by BM25 (rag/hybrid.py KeywordIndex, built on first use)."""
+        from rung.rag.hybrid import KeywordIndex
+
+        if self.keywords is None:
+            self.keywords = KeywordIndex(self.chunks)
+        return [Hit(rank=i, score=score, chunk=self.chunks[cid])
+                for i, (cid, score) in enumerate(self.keywords.search(query, k), start=1)]
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """Top-k chunks: dense, or hybrid when `retrieval` (core/settings.py RetrievalSettings) says so."""
+        from rung.rag.hybrid import search
+
+        return search(self, query, k)
 
     def search_documents(self, query: str, k: int = 10) -> list[tuple[str, float, Hit]]:
         """Chunks collapsed to their document (best rank wins): up to k (doc, score, best hit)."""
-        from rung.rag.embed import embed_query
+        from rung.rag.hybrid import search_documents
 
-        vector = embed_query(self.model, query)
-        depth = min(len(self.chunks), max(50, k * 5))
-        while True:
-            seen: dict[str, Hit] = {}
-            for hit in self.search_vector(vector, depth):
-                doc = hit.chunk.get("doc", hit.chunk["source"])
-                seen.setdefault(doc, hit)
-            if len(seen) >= k or depth >= len(self.chunks):
-                break
-            depth = min(len(self.chunks), depth * 4)
-        return [(doc, hit.score, hit) for doc, hit in list(seen.items())[:k]]
+        return search_documents(self, query, k)

@@ -243,6 +243,14 @@ def prepare(plan_path: str | Path, *, out: str | Path | None = None, gpus: int =
                          metric_problems(resolve_spec(settings["metric"], plan_dir), None)]
         if settings.get("adapter") == "qlora" and visible_gpus() == 0:
             problems.append(f"{at}: {qlora_problem(cuda_available=False)}: use --set {step_id}.adapter=lora on CPU")
+        if engine == "rag_index" and isinstance(settings.get("index"), str):   # a folder or a database URL
+            from rung.rag.location import is_url, location_problem
+
+            problem = location_problem(settings["index"])
+            if problem:
+                problems.append(f"{at}.settings.index: {problem}")
+            elif not is_url(settings["index"]):   # a folder: relative to the plan, like data paths
+                settings["index"] = str(safe_resolve(resolve_data_path(plan_dir, settings["index"])))
         if cli_layer:  # engines re-apply --set on top: hand them the checked values (1e-3 -> 0.001, abs paths)
             overrides[step_id] = {k: settings[k] for k in cli_layer if k in settings}
         step["settings"] = settings

@@ -108,3 +108,41 @@ def sql_lora_run(tmp_path_factory, tiny_model_dir):
                                       "--save-steps", "1000"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL 16 with pgvector (PyPI pgserver, in the dev extra) on a unix socket in a temp
+    folder, started once per session (~1-3 s), stopped and deleted after. Yields the socket folder.
+
+    As root, pgserver runs the server as a system user `pgserver` (it creates it with useradd) and opens
+    read+search permission on the folders above the data folder: postgres refuses to run as root."""
+    pgserver = pytest.importorskip("pgserver", reason='the PostgreSQL tests need pgserver: pip install -e ".[dev]"')
+    from urllib.parse import parse_qs, urlsplit
+
+    import tempfile
+    from pathlib import Path
+
+    # Not under pytest's temp folders: pytest keeps those 0700 (re-applied as it makes new ones), and the
+    # server's user must reach the data folder to stop the server.
+    folder = Path(tempfile.mkdtemp(prefix="rung-pg-"))
+    server = pgserver.get_server(folder, cleanup_mode="delete")
+    try:
+        yield parse_qs(urlsplit(server.get_uri()).query)["host"][0]
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """make(name=None): the URL of a fresh index table in the session's PostgreSQL (unique per test)."""
+    import hashlib
+    import itertools
+
+    base = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12]
+    counter = itertools.count()
+
+    def make(name: str | None = None) -> str:
+        return f"postgresql://postgres@/postgres?host={pg_server}&table={name or f't{base}_{next(counter)}'}"
+
+    return make

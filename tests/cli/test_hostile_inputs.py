@@ -78,6 +78,10 @@ def make_world(root: Path) -> None:
         "plan_fifo.yaml": plan_text(MANUAL, train="fifo.jsonl"),
         "plan_zero.yaml": plan_text(MANUAL, train="/dev/zero"),
         "plan_folder.yaml": plan_text(MANUAL, train="folder"),
+        "plan_index_password.yaml": plan_text([{"id": "index", "engine": "rag_index", "settings": {
+            "index": "postgresql://me:s3cret@db/rag?table=docs"}}], documents="folder"),
+        "plan_index_no_table.yaml": plan_text([{"id": "index", "engine": "rag_index", "settings": {
+            "index": "postgresql://me@db/rag"}}], documents="folder"),
         "plan_loop.yaml": plan_text(MANUAL, train="loop"),
         "plan_corpus_fifo.yaml": plan_text(MANUAL, corpus="fifo.txt"),
         "plan_documents_dev.yaml": plan_text(MANUAL, documents="/dev/null"),
@@ -210,6 +214,7 @@ CPT = ["train", "cpt", "--corpus", "corpus.txt", "--out", "out"]
 EST = ["estimate", "--tokens", "1M", "--gpu", "h100"]
 GEN = ["generate", "builtin:tiny", "--prompt", "hi"]
 CHECK = ["data", "check", "good.jsonl"]
+QUERIES = str(Path(__file__).resolve().parents[2] / "examples" / "support_docs" / "queries.jsonl")
 
 P = PROBE + ["--eval", "rows.jsonl"]
 G = GATE + ["--eval", "rows.jsonl"]
@@ -277,6 +282,8 @@ ROWS = [
     ("cpt-out-foreign", ["train", "cpt", "--corpus", "corpus.txt", "--out", "foreign"], 2, "rung did not write it"),
     # rung run: refused in prepare, before any write
     ("run-settings-nan", ["run", "plan_nan.yaml"], 2, "settings.learning_rate: must be a finite number above 0"),
+    ("run-rag-index-url-password", ["run", "plan_index_password.yaml"], 2, "settings.index: --index postgresql://me:***@"),
+    ("run-rag-index-url-no-table", ["run", "plan_index_no_table.yaml"], 2, "settings.index: --index postgresql://me@db/rag: no table"),
     ("run-id-run-state", ["run", "plan_state_id.yaml"], 2, 'id "run_state.json" is the name of a file rung writes'),
     ("run-id-report", ["run", "plan_report_id.yaml"], 2, 'id "report.md" is the name of a file rung writes'),
     ("run-id-resolved-plan", ["run", "plan_resolved_id.yaml"], 2, 'id "resolved_plan.yaml" is the name of a file'),
@@ -328,6 +335,8 @@ ROWS = [
     ("probe-eval-fifo", PROBE + ["--eval", "fifo.jsonl"], 2, "is a FIFO"),
     ("probe-eval-folder", PROBE + ["--eval", "folder"], 2, "is a directory"),
     ("probe-target-nan", PROBE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target nan: expected a score"),
+    ("probe-index-url-password", PROBE + ["--eval", "rows.jsonl", "--docs", "folder", "--index",
+                                          "postgresql://me:s3cret@db/rag?table=docs"], 2, "the URL holds a password"),
     ("probe-target-zero", PROBE + ["--eval", "rows.jsonl", "--target", "0"], 2, "--target 0.0: expected a score"),
     ("probe-max-rows-zero", PROBE + ["--eval", "rows.jsonl", "--max-rows", "0"], 2, "--max-rows"),
     ("probe-huge-tokens", PROBE + ["--eval", "rows.jsonl", "--max-new-tokens", "99999999999"], 2, "max"),
@@ -503,6 +512,26 @@ ROWS = [
     ("merge-full-weights", ["merge", "weights", "--out", "merged"], 2, "holds full model weights"),
     ("merge-out-foreign", ["merge", "adapter", "--out", "foreign"], 2, "rung did not write it"),
     ("merge-out-is-file", ["merge", "adapter", "--out", "afile"], 2, "is a file, not a folder"),
+    # --index as a database URL: refused before anything connects or is written; a dead server is one line
+    ("rag-index-url-bad-scheme", ["rag", "index", "folder", "--index", "mysql://me@db/rag?table=docs"], 2,
+     "mysql:// is not a store rung knows"),
+    ("rag-index-url-no-table", ["rag", "index", "folder", "--index", "postgresql://me@db/rag"], 2,
+     "no table parameter"),
+    ("rag-index-url-bad-table", ["rag", "index", "folder", "--index", "postgresql://me@db/rag?table=a;drop"], 2,
+     "name the index with ?table=NAME"),
+    ("rag-index-url-password", ["rag", "index", "folder", "--index", "postgresql://me:s3cret@db/rag?table=docs"], 2,
+     "the URL holds a password"),
+    ("rag-query-url-unreachable-socket", ["rag", "query", "hi", "--index",
+                                          "postgresql:///rag?host=/nonexistent-socket-dir&table=docs"], 2,
+     "cannot connect to PostgreSQL"),
+    ("rag-eval-url-unreachable-tcp", ["rag", "eval", "--queries", QUERIES, "--index",
+                                      "postgresql://me@127.0.0.1:1/rag?table=docs"], 2, "cannot connect to PostgreSQL"),
+    ("rag-index-url-unreachable", ["rag", "index", "folder", "--index", "postgresql://me@127.0.0.1:1/rag?table=docs"],
+     2, "cannot connect to PostgreSQL"),
+    ("rag-query-retrieval-typo", ["rag", "query", "hi", "--index", "folder", "--retrieval", "hybird"], 2,
+     "'hybird' is not one of"),
+    ("rag-query-keyword-weight-nan", ["rag", "query", "hi", "--index", "folder", "--retrieval", "hybrid",
+                                      "--keyword-weight", "nan"], 2, "--keyword-weight"),
 ]
 
 

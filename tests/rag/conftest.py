@@ -21,3 +21,11 @@ def time_bound():
     yield arm
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(params=["folder", "postgresql"])
+def location(request, tmp_path):
+    """Where a test's index lives, once per store: a folder, then a table in the session's PostgreSQL."""
+    if request.param == "folder":
+        return str(tmp_path / "index")
+    return request.getfixturevalue("pg_url")()

@@ -42,3 +42,60 @@ def one_error_line(result) -> str:
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert errors, result.output
     return result.output
+
+
+# --------------------------------------------------------------------------------------------- either store
+
+def is_db(location) -> bool:
+    return str(location).startswith("postgresql://")
+
+
+def committed_manifest(location) -> dict | None:
+    """The manifest serving now, read as a reader would (None: no index yet)."""
+    from rung.rag.backend import is_url, parse_database_url
+    from rung.rag.store import read_manifest
+
+    if not is_url(str(location)):
+        return read_manifest(location)
+    from rung.rag.pg_store import _read_manifest, connect
+
+    with connect(parse_database_url(location), vectors=False) as conn:
+        return _read_manifest(conn, parse_database_url(location))
+
+
+def stored_chunks(location) -> list[dict]:
+    """Every chunk record the store holds, duplicates included (a folder's chunks.jsonl, a database's rows)."""
+    from rung.rag.backend import is_url, parse_database_url
+
+    manifest = committed_manifest(location)
+    if not is_url(str(location)):
+        lines = (Path(location) / manifest["generation_dir"] / "chunks.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+    from rung.rag.pg_store import connect
+
+    target = parse_database_url(location)
+    with connect(target, vectors=False) as conn:
+        return [r for (r,) in conn.execute(f"SELECT record FROM {target.table}_chunks ORDER BY id")]
+
+
+def check_store(location, *, chunks: int | None = None) -> None:
+    """A working index in either store: it loads, no duplicate chunk, the counts agree, one generation serving."""
+    from rung.rag.backend import is_url, load_index, parse_database_url
+
+    if not is_url(str(location)):
+        check_index(Path(location), chunks=chunks)
+        return
+    from rung.rag.pg_store import connect
+
+    manifest = committed_manifest(location)
+    records = stored_chunks(location)
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)) == len(load_index(location, load_model=False)) == manifest["counts"]["chunks"]
+    assert len({(r["source"], r["text"], r["line"]) for r in records}) == len(records)   # no text stored twice
+    assert sum(f["chunks"] for f in manifest["files"].values()) == len(records)
+    target = parse_database_url(location)
+    with connect(target, vectors=False) as conn:
+        generations = [g for (g,) in conn.execute(f"SELECT generation FROM {target.table}_generations")]
+    assert max(generations) == manifest["generation"] and len(generations) == len(set(generations))
+    if chunks is not None:
+        assert len(records) == chunks

@@ -89,3 +89,38 @@ def test_heading_only_pieces_are_dropped_their_trail_lives_on(tokenizer):
     assert all(c["context"] == "Resetting your password > Reset it yourself" for c in chunks[1:])
     only = Chunker(tokenizer, ChunkerSettings(chunk_tokens=64, overlap=8)).split(Section("# Just a title\n", doc="t.md", fmt="markdown"))
     assert [c["text"] for c in only] == ["# Just a title"]
+
+
+def shared_words(first: str, second: str) -> str:
+    """The longest run of words that ends `first` and starts `second` (what an overlap repeats)."""
+    a, b = first.split(), second.split()
+    for n in range(min(len(a), len(b)), 0, -1):
+        if a[-n:] == b[:n]:
+            return " ".join(b[:n])
+    return ""
+
+
+@pytest.mark.parametrize("overlap", [0, 8, 16])
+def test_consecutive_chunks_share_the_configured_overlap(tokenizer, overlap):
+    """The splitter's path: one long paragraph of distinct words, cut at spaces, neighbours repeat up to
+    `overlap` word pieces (and at least overlap minus one word's pieces); 0 repeats nothing."""
+    text = " ".join(f"term{i}" for i in range(300))
+    chunks = Chunker(tokenizer, ChunkerSettings(chunk_tokens=96, overlap=overlap)).split(Section(text, doc="a.txt"))
+    assert len(chunks) >= 4
+    widest_word = max(count(tokenizer, w) for w in text.split())
+    for first, second in zip(chunks, chunks[1:]):
+        shared = count(tokenizer, shared_words(first["text"], second["text"]))
+        assert overlap - widest_word < shared <= overlap if overlap else shared == 0
+
+
+@pytest.mark.parametrize("overlap", [0, 8])
+def test_hard_cut_pieces_share_exactly_the_overlap(tokenizer, overlap):
+    """The token-boundary cut (for a piece the splitter could not bring under the limit): neighbours share
+    exactly `overlap` word pieces."""
+    text = " ".join(f"term{i}" for i in range(200))
+    chunker = Chunker(tokenizer, ChunkerSettings(chunk_tokens=64, overlap=overlap))
+    starts = [begin for begin, _ in chunker._encode(text)]
+    pieces = chunker._hard_cut(text)
+    assert len(pieces) >= 3
+    for (_, start_a, tokens_a), (_, start_b, _) in zip(pieces, pieces[1:]):
+        assert starts.index(start_b) - starts.index(start_a) == tokens_a - overlap

@@ -215,3 +215,85 @@ def test_two_ingests_racing_for_the_lock_end_with_a_working_index(base, tmp_path
     assert "1 read, 4 unchanged" in out                      # A saw B's index, and only the newer edit
     assert read_manifest(index_dir)["generation"] == 3
     check_rerun(docs, index_dir, 5)
+
+
+# --------------------------------------------------------------------------------------------- the database store
+
+from rag_helpers import check_store, committed_manifest, stored_chunks  # noqa: E402
+
+from rung.rag.backend import load_index  # noqa: E402
+from rung.rag.pg_store import PG_KILL_POINTS, lock_key  # noqa: E402
+
+
+def check_rerun_db(docs: Path, url: str, notes: int) -> None:
+    """The next ingest ends with a working index: every note exactly once, with its current text."""
+    done = ingest([docs], url, progress=False)
+    check_store(url, chunks=notes)
+    assert {c["source"]: c["text"] for c in stored_chunks(url)} == {p.name: p.read_text().strip() for p in docs.iterdir()}
+    assert done.chunks == notes
+
+
+@pytest.fixture
+def pg_update_case(tmp_path, pg_url) -> tuple[Path, str]:
+    """Generation 1 of four notes in a fresh table, then the notes changed as in update_case (5 notes)."""
+    url = pg_url()
+    docs = write_docs(tmp_path / "docs", 4)
+    ingest([docs], url, progress=False)
+    write_docs(docs, 6, tag=" (changed)")
+    (docs / "note-3.md").unlink()
+    return docs, url
+
+
+@pytest.mark.parametrize("point", PG_KILL_POINTS)
+def test_sigkill_at_every_step_of_a_database_update_then_rerun(pg_update_case, time_bound, point):
+    time_bound(240)
+    docs, url = pg_update_case
+    killed_at(point, docs, url)
+    committed = committed_manifest(url)["generation"]
+    assert committed == (2 if point == "after_commit" else 1)
+    assert len(load_index(url, load_model=False)) == len(stored_chunks(url)) == (5 if committed == 2 else 4)
+    check_rerun_db(docs, url, 5)
+
+
+@pytest.mark.parametrize("point", PG_KILL_POINTS)
+def test_sigkill_at_every_step_of_a_first_database_ingest_then_rerun(tmp_path, pg_url, time_bound, point):
+    time_bound(240)
+    url = pg_url()
+    docs = write_docs(tmp_path / "docs", 4)
+    killed_at(point, docs, url)
+    assert (committed_manifest(url) is None) == (point != "after_commit")
+    check_rerun_db(docs, url, 4)
+
+
+def run_cli_ingest(docs: Path, url: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", "from rung.cli.main import main; main()", "rag", "index", str(docs),
+                             "--index", url, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def test_two_database_ingests_racing_for_the_lock_end_with_a_working_index(pg_update_case, time_bound):
+    """The test holds the index's advisory lock while two ingests start and queue behind it; released, one
+    writes generation 2 and the other, working from the manifest the first committed (read under the lock,
+    not before it), finds nothing to do."""
+    from rung.rag.backend import parse_database_url
+    from rung.rag.pg_store import connect
+
+    time_bound(300)
+    docs, url = pg_update_case
+    target = parse_database_url(url)
+    holder = connect(target, vectors=False)
+    holder.execute("SELECT pg_advisory_lock(%s)", [lock_key(target.table)])
+    ingests = [run_cli_ingest(docs, url), run_cli_ingest(docs, url)]
+    deadline = time.monotonic() + 180
+    while holder.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0] < 2:
+        assert all(p.poll() is None for p in ingests) and time.monotonic() < deadline, "the ingests never queued"
+        time.sleep(0.1)
+    holder.close()   # releases the lock
+    outputs = [p.communicate(timeout=240) for p in ingests]
+    assert [p.returncode for p in ingests] == [0, 0], outputs
+    assert committed_manifest(url)["generation"] == 2
+    lines = sorted(out for out, _ in outputs)
+    assert "0 read, 5 unchanged" in lines[0] and "5 read, 0 unchanged" in lines[1], lines
+    assert all("waiting for the ingest" in err for _, err in outputs)
+    check_rerun_db(docs, url, 5)

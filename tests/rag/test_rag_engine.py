@@ -235,10 +235,9 @@ def test_an_existing_index_keeps_its_chunk_settings(tmp_path):
 
 def test_retrieval_below_its_target_says_what_comes_before_climbing(tmp_path, monkeypatch):
     from rung.core.protocol import StepContext
-    from rung.rag import engine
-    from rung.rag.store import RagIndex
+    from rung.rag import backend, engine
 
-    monkeypatch.setattr(RagIndex, "load", classmethod(lambda cls, *a, **k: None))
+    monkeypatch.setattr(backend, "load_index", lambda *a, **k: None)
     monkeypatch.setattr(engine, "evaluate_index", lambda index, queries: {
         "recall@1": 0.2, "recall@5": 0.4, "recall@10": 0.5, "mrr@10": 0.3, "ndcg@10": 0.35, "queries": 4,
         "unknown_relevant": []})
