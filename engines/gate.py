@@ -193,7 +193,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     if problems:
         raise RungError(problems)
     request = GateRequest(baseline=str(baseline), candidate=str(candidate), eval_path=Path(eval_path),
-                          out_dir=ctx.run_dir, goal=str(ctx.plan.get("goal") or ""), metric=settings.metric,
+                          out_dir=ctx.run_dir, goal=str(ctx.plan.get("goal") or ""),
+                          metric=settings.metric or trained.get("metric"),  # a grpo step's reward metric
                           target=settings.target, examples_path=examples, num_examples=settings.num_examples,
                           max_rows=settings.max_rows, max_new_tokens=settings.max_new_tokens,
                           ppl_warn_ratio=settings.ppl_warn_ratio, api_base=settings.api_base,
