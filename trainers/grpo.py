@@ -119,6 +119,11 @@ def train_grpo(settings: GRPOSettings, data_path: str | Path, out_dir: str | Pat
         problems.append(f"--batch-size {settings.per_device_train_batch_size} x --gradient-accumulation-steps "
                         f"{settings.gradient_accumulation_steps} x {world} processes = {generation_batch} completions "
                         f"per step does not divide into groups of --num-generations {settings.num_generations}")
+    if settings.use_vllm:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            problems.append("--use-vllm needs vLLM: pip install vllm (a version TRL supports), or drop --use-vllm")
     if problems:
         raise RungError(problems)
     train_rows, eval_rows, split = data.load_train_eval(data_path, eval_path, "grpo", settings.eval_fraction,
@@ -162,8 +167,8 @@ def train_grpo(settings: GRPOSettings, data_path: str | Path, out_dir: str | Pat
     if not sharded:
         device_mod.place_on_device(model, device)
     device_mod.warn_learning_rate(settings, echo, lora_floor=1e-5, suggested="1e-6")
-    if settings.use_vllm:
-        vllm_problem(device.kind)
+    if settings.use_vllm and device.kind != "cuda":
+        raise RungError("--use-vllm needs a CUDA GPU (vLLM does not generate on this CPU); drop --use-vllm")
 
     # 4. Prompt lengths and memory: a step holds per_device_train_batch_size sequences of prompt + completion.
     prompt_tokens = [data.render_lengths({"prompt": r["prompt"]}, tokenizer)["prompt"]
@@ -283,16 +288,6 @@ def load_policy(settings: GRPOSettings, device: device_mod.Device, echo) -> tupl
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
-
-
-def vllm_problem(device_kind: str) -> None:
-    """use_vllm needs CUDA and the vllm package: one line saying which is missing, before the trainer starts."""
-    import importlib.util
-
-    if device_kind != "cuda":
-        raise RungError("--use-vllm needs a CUDA GPU (vLLM does not generate on this CPU); drop --use-vllm")
-    if importlib.util.find_spec("vllm") is None:
-        raise RungError("--use-vllm needs vLLM: pip install vllm (a version TRL supports), or drop --use-vllm")
 
 
 def plot_reward(out_dir: Path, log_history: list[dict], title: str) -> Path | None:

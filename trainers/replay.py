@@ -172,3 +172,50 @@ def replay_note(replay: str | None, added: int, n_task: int) -> str:
     share = added / (n_task + added)
     return (f"Replay: {added} rows from {'the builtin help topics' if replay == BUILTIN else replay} mixed into "
             f"{n_task} task rows ({share:.1%} of the training rows)")
+
+
+# ---------------------------------------------------------------------------------------------- continued pretraining
+
+REPLAY_CORPUS = "replay_corpus"   # RUN/replay_corpus/replay.txt: the replay text, one more corpus file
+
+
+def replay_text(replay: str, target_bytes: int, seed: int) -> str:
+    """`target_bytes` of replay documents (UTF-8), drawn in a seeded order and cycled, separated by blank lines; the
+    last one is cut at the byte target."""
+    docs = [d.strip() for d in source_texts(replay) if d.strip()]
+    if target_bytes and not docs:
+        raise RungError("the replay source has no text")
+    rng = random.Random(seed)
+    parts: list[str] = []
+    size = 0
+    while size < target_bytes:
+        order = list(docs)
+        rng.shuffle(order)
+        for doc in order:
+            piece = (doc + "\n\n").encode("utf-8")[: target_bytes - size].decode("utf-8", errors="ignore")
+            parts.append(piece)
+            size += len(piece.encode("utf-8"))
+            if size >= target_bytes or not piece:
+                break
+        if not parts or not parts[-1]:
+            break
+    return "".join(parts)
+
+
+def write_replay_corpus(files: list[Path], replay: str | None, ratio: float, seed: int,
+                        out_dir: Path) -> tuple[Path | None, int]:
+    """CPT: the replay text as one more corpus file, R of the corpus by bytes: B corpus bytes and ratio R add
+    round(B * R / (1 - R)) bytes (trainers/cpt/corpus.py reads both in ~4 KB pieces, so it is R of the pieces too, and
+    the replay file's pieces are never held out as domain text). Rewritten only when its text changes, so --resume
+    finds the corpus plan it saved. Returns (the file or None, bytes added)."""
+    if not replay or not ratio:
+        return None, 0
+    target = replay_count(sum(Path(f).stat().st_size for f in files), ratio)
+    text = replay_text(replay, target, seed)
+    path = Path(out_dir) / REPLAY_CORPUS / "replay.txt"
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        from rung.core.fileio import atomic_write_text
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    return path, len(text.encode("utf-8"))

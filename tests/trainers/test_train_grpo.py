@@ -187,3 +187,29 @@ def test_grpo_sigkill_then_resume_continues_at_the_checkpoint_step(tmp_path, run
     assert metrics["steps_this_run"] == max_steps - reached   # continued, did not restart at 0
     logged = [h["step"] for h in metrics["log_history"] if "reward" in h]
     assert logged[0] < reached and logged[-1] == max_steps      # the history before the kill came back too
+
+
+def test_use_vllm_without_vllm_is_one_line_before_any_write(tmp_path, rung):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    out = tmp_path / "out"
+    result = rung("train", "grpo", "--data", write_prompts(tmp_path / "p.jsonl"), "--out", out, "--use-vllm",
+                  "--metric", "regex", "--set", "metric_options={pattern: x}")
+    assert result.exit_code == 2 and "--use-vllm needs vLLM: pip install vllm" in result.output
+    assert not out.exists()
+
+
+def test_a_launched_grpo_run_starts_the_engines_worker(tmp_path, rung):
+    out = tmp_path / "out"
+    result = rung("train", "grpo", "--data", write_prompts(tmp_path / "p.jsonl"), "--out", out, "--metric", "regex",
+                  "--set", "metric_options={pattern: x}", "--gpus", "2", "--cpu", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "-m rung.engines.grpo --job" in result.output  # the reward is resolved above the trainers' layer
+    job = json.loads((out / "grpo_job.json").read_text())
+    assert job["pipeline"] == "grpo" and job["metric"] == "regex"
+    assert job["settings"]["metric_options"] == {"pattern": "x"}
+    from rung.trainers.worker import main
+
+    assert main(["--job", str(out / "grpo_job.json")]) == 2  # the trainers' own worker says where it runs
