@@ -72,6 +72,7 @@ def run_plain(out: Path, steps: int, model: str) -> dict:
 
     config = GRPOConfig(output_dir=str(out / "plain"), max_steps=steps, use_cpu=True, bf16=False, report_to="none",
                         disable_tqdm=True, warmup_steps=0.03, lr_scheduler_type="cosine", save_strategy="no",
+                        gradient_checkpointing=False,  # rung's default; TRL's is True (slower, less memory)
                         **{k: v for k, v in SETTINGS.items() if k not in ("save_steps", "eval_fraction")})
     trainer = GRPOTrainer(model=policy, reward_funcs=reward, args=config, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer,

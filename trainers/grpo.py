@@ -246,7 +246,7 @@ def train_grpo(settings: GRPOSettings, data_path: str | Path, out_dir: str | Pat
     common.wait_for_everyone()
     echo(f"Done in {wall:.1f} s: step {trainer.state.global_step}, mean reward "
          f"{common.fmt(summary['first_reward'])} -> {common.fmt(summary['final_reward'])}")
-    echo(f"Outputs in {out_dir}: {'adapter (PEFT)' if lora else 'model weights'}, tokenizer, resolved_config.yaml, "
+    echo(f"Outputs in {out_dir}: {'adapter (PEFT)' if settings.adapter != 'full' else 'model weights'}, tokenizer, resolved_config.yaml, "
          "metrics.json, loss.png, reward.png, samples.md")
     return summary
 
