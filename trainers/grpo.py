@@ -183,7 +183,7 @@ def train_grpo(settings: GRPOSettings, data_path: str | Path, out_dir: str | Pat
                                          seq_len=seq_len, device=device, echo=echo)
 
     # 5. Held-out prompts answered (greedy) and scored before training (samples.md).
-    sample_rows = (eval_rows or train_rows)[:SAMPLE_PROMPTS]
+    sample_rows = (eval_rows or [r for r in train_rows if r[replay.REPLAY_SOURCE] == "task"])[:SAMPLE_PROMPTS]
     prompts = [r["prompt"] for r in sample_rows]
     references = [r["reference"] for r in sample_rows]
     samples = main and not sharded
