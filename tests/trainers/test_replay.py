@@ -129,3 +129,15 @@ def test_cpt_replay_is_the_ratio_of_the_corpus_bytes_and_never_domain_eval(tmp_p
     plan = plan_corpus([corpus, path], load_tokenizer(str(tiny_model_dir)), settings, sep=0)
     assert plan["held_out"] and all(index == 0 for index, _ in plan["held_out"])  # only domain pieces held out
     assert replay.write_replay_corpus([corpus], None, 0.0, seed=3, out_dir=out) == (None, 0)
+
+
+@pytest.mark.parametrize("command", ["sft", "cpt"])
+def test_a_ratio_without_a_source_stops_sft_and_cpt_before_any_write(tmp_path, rung, command):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in task_rows(12)))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Some domain text.\n")
+    where = ["--data", data] if command == "sft" else ["--corpus", corpus]
+    result = rung("train", command, *where, "--out", tmp_path / "out", "--replay-ratio", "0.1")
+    assert result.exit_code == 2 and "--replay-ratio 0.1 needs --replay FILE (or --replay builtin)" in result.output
+    assert not (tmp_path / "out").exists()
