@@ -6,8 +6,9 @@
 Each run is a fresh process (imports and caches never favour one side); rung and plain TRL alternate, so load on the
 shared machine hits both alike. Both train LoRA r16 (all-linear) on the same 24 SQL prompts with the same reward
 (rung's regex metric ^SELECT, called through the same function), 4 completions per prompt, 8 completions per step,
-16 new tokens, the same seed; the figure is trainer.train()'s wall time per optimizer step, so what rung adds around
-the loop (data checks, samples, plots) is reported apart: `prepare_s` and the total wall time.
+16 new tokens, the same seed; the figures are CPU seconds (one thread, so CPU time is robust to other jobs on the machine) and wall seconds
+inside trainer.train() per optimizer step; what rung adds around the loop (data checks, samples, plots) is reported
+apart: `prepare_s` and the total wall time.
 """
 
 from __future__ import annotations
@@ -37,14 +38,28 @@ def prompts_file(out: Path) -> Path:
 def run_rung(out: Path, steps: int, model: str) -> dict:
     from rung.core.settings import GRPOSettings
     from rung.engines.grpo import reward_for
+    from rung.trainers import common
     from rung.trainers.grpo import train_grpo
+
+    cpu = {}
+    run_trainer = common.run_trainer
+
+    def timed(trainer, checkpoint):  # CPU seconds inside trainer.train(), through rung's own seam
+        began = time.process_time()
+        try:
+            return run_trainer(trainer, checkpoint)
+        finally:
+            cpu["train"] = time.process_time() - began
+
+    common.run_trainer = timed
 
     settings = GRPOSettings(model_name_or_path=model, max_steps=steps, metric="regex",
                             metric_options={"pattern": PATTERN}, **SETTINGS)
     started = time.perf_counter()
     summary = train_grpo(settings, prompts_file(out), out / "rung", score=reward_for("regex", {"pattern": PATTERN}),
                          metric="regex", echo=lambda line: None)
-    return {"side": "rung", "s_per_step": summary["wall_s"] / steps, "total_s": time.perf_counter() - started,
+    return {"side": "rung", "s_per_step": summary["wall_s"] / steps, "cpu_s_per_step": cpu["train"] / steps,
+            "total_s": time.perf_counter() - started,
             "prepare_s": summary["timings_s"]["prepare"], "rewards": [round(h["reward"], 3) for h in
                                                                       summary["log_history"] if "reward" in h]}
 
@@ -78,10 +93,11 @@ def run_plain(out: Path, steps: int, model: str) -> dict:
                           processing_class=tokenizer,
                           peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                                  task_type="CAUSAL_LM"))
-    ready = time.perf_counter()
+    ready, began = time.perf_counter(), time.process_time()
     trainer.train()
-    wall = time.perf_counter() - ready
-    return {"side": "plain TRL", "s_per_step": wall / steps, "total_s": time.perf_counter() - started,
+    wall, cpu = time.perf_counter() - ready, time.process_time() - began
+    return {"side": "plain TRL", "s_per_step": wall / steps, "cpu_s_per_step": cpu / steps,
+            "total_s": time.perf_counter() - started,
             "prepare_s": ready - started, "rewards": [round(h["reward"], 3) for h in trainer.state.log_history
                                                       if "reward" in h]}
 
@@ -131,10 +147,11 @@ def main() -> None:
         for side in ("rung", "plain") if repeat % 2 == 0 else ("plain", "rung"):
             results[side].append(fresh(side, args.out / f"{side}-{repeat}", args.steps, args.model))
             print(side, json.dumps(results[side][-1]), flush=True)
-    rung_s = statistics.median(r["s_per_step"] for r in results["rung"])
-    plain_s = statistics.median(r["s_per_step"] for r in results["plain"])
-    print(f"median s/step over {args.repeats} interleaved runs of {args.steps} steps: rung {rung_s:.3f}, "
-          f"plain TRL {plain_s:.3f}, ratio {rung_s / plain_s:.3f}")
+    for key, what in (("cpu_s_per_step", "CPU s/step"), ("s_per_step", "wall s/step")):
+        rung_s = statistics.median(r[key] for r in results["rung"])
+        plain_s = statistics.median(r[key] for r in results["plain"])
+        print(f"median {what} over {args.repeats} interleaved runs of {args.steps} steps: rung {rung_s:.3f}, "
+              f"plain TRL {plain_s:.3f}, ratio {rung_s / plain_s:.3f}")
     print(f"median total wall (load + train + outputs): rung "
           f"{statistics.median(r['total_s'] for r in results['rung']):.1f} s, plain TRL "
           f"{statistics.median(r['total_s'] for r in results['plain']):.1f} s")
