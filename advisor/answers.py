@@ -54,6 +54,8 @@ SCHEMA: dict[str, tuple[str, Any, Any]] = {
     "base_model": ("text", None, None),
     "base_model_params_b": ("positive", None, None),
     "keep_general_skills": ("bool", None, True),
+    # can a program score an answer (a test, a schema, an exact reference)? Then the score can be GRPO's reward
+    "automatic_checker": ("bool", None, False),
 }
 NULLABLE = frozenset({"budget_usd", "base_model", "base_model_params_b"})
 

@@ -17,7 +17,8 @@ BYTES_PER_TOKEN = 4  # ~4 bytes of English text per token (BPE tokenizers): size
 
 FORMATS = {
     "train": '{"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]} '
-             'or {"prompt": ..., "completion": ...} per JSONL line',
+             'or {"prompt": ..., "completion": ...} per JSONL line (for GRPO the answer is the reference, and '
+             '{"input": ...} alone will do for a checker that needs none)',
     "eval": "same shape as train",
     "preferences": '{"prompt": ..., "chosen": ..., "rejected": ...} per JSONL line',
     "corpus": ".txt / .md files in a folder, or JSONL with a \"text\" field",
@@ -112,7 +113,7 @@ def _commands(plan: dict[str, Any], context: dict[str, Any]) -> list[str]:
     plan_file = (out / "plan.yaml").as_posix()
     data = plan.get("data") or {}
     lines = []
-    checks = {"sft": ("train", "sft"), "dpo": ("preferences", "dpo")}
+    checks = {"sft": ("train", "sft"), "dpo": ("preferences", "dpo"), "grpo": ("train", "grpo")}
     for step in plan["steps"]:
         role_kind = checks.get(step["engine"])
         if role_kind and isinstance(data.get(role_kind[0]), str):
@@ -166,12 +167,34 @@ EVALUATE = {
            "questions; compare with the model answering without retrieval.",
     "fine_tuning": "Hold out 10% (eval_fraction) or give data/eval.jsonl; compare the fine-tuned model with the base "
                    "model prompted with few-shot examples on the same eval set; for DPO watch rewards/accuracies "
-                   "and rewards/margins.",
+                   "and rewards/margins; for GRPO the mean reward (reward.png) and frac_reward_zero_std (groups "
+                   "whose answers all scored the same teach nothing).",
     "continued_pretraining": "Perplexity on held-out domain text should fall; perplexity on general text should not "
                              "rise by more than 20% (general_ppl_warn_ratio); then evaluate the SFT model on tasks.",
     "bigger_model": "Run the same eval set on each shortlisted model and the current one; keep the smallest that "
                     "meets the bar.",
 }
+
+
+def grpo_section(plan: dict[str, Any]) -> list[str]:
+    """Why GRPO and what it costs, for a plan with a grpo step (the arithmetic is advisor/estimator.py's)."""
+    step = next((s for s in plan["steps"] if s["engine"] == "grpo"), None)
+    if step is None:
+        return []
+    from rung.advisor.estimator import GRPO_DECODE_COST
+
+    settings = step.get("settings") or {}
+    groups = settings.get("num_generations", 8)
+    return ["", "### Why GRPO, and what it costs", "",
+            "A program can score an answer, so that score is the reward: GRPO (TRL's GRPOTrainer) samples "
+            f"{groups} answers to each training prompt, scores each with the task's metric (the one `rung probe` and "
+            "the ship gate use, engines/metrics.py) and moves the model toward the answers that beat their group's "
+            "mean. It needs prompts, not demonstrations, and it sharpens what the model can already sometimes do: "
+            "a prompt whose answers all score 0 teaches nothing.",
+            "", f"Cost: every prompt is answered {groups} times before it is trained on, so a GRPO prompt costs about "
+            f"{groups} x (1 + {GRPO_DECODE_COST}) = {groups * (1 + GRPO_DECODE_COST)} SFT examples' time (a generated "
+            f"token ~{GRPO_DECODE_COST} trained tokens: decoding is memory-bound). `--use-vllm` generates faster on a "
+            "GPU. The gate step then checks the result on held-out rows with the same metric."]
 
 
 def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[str, Any]) -> str:
@@ -218,6 +241,7 @@ def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[s
         md += ["", "Warnings:", ""] + [f"- {w}" for w in plan["warnings"]]
     if plan["flip_when"]:
         md += ["", "What would change this answer:", ""] + [f"- {f}" for f in plan["flip_when"]]
+    md += grpo_section(plan)
     md += ["", "## Rungs considered", "", "| rung | verdict |", "|---|---|"]
     md += [f"| {rung} | {why_not(rung, plan, answers, context['book'])} |" for rung in LADDER]
     md += ["", "## Steps", "", f"`rung run {plan_file}` runs these in order (`--dry-run` first checks the plan and "

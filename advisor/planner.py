@@ -4,7 +4,8 @@ read, rendered by advisor/plan_md.py).
 Steps per route (engine names are a contract with engines/registry.py):
 - prompting: prompting [+ manual collect_examples / collect_preferences]
 - rag: rag_index, then rag_eval when data.queries is given, else a manual step to write eval queries
-- fine_tuning: sft | dpo | sft then dpo (from_step sft); shorten_prompt first generates pairs (manual step)
+- fine_tuning: sft | dpo | sft then dpo (from_step sft) | grpo | sft then grpo (from_step sft); shorten_prompt
+  first generates pairs (manual step); every trained model ends with a gate step
 - continued_pretraining: cpt, then sft from_step cpt (a manual step when there is no data.train)
 - bigger_model: bigger_model
 Data paths are written relative to DIR so the plan folder is portable. A data file that is missing at plan time
@@ -98,6 +99,8 @@ def trainer_settings(kind: str, adapter: str, estimate: dict[str, Any], cpu_run:
     settings: dict[str, Any] = {"adapter": adapter}
     if adapter in ("lora", "qlora"):
         settings.update(lora_r=16, lora_alpha=32)
+    if kind == "grpo":
+        return _grpo_settings(settings, adapter, estimate, cpu_run, step_estimate)
     if cpu_run:
         # CPU: short sequences and one epoch keep a toy run to minutes (shared/ENVIRONMENT.md timings).
         settings.update(max_length=256, num_train_epochs=1, per_device_train_batch_size=8,
@@ -119,6 +122,22 @@ def trainer_settings(kind: str, adapter: str, estimate: dict[str, Any], cpu_run:
     problems = check_keys(SETTINGS_BY_ENGINE[kind], settings, f"{kind} settings")
     if problems:  # a bug in this file, not the user's input
         raise RungError(problems)
+    return settings
+
+
+def _grpo_settings(settings: dict[str, Any], adapter: str, estimate: dict[str, Any], cpu_run: bool,
+                   step_estimate: dict[str, Any] | None) -> dict[str, Any]:
+    """GRPOSettings for the plan. A step holds per_device_train_batch_size completions, num_generations per prompt:
+    GPU 8 completions x 4 accumulation = 32 = 4 prompts of 8 per optimizer step per GPU; CPU 8 x 1 = 2 prompts of 4,
+    30 steps, 64-token completions (a toy run of minutes)."""
+    if cpu_run:
+        settings.update(num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+                        max_completion_length=64, num_train_epochs=1, max_steps=30, logging_steps=1, save_steps=10)
+    else:
+        settings.update(num_generations=8, per_device_train_batch_size=8, gradient_accumulation_steps=4,
+                        max_completion_length=256, num_train_epochs=1,
+                        gradient_checkpointing=bool((step_estimate or estimate).get("gradient_checkpointing")))
+    settings["learning_rate"] = 1e-6 if adapter == "full" else 1e-5
     return settings
 
 
@@ -171,7 +190,7 @@ def build_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str,
                                          "output) pairs to data/train.jsonl; the fine-tuned model learns to answer "
                                          "without the prompt",
                           "settings": {"done_when": f"data/train.jsonl holds {GENERATED_PAIRS:,} generated pairs"}})
-        if method in ("sft", "sft_then_dpo"):
+        if method in ("sft", "sft_then_dpo", "sft_then_grpo"):
             steps.append({"id": "sft", "engine": "sft", "description": "Supervised fine-tuning",
                           "settings": trainer_settings("sft", adapter, est, cpu_run, by_step.get("sft"))})
         if method in ("dpo", "sft_then_dpo"):
@@ -180,6 +199,14 @@ def build_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str,
             if method == "sft_then_dpo":
                 step = {"id": "dpo", "engine": "dpo", "description": step["description"] + " on the SFT model",
                         "from_step": "sft", "settings": step["settings"]}
+            steps.append(step)
+        if method in ("grpo", "sft_then_grpo"):
+            step = {"id": "grpo", "engine": "grpo",
+                    "description": "Reinforcement with your checker's score as the reward (GRPO), the metric the "
+                                   "gate scores with" + (", on the SFT model" if method == "sft_then_grpo" else ""),
+                    "settings": trainer_settings("grpo", adapter, est, cpu_run, by_step.get("grpo"))}
+            if method == "sft_then_grpo":
+                step = {**step, "from_step": "sft"}
             steps.append(step)
     elif route == "continued_pretraining":
         steps.append({"id": "cpt", "engine": "cpt", "description": "Continued pretraining on the domain corpus",
@@ -198,7 +225,7 @@ def build_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str,
         steps.append({"id": "bigger_model", "engine": "bigger_model",
                       "description": "Shortlist bigger or stronger open models that fit your GPUs and compare them",
                       "settings": {}})
-    tuned = [step["id"] for step in steps if step["engine"] in ("sft", "dpo")]
+    tuned = [step["id"] for step in steps if step["engine"] in ("sft", "dpo", "grpo")]
     if tuned:  # a trained chat model ships only if it beats the cheaper rung on held-out rows
         steps.append({"id": "gate", "engine": "gate", "from_step": tuned[-1],
                       "description": "Ship gate: the trained model against the base model with its best prompt, on "
@@ -296,7 +323,7 @@ def build_plan(answers: dict[str, Any], out_dir: str | Path, *, base_model: str 
     if advice.get("evidence"):
         plan["evidence"] = _plain(advice["evidence"])
     # Only steps that load the base model care which it is (rag_index/rag_eval use the embedder, manual nothing).
-    if defaulted_model and any(step["engine"] in ("prompting", "sft", "dpo", "cpt", "bigger_model") for step in steps):
+    if defaulted_model and any(step["engine"] in ("prompting", "sft", "dpo", "grpo", "cpt", "bigger_model") for step in steps):
         plan["warnings"].append(f"No base_model given: the plan uses {DEFAULT_BASE_MODEL} (an offline toy) so "
                                 "`rung run` works anywhere; pass --base-model ID_OR_PATH for real results.")
     if toy_lora:

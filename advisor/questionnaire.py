@@ -4,7 +4,8 @@ questions take their defaults). Ends with the recommendation and saves the answe
 
 Each question's `when` sees the answers so far: the earlier questions' answers, or their defaults where they were
 skipped; later questions are not known yet. GPUs, budget and the base model are asked only when the route rules
-can still pick a training route for those answers (rules.could_pick), so the rule book's thresholds decide it.
+can still pick a training route for those answers (rules.could_pick), and whether a program can score the answers
+only when a route rule that tests it can still fire (rules.could_turn_on): the rule book decides it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ def may_train(a: dict[str, Any]) -> bool:
     return could_pick(load_rulebook(), answer_facts(a), TRAINING_ROUTES)
 
 
+def may_decide(key: str) -> Callable[[dict[str, Any]], bool]:
+    """A question's `when`: ask for `key` only if a route rule that tests it can still fire (rules.could_turn_on)."""
+    def when(a: dict[str, Any]) -> bool:
+        from rung.advisor.rulebook import load_rulebook
+        from rung.advisor.rules import answer_facts, could_turn_on
+
+        return could_turn_on(load_rulebook(), answer_facts(a), key)
+
+    return when
+
+
 def _size_unknown(a: dict[str, Any]) -> bool:
     from rung.advisor.estimator import model_shape
 
@@ -49,6 +61,8 @@ QUESTIONS: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = [
     ("private_data", "Are the facts private (not on the public web)?", lambda a: a["goal"] == "facts"),
     ("domain_corpus_tokens", "How much unlabelled domain text do you have, in tokens? (1M words ~ 1.3M tokens)",
      lambda a: a["goal"] == "domain_language"),
+    ("automatic_checker", "Can a program score an answer (a test, a schema, an exact reference to compare with)?",
+     may_decide("automatic_checker")),
     ("labeled_examples", "How many labelled (input, ideal output) examples do you have?",
      lambda a: a["goal"] in ("preferences", "domain_language")
      or (a["goal"] in BEHAVIOUR_GOALS and a.get("prompting_result") == "inconsistent")),

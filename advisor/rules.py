@@ -68,6 +68,24 @@ def could_pick(book: RuleBook, facts: dict[str, Any], routes: tuple[str, ...]) -
     return False
 
 
+def could_turn_on(book: RuleBook, facts: dict[str, Any], fact: str) -> bool:
+    """Could a route rule that tests `fact` still fire for these facts? Then asking for `fact` can change the route.
+
+    The same walk as could_pick: a rule whose known tests fail cannot fire, the first that tests `fact` and may fire
+    answers True, and a rule that certainly fires before any such rule answers False."""
+    for rule in book.rules:
+        if rule["stage"] != "route":
+            continue
+        known = {name: test for name, test in rule["when"].items() if name in facts}
+        if not matches({"when": known}, facts, book.thresholds):
+            continue
+        if fact in rule["when"] and fact not in facts:
+            return True
+        if len(known) == len(rule["when"]):
+            return False
+    return False
+
+
 def render(text: str, facts: dict[str, Any], thresholds: dict[str, Any]) -> str:
     """Fill {fact} and {threshold} placeholders (validated on load to be plain names of either)."""
     def fill(match: Any) -> str:

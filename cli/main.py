@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "rag": "rung.rag.cli:rag",
     # fine-tuning and continued pretraining
     "data": "rung.trainers.cli:data",
-    "train": "rung.trainers.cli:train",
+    "train": "rung.cli.train:train",          # the trainers' group + grpo (its reward is an engines metric)
     "merge": "rung.trainers.cli:merge",
     "chat": "rung.trainers.cli:chat",
     "generate": "rung.trainers.cli:generate",

@@ -139,5 +139,7 @@ def gate(baseline, candidate, eval_path, examples_path, goal, metric, target, ma
 
         click.echo(json.dumps(result, indent=2, allow_nan=False))
     else:
-        click.echo(markdown(result).rstrip())
+        from rung.engines.gate import next_move
+
+        click.echo(markdown(result).rstrip() + next_move(result, baseline))
     sys.exit(0 if result["verdict"] == SHIP else 1)

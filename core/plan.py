@@ -6,7 +6,7 @@ plan.yaml (version 1):
     name: sql-assistant
     goal: schema                  # from the answers
     route: fine_tuning            # prompting | rag | fine_tuning | continued_pretraining | bigger_model
-    method: sft                   # sft | dpo | sft_then_dpo; null outside fine_tuning
+    method: sft                   # sft | dpo | sft_then_dpo | grpo | sft_then_grpo; null outside fine_tuning
     adapter: lora                 # lora | qlora | full; null where it does not apply
     base_model: builtin:tiny      # hub id, local path, or builtin:tiny
     data:                         # paths relative to this file's folder; keys by role (DATA_ROLES)

@@ -93,7 +93,20 @@ class CommonSettings:
 
 
 @dataclass
-class SFTSettings(CommonSettings):
+class ReplaySettings:
+    """Replay: general rows mixed into the task rows so a skill the model had is not forgotten (SFT, GRPO, CPT).
+    trainers/replay.py does the mixing; the arithmetic is there."""
+
+    replay: str | None = setting(None, "General data mixed into training against forgetting: a file (SFT/GRPO: chat "
+                                 "or prompt/completion rows; CPT: text rows or .txt/.md) or `builtin` (chat rows made "
+                                 "from Python's help topics, offline, PSF licence).", flag="--replay")
+    replay_ratio: float = setting(0.0, "Share of the training rows (CPT: of the corpus text, by bytes) that are replay: "
+                                  "N task rows and ratio R add round(N*R/(1-R)) replay rows.",
+                                  flag="--replay-ratio", minimum=0, lt=1)
+
+
+@dataclass
+class SFTSettings(ReplaySettings, CommonSettings):
     max_length: int | None = setting(1024, "Token limit per example; longer ones are cut (reported).",
                                      flag="--max-length", minimum=1)
     packing: bool = setting(False, "Pack several examples per sequence (fewer pad tokens).",
@@ -119,7 +132,42 @@ class DPOSettings(CommonSettings):
 
 
 @dataclass
-class CPTSettings(CommonSettings):
+class GRPOSettings(ReplaySettings, CommonSettings):
+    """GRPO (TRL's GRPOTrainer): the task's own metric is the reward. Batch arithmetic, TRL's: a micro-batch holds
+    per_device_train_batch_size completions, num_generations per prompt, so 8 completions / 4 generations = 2
+    prompts per micro-batch; the generation batch (micro-batch x processes x accumulation) must divide by
+    num_generations."""
+
+    learning_rate: float = setting(1e-5, "Peak learning rate (LoRA GRPO; full-weight GRPO wants ~1e-6, TRL's "
+                                   "default).", flag="--learning-rate", gt=0)
+    num_train_epochs: float = setting(1.0, "Passes over the prompts (num_train_epochs).", flag="--epochs", minimum=0)
+    per_device_train_batch_size: int = setting(8, "Completions per device per step (not prompts: num_generations "
+                                               "of them share a prompt).", flag="--batch-size", minimum=1)
+    eval_strategy: str = setting("no", "GRPO's own eval generates num_generations answers per prompt; off by default "
+                                 "(the gate scores the held-out rows after training).",
+                                 choices=("steps", "epoch", "no"))
+    logging_steps: int = setting(5, "Log the reward and loss every N steps.", flag="--logging-steps", minimum=1)
+    num_generations: int = setting(8, "Completions sampled per prompt (the group GRPO compares); at least 2.",
+                                   flag="--num-generations", minimum=2)
+    max_completion_length: int = setting(256, "Most tokens generated per completion.",
+                                         flag="--max-completion-length", minimum=1, maximum=MAX_NEW_TOKENS)
+    temperature: float = setting(1.0, "Sampling temperature of the completions (above 0: the group must differ).",
+                                 flag="--temperature", gt=0)
+    beta: float = setting(0.0, "KL coefficient against the starting model; 0 (TRL's default) loads no reference "
+                          "model.", flag="--beta", minimum=0)
+    metric: str | None = setting(None, "The reward: a metric of engines/metrics.py (exact_match, json_schema, regex, "
+                                 "...), the one the probe and the gate score with; default: chosen from the rows "
+                                 "as the gate chooses it.", flag="--metric")
+    metric_options: dict | None = setting(None, "Options of the metric, e.g. {pattern: '^SELECT'} for regex or "
+                                          "{schema: {...}} for json_schema.")
+    use_vllm: bool = setting(False, "Generate with vLLM (TRL's use_vllm, colocated on the training GPU); needs vllm "
+                             "installed and CUDA.", flag="--use-vllm/--no-use-vllm")
+    vllm_mode: str = setting("colocate", "colocate (vLLM inside the training process) or server (`trl vllm-serve` "
+                             "running beside it).", choices=("colocate", "server"))
+
+
+@dataclass
+class CPTSettings(ReplaySettings, CommonSettings):
     adapter: str = setting("full", "full weights (default for CPT), lora, or qlora (4-bit base, CUDA only).",
                            flag="--adapter", choices=("full", "lora", "qlora"))
     learning_rate: float = setting(1e-4, "Peak learning rate.", flag="--learning-rate", gt=0)
@@ -144,7 +192,7 @@ class CPTSettings(CommonSettings):
 RUNG_ONLY_FIELDS = frozenset(
     {"model_name_or_path", "trust_remote_code", "adapter", "lora_r", "lora_alpha", "lora_dropout",
      "lora_target_modules", "lora_modules_to_save", "eval_fraction", "general_ppl_warn_ratio", "eos_token_id",
-     "max_eval_samples"}
+     "max_eval_samples", "replay", "replay_ratio", "metric", "metric_options"}
 )
 
 
@@ -307,7 +355,7 @@ class ExportSettings:
 
 # engine name -> its settings dataclass (engines/registry.py checks it covers every engine).
 SETTINGS_BY_ENGINE: dict[str, type] = {
-    "sft": SFTSettings, "dpo": DPOSettings, "cpt": CPTSettings, "prompting": PromptingSettings,
+    "sft": SFTSettings, "dpo": DPOSettings, "grpo": GRPOSettings, "cpt": CPTSettings, "prompting": PromptingSettings,
     "bigger_model": BiggerModelSettings, "manual": ManualSettings, "rag_index": RagIndexSettings,
     "rag_eval": RagEvalSettings, "gate": GateSettings, "export": ExportSettings,
 }

@@ -257,7 +257,8 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         raise RungError(problems)
     request = GateRequest(baseline=str(baseline), candidate=str(candidate), eval_path=Path(eval_path),
                           out_dir=ctx.run_dir, goal=str(ctx.plan.get("goal") or ""),
-                          metric=resolve_spec(settings.metric, ctx.plan_dir),  # a user metric: beside the plan
+                          metric=resolve_spec(settings.metric or trained.get("metric"), ctx.plan_dir),  # a user
+                          # metric beside the plan, or a grpo step's reward metric
                           target=settings.target, examples_path=examples, num_examples=settings.num_examples,
                           max_rows=settings.max_rows, max_new_tokens=settings.max_new_tokens,
                           ppl_warn_ratio=settings.ppl_warn_ratio, api_base=settings.api_base,
@@ -274,16 +275,31 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         metrics_out["general_ppl_ratio"] = result["forgetting"]["ratio"]
     return StepResult(outputs={"gate": str(ctx.run_dir / "gate.json"), "report": str(ctx.run_dir / "gate.md")},
                       metrics=metrics_out, summary=markdown(result).split("\n", 1)[1].strip()
-                      + f"\n\n**Verdict: {result['verdict']}**" + next_move(result, str(baseline)))
+                      + f"\n\n**Verdict: {result['verdict']}**" + next_move(result, str(baseline), replay_step(ctx.plan, source)))
 
 
-def next_move(result: dict[str, Any], baseline: str) -> str:
-    """What a DON'T SHIP asks for next, by its reason."""
+def replay_step(plan: dict[str, Any], source: str | None) -> str | None:
+    """The training step a replay retry sets: the gated step when it takes replay (sft, grpo, cpt), else the last
+    earlier one that does (DPO has no replay: its SFT step does)."""
+    steps = [s for s in plan.get("steps") or [] if isinstance(s, dict)]
+    ids = [s.get("id") for s in steps]
+    upto = steps[: ids.index(source) + 1] if source in ids else steps
+    return next((s["id"] for s in reversed(upto) if s.get("engine") in ("sft", "grpo", "cpt")), None)
+
+
+REPLAY_RATIO = 0.1  # the ratio the forgetting advice suggests; mixing as little as 1% back in has cured collapses
+
+
+def next_move(result: dict[str, Any], baseline: str, step: str | None = None) -> str:
+    """What a DON'T SHIP asks for next, by its reason; `step` is the plan's training step, for the --set form."""
     if result["verdict"] == SHIP:
         return ""
     if result["forgetting"].get("warning"):
-        return (" — the candidate won on the task but forgot general text: retrain with LoRA (it leaves the base "
-                "weights alone), a lower learning rate or fewer steps, and gate again.")
+        where = (f"`rung run plan.yaml --set {step}.replay=builtin --set {step}.replay_ratio={REPLAY_RATIO}`" if step
+                 else f"`rung train sft|grpo|cpt ... --replay builtin --replay-ratio {REPLAY_RATIO}`")
+        return (" — the candidate won on the task but forgot general text: retrain with replay, general rows mixed "
+                f"back into training ({where}; or --replay FILE with your own general data), or with LoRA (it "
+                "leaves the base weights alone), a lower learning rate or fewer steps, and gate again.")
     return f" — ship the cheaper rung (`{baseline}` with its prompt) until a candidate beats it."
 
 

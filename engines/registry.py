@@ -20,6 +20,7 @@ ENGINES: dict[str, str] = {
     "rag_eval": "rung.rag.engine:eval_step",               # retrieval metrics on the eval queries
     "sft": "rung.trainers.sft:run_step",                   # supervised fine-tuning (LoRA / QLoRA / full)
     "dpo": "rung.trainers.dpo:run_step",                   # preference tuning, usually after sft
+    "grpo": "rung.engines.grpo:run_step",                  # reinforcement with the task's metric as the reward
     "cpt": "rung.trainers.cpt:run_step",                   # continued pretraining on a domain corpus
     "bigger_model": "rung.engines.bigger_model:run_step",  # catalog of open models that fit, side-by-side eval
     "gate": "rung.engines.gate:run_step",                  # the trained model against the cheaper rung: SHIP or not
@@ -40,7 +41,7 @@ PLAN_ADAPTER_ENGINES = vocab.PLAN_ADAPTER_ENGINES
 ROUTE_ENGINES: dict[str, tuple[str, ...]] = {
     "prompting": ("prompting", "manual"),
     "rag": ("rag_index", "rag_eval", "manual"),
-    "fine_tuning": ("manual", "sft", "dpo", "gate", "export"),
+    "fine_tuning": ("manual", "sft", "dpo", "grpo", "gate", "export"),
     "continued_pretraining": ("cpt", "sft", "manual", "gate", "export"),
     "bigger_model": ("bigger_model",),
 }

@@ -44,7 +44,7 @@ def data() -> None:
 
 @data.command("check")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--kind", type=click.Choice(["sft", "dpo", "text"]), default=None,
+@click.option("--kind", type=click.Choice(["sft", "dpo", "text", "grpo"]), default=None,
               help="What the file is for; guessed from the keys of the first row when omitted.")
 @click.option("--base-model", default="builtin:tiny", show_default=True,
               help="Model whose tokenizer and chat template count the tokens (hub id, folder or builtin:tiny).")
@@ -114,7 +114,7 @@ def check(file: Path, kind: str | None, base_model: str, max_length: int, packin
 
 @click.group(cls=LazyGroup, lazy_commands={"cpt": "rung.trainers.cli_cpt:cpt"})
 def train() -> None:
-    """Fine-tune a model: SFT, DPO, or continued pretraining (cpt)."""
+    """Fine-tune a model: SFT, DPO, GRPO, or continued pretraining (cpt)."""
 
 
 def set_layer(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -54,6 +54,10 @@ def cpt(corpus: tuple[Path, ...], out_dir: Path, trainable_embeddings: bool | No
     settings = check_training(CPTSettings, "cpt", config_file=config_file, set_pairs=set_pairs, flags=flags,
                               out_dir=out_dir, resume=resume, overwrite=overwrite,
                               files={"--general-text": general_text}, more=corpus_problems + cluster_problems(cluster))
+    from rung.trainers.replay import replay_problems
+
+    if replay_problems(settings.replay, settings.replay_ratio):  # before the first write
+        raise RungError(replay_problems(settings.replay, settings.replay_ratio))
     if trainable_embeddings and settings.adapter == "full":
         raise RungError("--trainable-embeddings goes with --adapter lora (full training trains them anyway)")
     with output_guard(out_dir, cluster):

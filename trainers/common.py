@@ -247,7 +247,7 @@ def progress_callback(echo: Echo):
             logs = logs or {}
             at = f"  step {state.global_step}/{state.max_steps}"
             if "loss" in logs:
-                extra = ""
+                extra = f"  reward {logs['reward']:.3f}" if "reward" in logs else ""  # GRPO: the metric's mean
                 if "rewards/margins" in logs:
                     extra = (f"  reward margin {logs['rewards/margins']:.3f}"
                              f"  chosen>rejected {logs.get('rewards/accuracies', 0):.0%}")

@@ -7,9 +7,12 @@ Accepted shapes (JSONL, one object a line, or a JSON array of objects):
     dpo   {"prompt": ..., "chosen": ..., "rejected": ...}  (text, or message lists)
           {"input": {"messages": [...]}, "preferred_output": [...], "non_preferred_output": [...]}  (OpenAI)
     text  {"text": "..."} rows, or .txt/.md files (one document each)
+    grpo  the sft shapes (the last assistant turn / the completion is the reference), {"input": ..., "output": ...}
+          (the probe's and the gate's rows), or a prompt alone ({"prompt": ...}, messages ending with the user) for
+          a checker that needs no reference
 
 Everything is normalised to TRL's own dataset formats: conversational `messages`, `prompt`/`completion`, and
-`prompt`/`chosen`/`rejected`. OpenAI's preference shape becomes conversational prompt/chosen/rejected.
+`prompt`/`chosen`/`rejected`; grpo rows become `prompt` + `reference` (text, "" when there is none). OpenAI's preference shape becomes conversational prompt/chosen/rejected.
 Pure Python: token statistics take a tokenizer the caller loads.
 """
 
@@ -26,7 +29,7 @@ from rung.core.errors import RungError
 from rung.core.fileio import read_bytes
 from rung.core.rows import read_objects
 
-KINDS = ("sft", "dpo", "text")
+KINDS = ("sft", "dpo", "text", "grpo")
 ROLES = ("system", "user", "assistant", "tool")
 MAX_PROBLEMS_SHOWN = 30
 
@@ -175,6 +178,8 @@ def check_object(obj: Any, kind: str, where: str) -> tuple[dict | None, str | No
                                 '"messages" with role/content']
         return None, None, [f'{where}: missing key "messages" (or "prompt" + "completion"); '
                             f'found {", ".join(sorted(keys)) or "no keys"}']
+    if kind == "grpo":
+        return _check_grpo(obj, where)
     if kind == "dpo":
         if "input" in keys or "preferred_output" in keys or "non_preferred_output" in keys:
             missing = [k for k in ("input", "preferred_output", "non_preferred_output") if k not in keys]
@@ -207,6 +212,33 @@ def check_object(obj: Any, kind: str, where: str) -> tuple[dict | None, str | No
                 problems.append(f"{where}: chosen == rejected: nothing to prefer")
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}, "preference", problems
     raise ValueError(f"unknown kind {kind}")
+
+
+def _check_grpo(obj: dict, where: str) -> tuple[dict | None, str | None, list[str]]:
+    """A GRPO row: a prompt and, where there is one, the reference the metric compares with."""
+    if "messages" in obj:
+        messages, problems = _check_messages(obj["messages"], f"{where}: messages", need_assistant=False)
+        if problems:
+            return None, None, problems
+        prompt, reference = messages, ""
+        if messages and messages[-1]["role"] == "assistant":
+            prompt, reference = messages[:-1], messages[-1]["content"]
+        if not any(m["role"] == "user" for m in prompt):
+            return None, None, [f"{where}: messages: no user turn before the answer: nothing to prompt with"]
+        return {"prompt": prompt, "reference": reference}, "messages", []
+    for prompt_key, reference_key, shape in (("prompt", "completion", "prompt_completion"),
+                                             ("input", "output", "input_output")):
+        if prompt_key in obj:
+            prompt, problems = _check_prompt(obj[prompt_key], f"{where}: {prompt_key}")
+            reference: Any = ""
+            if obj.get(reference_key) is not None:
+                reference, more = _check_completion_side(obj[reference_key], f"{where}: {reference_key}")
+                problems += more
+                if isinstance(reference, list):
+                    reference = "".join(m["content"] for m in reference)
+            return {"prompt": prompt, "reference": reference}, shape, problems
+    return None, None, [f'{where}: missing key "prompt" (or "messages", or "input"); '
+                        f'found {", ".join(sorted(obj)) or "no keys"}']
 
 
 def guess_kind(objects: list[tuple[int, Any]]) -> str:
@@ -361,6 +393,8 @@ def render_lengths(example: dict, tokenizer) -> dict[str, int]:
         return {"total": text(example["text"]) + 1, "prompt": 0}
     prompt = example["prompt"]
     sides = [example[k] for k in ("completion", "chosen", "rejected") if k in example]
+    if not sides:  # a GRPO row: the prompt alone (the completion is generated)
+        sides = [[] if isinstance(prompt, list) else ""]
     if isinstance(prompt, list):
         totals = [chat(prompt + side) for side in sides]
         return {"total": max(totals), "prompt": chat(prompt, True)}

@@ -14,7 +14,7 @@ from typing import Any
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json
 
-PIPELINES = ("sft", "dpo", "cpt")
+PIPELINES = ("sft", "dpo", "cpt", "grpo")
 
 
 def job_file(out_dir: Path, pipeline: str) -> Path:

@@ -88,7 +88,7 @@ def memory_terms(base_model: str, adapter: str, *, method: str, gpus: int, seq_l
     from rung.advisor import estimator
 
     shape = estimator.model_shape(base_model)
-    est_method = adapter if method == "sft" else method
+    est_method = adapter if method in ("sft", "grpo") else method
     kwargs = dict(seq_len=seq_len, micro_batch=micro_batch, gradient_checkpointing=gradient_checkpointing)
     one = estimator.memory_breakdown(shape, est_method, adapter, gpus=1, **kwargs)
     many = estimator.memory_breakdown(shape, est_method, adapter, gpus=gpus, **kwargs)
@@ -304,8 +304,8 @@ def launch(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], 
     terms = None
     if not cpu:
         terms = memory_terms(_base_model(settings.model_name_or_path), adapter, method=pipeline, gpus=total,
-                             seq_len=settings.max_length or 1024, micro_batch=settings.per_device_train_batch_size,
-                             gradient_checkpointing=checkpointing)
+                             seq_len=getattr(settings, "max_length", None) or 1024,  # GRPO has no max_length
+                             micro_batch=settings.per_device_train_batch_size, gradient_checkpointing=checkpointing)
     if strategy is None:
         if cpu:
             strategy, why = "ddp", "CPU processes (gloo): data parallel"
@@ -374,14 +374,14 @@ def step_launches(ctx: Any) -> bool:
 
 
 def launch_step(pipeline: str, settings: Any, ctx: Any, *, job: dict[str, Any], runner: Runner | None = None,
-                echo: Echo = print) -> dict[str, Any]:
+                echo: Echo = print, module: str = WORKER_MODULE) -> dict[str, Any]:
     """A `rung run` step (core/protocol.py StepContext: gpus, nodes, node_rank, main_address, main_port) through
     the launcher; returns the main process's metrics.json ({"node_rank": R} on a node that has none)."""
     out_dir = Path(ctx.run_dir)
     launch(pipeline, settings, out_dir, job=job, gpus=max(1, int(ctx.gpus or 1)), nodes=int(ctx.nodes or 1),
            node_rank=int(ctx.node_rank or 0), main_address=ctx.main_address,
            main_port=int(ctx.main_port if ctx.main_port is not None else DEFAULT_PORT), resume=ctx.resume,
-           runner=runner, echo=echo)
+           runner=runner, echo=echo, module=module)
     metrics = out_dir / "metrics.json"
     if not metrics.is_file():  # another node's run folder: the node with rank 0 writes metrics.json
         return {"node_rank": int(ctx.node_rank or 0)}

@@ -24,7 +24,9 @@ Behaviour the anchors' users asked for:
   the answers, not on a system message repeated in every row;
 - examples longer than max_length are counted and what happens to them is printed (they are cut);
 - the memory estimate and the device's free memory are printed before training; a run that will not fit stops;
-- `--resume` continues from the last checkpoint at its step; without it, existing checkpoints stop the run.
+- `--resume` continues from the last checkpoint at its step; without it, existing checkpoints stop the run;
+- `--replay FILE|builtin --replay-ratio R` mixes general rows into the training rows against forgetting
+  (trainers/replay.py: the arithmetic and the sources).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import click
 from rung.core.errors import RungError
 from rung.core.fileio import make_dir
 from rung.core.resolve import step_settings
-from rung.trainers import common, data
+from rung.trainers import common, data, replay
 from rung.trainers import device as device_mod
 from rung.core.settings import SFTSettings, to_dict
 
@@ -108,8 +110,13 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     # 1. Checks that write nothing: existing checkpoints, QLoRA on CPU, every data problem with its line.
     checkpoint, start_step = common.resume_point(out_dir, resume, echo)
     device_mod.check_qlora(settings)                                   # CPU + qlora: one clear line, nothing loaded
+    problems = replay.replay_problems(settings.replay, settings.replay_ratio)
+    if problems:
+        raise RungError(problems)
     train_rows, eval_rows, split = data.load_train_eval(data_path, eval_path, "sft", settings.eval_fraction,
                                                         settings.seed)
+    n_task = len(train_rows)  # replay rows join the training rows only (never the held-out ones the gate scores)
+    train_rows, replayed = replay.mix_rows(train_rows, settings.replay, settings.replay_ratio, settings.seed)
 
     # 2. Settings printed and saved before any model loads, so a failed run still says what it tried.
     config = common.resolved_config(settings, pipeline="sft", data=str(data_path),
@@ -120,7 +127,9 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
     if main:
         common.announce_config(config, out_dir, echo, show=show_config)
         common.write_heldout(out_dir, eval_rows)
-    echo(f"Data: {len(train_rows)} train / {len(eval_rows)} eval rows from {data_path} ({split})")
+    echo(f"Data: {n_task} train / {len(eval_rows)} eval rows from {data_path} ({split})")
+    if replayed:
+        echo(replay.replay_note(settings.replay, replayed, n_task))
 
     # 3. Model and tokenizer; the chat template decides where EOS goes.
     common.quiet_libraries()
@@ -256,7 +265,8 @@ def train_sft(settings: SFTSettings, data_path: str | Path, out_dir: str | Path,
         "steps_this_run": counter.steps, "wall_s": round(wall, 2),
         "train_tokens_per_epoch": tokens_per_epoch,
         "tokens_per_s": round(tokens_per_epoch * epochs_run / wall, 1) if wall else None,
-        "eval_loss": eval_metrics.get("eval_loss"), "trainable_params": n_trainable, "total_params": n_total,
+        "eval_loss": eval_metrics.get("eval_loss"), "replay_rows": replayed, "task_rows": n_task,
+        "trainable_params": n_trainable, "total_params": n_total,
         "assistant_only_loss": assistant_only, "answers_only_as_completions": as_completions,
         "eos_token": eos_token or tokenizer.eos_token,
         "token_stats": {k: v for k, v in stats.items() if k not in ("over_max_length", "prompt_fills_max_length")}

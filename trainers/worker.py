@@ -1,7 +1,8 @@
 """One process of a launched run: `python -m rung.trainers.worker --job RUN/<pipeline>_job.json [--resume]`.
 
 `accelerate launch` starts this once per GPU (or CPU process with --cpu); it reads the job the launcher wrote
-(trainers/launch.py) and runs the pipeline it names: train_sft, train_dpo or train_cpt. Only the main process
+(trainers/launch.py) and runs the pipeline it names: train_sft, train_dpo or train_cpt (GRPO jobs run through
+engines/grpo.py, which hands its reward to this main). Only the main process
 prints; a RungError is one line on stderr and exit code 2.
 """
 
@@ -29,12 +30,21 @@ def _cpt(job: dict[str, Any], resume: bool) -> dict[str, Any]:
     return run_job(job, resume)
 
 
-ENTRIES: dict[str, Callable[[dict[str, Any], bool], dict[str, Any]]] = {"sft": _sft, "dpo": _dpo, "cpt": _cpt}
+def _grpo(job: dict[str, Any], resume: bool) -> dict[str, Any]:
+    from rung.core.errors import RungError
+
+    # the reward is a metric of engines/metrics.py, a layer above this one: engines/grpo.py runs these jobs
+    raise RungError("a grpo job runs with python -m rung.engines.grpo --job FILE (it resolves the reward metric)")
+
+
+ENTRIES: dict[str, Callable[[dict[str, Any], bool], dict[str, Any]]] = {"sft": _sft, "dpo": _dpo, "cpt": _cpt,
+                                                                        "grpo": _grpo}
 
 
 def main(argv: list[str] | None = None, *, prog: str = "python -m rung.trainers.worker",
-         only: str | None = None) -> int:
-    """Run one process of the job named by --job (what `accelerate launch` runs)."""
+         only: str | None = None, entries: dict[str, Callable[[dict[str, Any], bool], Any]] | None = None) -> int:
+    """Run one process of the job named by --job (what `accelerate launch` runs). `entries` replaces ENTRIES'
+    functions by pipeline (engines/grpo.py passes GRPO's, which needs the metric resolved)."""
     import argparse
 
     from rung.core.errors import RungError
@@ -48,7 +58,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m rung.trainers.
         job = read_job(args.job)
         if only and job["pipeline"] != only:
             raise RungError(f'{args.job} is a "{job["pipeline"]}" job; run it with python -m rung.trainers.worker')
-        ENTRIES[job["pipeline"]](job, args.resume)
+        {**ENTRIES, **(entries or {})}[job["pipeline"]](job, args.resume)
     except RungError as error:
         print(f"Error: {error.message}", file=sys.stderr)
         return 2

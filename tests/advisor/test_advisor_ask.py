@@ -33,6 +33,8 @@ def test_ask_through_a_pty(tmp_path):
     child.expect(r"How does your best prompt do today\?")
     child.expect(r"\[untried\]: ")                                    # default shown
     child.sendline("inconsistent")
+    child.expect(r"Can a program score an answer")                  # asked: a checker rule can still fire
+    child.sendline("")                                                # default no
     child.expect(r"labelled .* examples")
     child.sendline("-5")
     child.expect("must be >= 0")

@@ -1,6 +1,6 @@
 """Every numeric boundary of every rule, pinned on both sides with the numbers written here (not read from
 rules.yaml): 199/200 preference pairs, 99/100 labelled examples, 50M-1/50M corpus tokens, 10M-1/10M prompt tokens a
-day, 9,999/10,000 examples for full fine-tuning.
+day, 9,999/10,000 examples for full fine-tuning; 99/100 demonstrations between GRPO and SFT then GRPO.
 
 Two views of each boundary:
 - the rule's own test (`test_holds` on its `when` entry): holds on one side, fails one unit away. This catches a
@@ -51,6 +51,12 @@ BOUNDARIES = [
     ("inconsistent-few-shot", "labeled_examples", 99, 100,
      {"goal": "schema", "prompting_result": "inconsistent", **GPU80},
      ("prompting", None, None), (("fine_tuning", "sft", "lora"), "inconsistent-sft")),
+    ("inconsistent-checker-sft-grpo", "labeled_examples", 100, 99,
+     {"goal": "domain_task", "prompting_result": "inconsistent", "automatic_checker": True, **GPU80},
+     ("fine_tuning", "sft_then_grpo", "lora"), (("fine_tuning", "grpo", "lora"), "inconsistent-checker-grpo")),
+    ("preferences-checker-sft-grpo", "labeled_examples", 100, 99,
+     {"goal": "preferences", "automatic_checker": True, "preference_pairs": 500, **GPU80},
+     ("fine_tuning", "sft_then_grpo", "lora"), (("fine_tuning", "grpo", "lora"), "preferences-checker-grpo")),
     # ---- min_cpt_tokens (50M)
     ("domain-language-cpt", "domain_corpus_tokens", 50_000_000, 49_999_999, {"goal": "domain_language", **GPU80},
      ("continued_pretraining", None, "lora"), (("rag", None, None), "domain-language-rag")),
@@ -97,7 +103,7 @@ def test_every_comparison_in_the_rules_has_a_boundary_row():
     table = {(row[0], row[1]) for row in BOUNDARIES}
     assert compared - table == set(), f"comparisons without a boundary row: {sorted(compared - table)}"
     assert table - compared == set(), f"rows for comparisons rules.yaml no longer has: {sorted(table - compared)}"
-    assert len(table) == len(BOUNDARIES) == 13
+    assert len(table) == len(BOUNDARIES) == 15
 
 
 @pytest.mark.parametrize("rule_id, fact, holds, fails, others, decided, otherwise", BOUNDARIES, ids=IDS)

@@ -89,8 +89,9 @@ def test_plan_md_follows_the_threshold(rung, tmp_path, lowered):
     assert collect["settings"]["done_when"] == "data/train.jsonl holds 50+ examples"
 
 
-# goal, prompting result, labelled examples, preference pairs; then GPU memory, count, budget, base model, size, keep
-ASK_INPUT = "style\ninconsistent\n60\n0\n24\n1\n\n\n7\ny\n"
+# goal, prompting result, a checker (default no), labelled examples, preference pairs; then GPU memory, count,
+# budget, base model, size, keep
+ASK_INPUT = "style\ninconsistent\n\n60\n0\n24\n1\n\n\n7\ny\n"
 
 
 def test_questionnaire_follows_the_threshold(rung, tmp_path, monkeypatch, lowered):
@@ -116,7 +117,8 @@ def test_gating_asks_the_route_rules(monkeypatch):
     monkeypatch.delenv(RULES_ENV, raising=False)
     # unknown facts keep a training route possible; known ones decide
     assert may_train({"goal": "preferences"})
-    assert not may_train({"goal": "preferences", "preference_pairs": 199})
+    assert may_train({"goal": "preferences", "preference_pairs": 199})  # a checker (not asked yet) would train
+    assert not may_train({"goal": "preferences", "preference_pairs": 199, "automatic_checker": False})
     assert may_train({"goal": "shorten_prompt", "prompt_tokens": 1000, "requests_per_day": 10_000})
     assert not may_train({"goal": "facts"})
     # whenever the questionnaire skips the GPU questions, the advice is not a training route, and vice versa
@@ -126,7 +128,8 @@ def test_gating_asks_the_route_rules(monkeypatch):
             answers, _ = validate_answers({"goal": goal, "prompting_result": "inconsistent", "labeled_examples": count,
                                            "preference_pairs": count, "domain_corpus_tokens": count,
                                            "prompt_tokens": count, "requests_per_day": 1})
-            so_far = {k: answers[k] for k in ("goal", "prompting_result", "knowledge_changes", "private_data",
+            so_far = {k: answers[k] for k in ("goal", "prompting_result", "automatic_checker", "knowledge_changes",
+                                              "private_data",
                                               "domain_corpus_tokens", "labeled_examples", "preference_pairs",
                                               "prompt_tokens", "requests_per_day")}
             training = advise(answers)["route"] in ("fine_tuning", "continued_pretraining")

@@ -54,6 +54,10 @@ ANSWERS = {
     "sft": {"goal": "domain_task", "prompting_result": "inconsistent", "labeled_examples": 500},
     "dpo": {"goal": "preferences", "preference_pairs": 500},
     "sft_then_dpo": {"goal": "preferences", "preference_pairs": 500, "labeled_examples": 500},
+    "grpo": {"goal": "domain_task", "prompting_result": "inconsistent", "labeled_examples": 20,
+             "automatic_checker": True},
+    "sft_then_grpo": {"goal": "schema", "prompting_result": "inconsistent", "labeled_examples": 500,
+                      "automatic_checker": True},
     "continued_pretraining": {"goal": "domain_language", "domain_corpus_tokens": 100_000_000, "labeled_examples": 500},
     "bigger_model": {"goal": "new_capability"},
 }
@@ -75,7 +79,8 @@ def test_every_plan_the_advisor_writes_names_registered_engines(case, tmp_path):
         assert set(step.get("settings") or {}) <= known, (case, step)
     if plan["route"] == "fine_tuning":
         assert plan["method"] == case
-        assert engines == {"sft": ["sft", "gate"], "dpo": ["dpo", "gate"], "sft_then_dpo": ["sft", "dpo", "gate"]}[case]
+        assert engines == {"sft": ["sft", "gate"], "dpo": ["dpo", "gate"], "sft_then_dpo": ["sft", "dpo", "gate"],
+                           "grpo": ["grpo", "gate"], "sft_then_grpo": ["sft", "grpo", "gate"]}[case]
 
 
 def test_the_cases_reach_every_route_and_method(tmp_path):

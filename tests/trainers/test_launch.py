@@ -194,7 +194,7 @@ def test_job_files_and_the_worker(tmp_path):
     done = subprocess.run([sys.executable, "-m", "rung.trainers.worker", "--job", str(bad)], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        f'Error: {bad}: pipeline "rlhf" is not one of sft, dpo, cpt']
+        f'Error: {bad}: pipeline "rlhf" is not one of sft, dpo, cpt, grpo']
     from rung.trainers.worker import main
 
     assert main(["--job", str(path)], only="cpt") == 2  # `python -m rung.trainers.cpt` runs CPT jobs only

@@ -152,9 +152,10 @@ def plan_corpus(files: list[Path], tokenizer, settings: CPTSettings, sep: int) -
         for offset, text, doc_end in read_pieces(path):
             n = len(_encode(tokenizer, text)) + (1 if doc_end else 0)
             h = _unit_hash(key, offset)
-            if lowest is None or h < lowest[0]:
+            replayed = path.parent.name == "replay_corpus"  # trainers/replay.py: general text, never domain eval
+            if (lowest is None or h < lowest[0]) and not replayed:
                 lowest = (h, index, offset, n)
-            if h < settings.eval_fraction and eval_tokens < eval_cap:
+            if h < settings.eval_fraction and eval_tokens < eval_cap and not replayed:
                 held_out.append([index, offset])
                 eval_tokens += n
             else:

@@ -217,12 +217,27 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
 
     from rung.core.fileio import make_dir
 
+    from rung.trainers import replay
+
+    problems = replay.replay_problems(settings.replay, settings.replay_ratio)
+    if problems:
+        raise RungError(problems)
     out_dir = Path(out_dir)
     make_dir(out_dir, what="output folder")
     on_gpu = _on_gpu()
     state = PartialState(cpu=not on_gpu)
     world = state.num_processes
     files = corpus_files(corpus)
+    with state.main_process_first():  # rank 0 writes the replay text; the others find it identical
+        replay_file, replay_bytes = replay.write_replay_corpus(files, settings.replay, settings.replay_ratio,
+                                                               settings.seed, out_dir)
+    if replay_file is not None:
+        corpus_bytes = sum(f.stat().st_size for f in files)
+        if state.is_main_process:
+            source = "the builtin help topics" if settings.replay == replay.BUILTIN else settings.replay
+            print(f"Replay: {replay_bytes:,} bytes of {source} mixed into {corpus_bytes:,} bytes of corpus "
+                  f"({replay_bytes / (corpus_bytes + replay_bytes):.1%} of the text, by bytes)")
+        files = files + [replay_file]
 
     checkpoint = last_checkpoint(out_dir)
     if checkpoint is not None and not resume:
