@@ -4,7 +4,8 @@
                   temporary folder first (transformers serve takes one model folder); the folder goes when it stops.
     vllm          `vllm serve` (GPU). A LoRA run is served as its base plus the adapter: --enable-lora
                   --lora-modules NAME=RUN --max-lora-rank R; requests name NAME to get the fine-tuned model.
-    llama.cpp     `python -m llama_cpp.server --model FILE.gguf` (llama-cpp-python's server, `rung[export]`),
+    llama.cpp     `python -m rung.cli.llama_server --model FILE.gguf` (llama-cpp-python's server, `rung[export]`,
+                  with llama.cpp's weight repacking off: cli/llama_server.py),
                   for a GGUF or an export folder holding one.
 
 The launch command is built by a pure function (build_command) and run by an injectable runner (PopenRunner:
@@ -170,7 +171,7 @@ def build_command(engine: str, target: Target, *, host: str, port: int, python: 
             command = [vllm, "serve", target.path, "--host", host, "--port", str(port),
                        "--served-model-name", target.name]
     elif engine == "llama.cpp":
-        command = [python, "-m", "llama_cpp.server", "--model", target.path, "--host", host, "--port", str(port),
+        command = [python, "-m", "rung.cli.llama_server", "--model", target.path, "--host", host, "--port", str(port),
                    "--model_alias", target.name]
     else:
         raise ValueError(f"unknown engine {engine!r}")

@@ -47,29 +47,36 @@ def usable_cores() -> int:
 _PARAMS_LOCK = threading.Lock()
 
 
-def open_llama(path: Path, **kwargs: Any) -> Any:
-    """llama_cpp.Llama with llama.cpp's CPU weight repacking off: with it on, llama-cpp-python 0.3.36 segfaults
-    in its first decode of SmolLM2's Q4_1 file on the AVX-512/AMX machines here (an F16 file ran either way);
-    off, the same file answers. Llama() takes no switch for it, so its default model parameters are wrapped while
-    it is built."""
-    from llama_cpp import Llama
+def repacking_off() -> Callable[[], None]:
+    """Make llama-cpp-python build every model with llama.cpp's CPU weight repacking off; returns the undo.
+    With it on, llama-cpp-python 0.3.36 segfaults in its first decode of Q4_1 and Q8_0 files on the AVX-512/AMX
+    machines here (SmolLM2's Q4_1, builtin:tiny's q8_0 export; an F16 file ran either way); off, they answer.
+    Llama() takes no switch for it, so its default model parameters are wrapped."""
     from llama_cpp import llama as llama_module
 
     bindings = llama_module.llama_cpp
+    defaults = bindings.llama_model_default_params
+
+    def no_repack():
+        params = defaults()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = no_repack
+    return lambda: setattr(bindings, "llama_model_default_params", defaults)
+
+
+def open_llama(path: str | Path, **kwargs: Any) -> Any:
+    """llama_cpp.Llama, quiet, with llama.cpp's CPU weight repacking off (repacking_off)."""
+    from llama_cpp import Llama
+
     with _PARAMS_LOCK:
-        defaults = bindings.llama_model_default_params
-
-        def no_repack():
-            params = defaults()
-            if hasattr(params, "use_extra_bufts"):
-                params.use_extra_bufts = False
-            return params
-
-        bindings.llama_model_default_params = no_repack
+        undo = repacking_off()
         try:
             llm = Llama(model_path=str(path), verbose=False, **kwargs)
         finally:
-            bindings.llama_model_default_params = defaults
+            undo()
     # freed before the interpreter tears its modules down: Llama.__del__ at that point prints a TypeError
     atexit.register(llm.close)
     return llm

@@ -48,7 +48,7 @@ def test_vllm_command_for_a_model_and_for_a_lora_run():
 def test_llama_cpp_command():
     target = Target("gguf", "/out/model-q8_0.gguf", "model-q8_0")
     assert build_command("llama.cpp", target, host="127.0.0.1", port=8080, python=PY) == [
-        PY, "-m", "llama_cpp.server", "--model", "/out/model-q8_0.gguf", "--host", "127.0.0.1", "--port", "8080",
+        PY, "-m", "rung.cli.llama_server", "--model", "/out/model-q8_0.gguf", "--host", "127.0.0.1", "--port", "8080",
         "--model_alias", "model-q8_0"]
 
 
@@ -318,7 +318,7 @@ def test_serve_a_gguf_with_llama_cpp(tiny_model_dir, tmp_path):
                 break
         text = "".join(lines)
         assert "Serving at" in text, text + (tmp_path / "server.log").read_text()[-2000:]
-        assert "-m llama_cpp.server --model " in text and "--model_alias model-q8_0" in text
+        assert "-m rung.cli.llama_server --model " in text and "--model_alias model-q8_0" in text
         base_url = text.split("Serving at ")[1].split()[0]
         client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=0)
         reply = client.chat.completions.create(model="model-q8_0", max_tokens=5,

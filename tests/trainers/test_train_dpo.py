@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rung.core.protocol import StepContext
 
@@ -45,7 +46,11 @@ def test_sft_then_dpo_engines_raise_margin_and_accuracy(tmp_path, capsys):
     ctx.run_dir.mkdir(parents=True)
     result = dpo.run_step(plan["steps"][1], ctx)
     printed = capsys.readouterr().out
-    assert "learning_rate: 0.002" in printed and "model_name_or_path: " + str(tmp_path / "run" / "sft") in printed
+    # a `rung run` step names its resolved config in one line (the run printed the settings once already)
+    assert f"Resolved config saved to {ctx.run_dir / 'resolved_config.yaml'}" in printed
+    assert "learning_rate: 0.002" not in printed
+    resolved = yaml.safe_load((ctx.run_dir / "resolved_config.yaml").read_text())["settings"]
+    assert resolved["learning_rate"] == 0.002 and resolved["model_name_or_path"] == str(tmp_path / "run" / "sft")
     assert "reference = a frozen copy of it" in printed
     assert result.metrics["global_step"] == 12
 

@@ -154,9 +154,9 @@ class LlamaCppScorer:
     engine = "llama.cpp"
 
     def __init__(self, path: str, n_ctx: int):
-        from llama_cpp import Llama
+        from rung.core.llama_chat import open_llama  # llama.cpp's weight repacking off: it segfaults here
 
-        self.llm = Llama(model_path=path, n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=1, seed=0)
+        self.llm = open_llama(path, n_ctx=n_ctx, logits_all=True, n_threads=1, seed=0)
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))[-MAX_PROMPT_TOKENS:]
