@@ -219,7 +219,7 @@ def test_two_ingests_racing_for_the_lock_end_with_a_working_index(base, tmp_path
 
 # --------------------------------------------------------------------------------------------- the database store
 
-from rag_helpers import check_store, committed_manifest, stored_chunks  # noqa: E402
+from .rag_helpers import check_store, committed_manifest, stored_chunks  # noqa: E402
 
 from rung.rag.backend import load_index  # noqa: E402
 from rung.rag.pg_store import PG_KILL_POINTS, lock_key  # noqa: E402

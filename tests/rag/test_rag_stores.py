@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from rag_helpers import check_store, committed_manifest, is_db, stored_chunks, write_docs
+from .rag_helpers import check_store, committed_manifest, is_db, stored_chunks, write_docs
 
 from rung.core.errors import RungError
 from rung.rag import embed, store
