@@ -16,14 +16,26 @@ from rung.core.options import Checked
 METHOD_CHOICES = ("full", "lora", "qlora", "dpo", "cpt")
 
 
+def with_measured_model(answers: dict, evidence: dict | None, base_model: str | None) -> dict:
+    """The answers with the model to size: --base-model, else the local model the evidence measured (a probe of
+    smollm2 sizes smollm2, not the answers' example model), else the answers' own base_model."""
+    measured = (evidence or {}).get("model")
+    if not base_model and isinstance(measured, str) and measured and not measured.startswith("openai:"):
+        base_model = measured
+    return {**answers, "base_model": base_model} if base_model else answers
+
+
 @click.command()
 @click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False),
               help="The answers file (from `rung ask`, or written by hand).")
 @click.option("--evidence", "evidence_path", default=None, type=click.Path(dir_okay=False),
               help="Scores measured on your model and held-out rows (evidence.yaml, what `rung probe` writes); "
                    "they decide prompting_result instead of the answer.")
+@click.option("--base-model", default=None, metavar="ID_OR_PATH",
+              help="The model the estimate sizes (default: the model the evidence measured, else the answers' "
+                   "base_model).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def advise(answers_path: str, evidence_path: str | None, as_json: bool) -> None:
+def advise(answers_path: str, evidence_path: str | None, base_model: str | None, as_json: bool) -> None:
     """Recommend a rung of the ladder for an answers file, with the reasons and an estimate."""
     from rung.advisor.answers import load_answers
     from rung.advisor.rules import advise as run_rules
@@ -34,6 +46,7 @@ def advise(answers_path: str, evidence_path: str | None, as_json: bool) -> None:
         from rung.advisor.evidence import load_evidence
 
         evidence = load_evidence(evidence_path)
+    answers = with_measured_model(answers, evidence, base_model)
     result = run_rules(answers, evidence=evidence)
     if as_json:
         import json
@@ -72,6 +85,7 @@ def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[st
         from rung.advisor.evidence import load_evidence
 
         evidence = load_evidence(evidence_path)
+    base_model = base_model or with_measured_model(answers, evidence, None).get("base_model")
     plan_path, md_path, plan_data = write_plan(answers, out_dir, base_model=base_model, data=list(data),
                                                evidence=evidence, metric=metric)
     click.echo(f"Recommendation: {recommendation_title(plan_data)}")
@@ -148,7 +162,9 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
 
     if params_b is None and base_model is None:
         raise RungError("give --params-b N (billions) or --base-model ID_OR_PATH")
-    if base_model and not base_model.startswith("builtin:"):
+    from rung.core.gguf_in import is_gguf_spec
+
+    if base_model and not base_model.startswith("builtin:") and not is_gguf_spec(base_model):
         from pathlib import Path
 
         folder = Path(base_model).expanduser()

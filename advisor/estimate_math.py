@@ -68,7 +68,7 @@ class ModelShape(NamedTuple):
     layers: int
     hidden: int
     vocab: int
-    source: str       # "config.json" | "name" | "given" | "default"
+    source: str       # "config.json" | "gguf" | "name" | "given" | "default"
     like: str = ""    # the reference model whose layers/hidden/vocab we borrowed, when not from config.json
     total_params_b: float | None = None  # all weights of a mixture of experts (memory); None = params_b
 
@@ -204,6 +204,20 @@ def _catalog_shape(spec: str) -> ModelShape | None:
     return None
 
 
+def _gguf_shape(spec: str, params_b: float | None) -> ModelShape | None:
+    """A GGUF spec (a .gguf file, a folder of one, ollama:NAME, smollm2-135m-instruct): its shape from the file's
+    header (core/gguf_in.py reads it from a memory map; nothing is loaded). None for any other spec."""
+    from rung.core.gguf_in import gguf_source, is_gguf_spec, read_header
+
+    if not is_gguf_spec(spec):
+        return None
+    header = read_header(gguf_source(spec), spec, for_transformers=False)
+    if not (header.layers and header.hidden and header.vocab):
+        raise RungError(f"{spec}: the GGUF header does not give the model's shape (block_count, embedding_length, "
+                        "token_embd): pass --params-b")
+    return ModelShape(params_b or header.parameters / 1e9, header.layers, header.hidden, header.vocab, "gguf")
+
+
 def model_shape(base_model: str | None, params_b: float | None = None) -> ModelShape:
     """Parameters, layers, hidden size and vocabulary of a base model, from the best source available.
 
@@ -219,6 +233,9 @@ def model_shape(base_model: str | None, params_b: float | None = None) -> ModelS
         config = _builtin_config() or TINY_DEFAULT
         return _shape_from_config(config, params_b, "config.json")
     if spec:
+        gguf = _gguf_shape(spec, params_b)
+        if gguf is not None:
+            return gguf
         path = Path(spec).expanduser()
         config_file = path / "config.json"
         if config_file.is_file():

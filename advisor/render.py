@@ -131,7 +131,8 @@ def render_advice(result: dict, answers_path: str | None = None, evidence_path: 
             lines += ["", next_command(answers_path, evidence_path)]
         return "\n".join(lines)
     size = f"{model.get('params_b', 0):g}B" if model.get("params_b", 0) >= 0.01 else f"{model.get('params_b', 0) * 1000:.1f}M"
-    source = {"config.json": "read from config.json", "name": "from the model's name", "given": "as given",
+    source = {"config.json": "read from config.json", "gguf": "read from the GGUF header",
+              "name": "from the model's name", "given": "as given",
               "default": "default size"}.get(model.get("source"), "")
     if model.get("like") and "/" in model["like"]:
         source = f"{model['like']} in rung's model catalog"

@@ -59,6 +59,10 @@ class GgufHeader:
     file_type: str        # Q4_1, Q8_0, F16, ... (general.file_type), or the most common tensor type
     name: str
     chat_template: str | None
+    parameters: int = 0            # every tensor's elements added up
+    layers: int | None = None      # {architecture}.block_count
+    hidden: int | None = None      # {architecture}.embedding_length
+    vocab: int | None = None       # token_embd.weight's second dimension
 
 
 # ---------------------------------------------------------------------------------------------- specs
@@ -224,6 +228,13 @@ class _Cursor:
         raise ValueError(f"unknown value type {kind}")
 
 
+SHAPE_KEYS = (".block_count", ".embedding_length")  # the model's shape, for the estimator
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _parse(data) -> tuple[dict, list[tuple[str, int, int, int]], int]:
     """({wanted key: value}, [(tensor name, type, elements, offset)], where tensor data starts)."""
     cursor = _Cursor(data)
@@ -234,8 +245,9 @@ def _parse(data) -> tuple[dict, list[tuple[str, int, int, int]], int]:
     fields = {}
     for _ in range(kvs):
         key = cursor.string()
-        value = cursor.value(cursor.take("I"), keep=key in _WANTED)
-        if key in _WANTED:
+        wanted = key in _WANTED or key.endswith(SHAPE_KEYS)
+        value = cursor.value(cursor.take("I"), keep=wanted)
+        if wanted:
             fields[key] = value
     infos = []
     for _ in range(tensors):
@@ -246,6 +258,8 @@ def _parse(data) -> tuple[dict, list[tuple[str, int, int, int]], int]:
         for size in shape:
             elements *= size
         infos.append((name, kind, elements, offset))
+        if name == "token_embd.weight":
+            fields["token_embd.shape"] = shape  # (hidden, vocab): the vocabulary size for the estimator
     align = int(fields.get("general.alignment") or 32)
     return fields, infos, -(-cursor.at // align) * align
 
@@ -292,8 +306,12 @@ def read_header(path: Path, spec: str | None = None, *, for_transformers: bool =
     except (KeyError, ValueError, TypeError):
         file_type = max(set(types), key=types.count)
     template = fields.get("tokenizer.chat_template")
+    embd = fields.get("token_embd.shape") or []
     header = GgufHeader(path, architecture, file_type, str(fields.get("general.name") or path.stem),
-                        str(template) if template else None)
+                        str(template) if template else None, parameters=sum(info[2] for info in infos),
+                        layers=_int(fields.get(f"{architecture}.block_count")),
+                        hidden=_int(fields.get(f"{architecture}.embedding_length")),
+                        vocab=int(embd[1]) if len(embd) == 2 else None)
     if not for_transformers:
         return header
     supported = supported_architectures()

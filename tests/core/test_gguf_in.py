@@ -231,3 +231,35 @@ def test_batched_greedy_decoding_matches_one_row_at_a_time(tiny_gguf):
     assert llm.detokenize(alone).decode("utf-8", "replace") == own["choices"][0]["text"]
     first, second, third = greedy_batch(llm, [prompt, other, prompt], 12, 1)
     assert first == third and all(len(answer) <= 12 for answer in (first, second, third))
+
+
+def test_the_header_gives_the_models_shape_and_the_advisor_sizes_the_measured_model(tiny_gguf, tiny_model_dir,
+                                                                                   rung, tmp_path):
+    """A probe's evidence names the model it measured: `rung advise` and `rung plan` size that model (its shape
+    read from the GGUF header, nothing loaded), not the answers file's example model; --base-model still wins."""
+    import yaml
+
+    from rung.advisor.estimate_math import model_shape
+    from rung.core.gguf_in import read_header
+
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    header = read_header(tiny_gguf)
+    assert (header.layers, header.hidden, header.vocab) == (config["num_hidden_layers"], config["hidden_size"],
+                                                           config["vocab_size"])
+    shape = model_shape(str(tiny_gguf))
+    assert shape.source == "gguf" and shape.params_b == header.parameters / 1e9 > 0
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({"goal": "domain_task", "labeled_examples": 500,
+                                       "base_model": "Qwen/Qwen2.5-7B-Instruct"}))
+    evidence = tmp_path / "evidence.yaml"
+    evidence.write_text(yaml.safe_dump({"version": 1, "metric": "exact_match", "target": 0.9, "n": 20,
+                                        "model": str(tiny_gguf), "rungs": {"few_shot": {"score": 0.4}}}))
+    measured = json.loads(rung("advise", "--answers", answers, "--evidence", evidence, "--json").output)
+    assert measured["estimate"]["params_b"] == round(header.parameters / 1e9, 4)
+    assert "read from the GGUF header" in rung("advise", "--answers", answers, "--evidence", evidence).output
+    named = json.loads(rung("advise", "--answers", answers, "--evidence", evidence, "--base-model",
+                            "Qwen/Qwen2.5-7B-Instruct", "--json").output)
+    assert named["estimate"]["params_b"] > 5 > measured["estimate"]["params_b"]
+    result = rung("plan", "--answers", answers, "--evidence", evidence, "--out", tmp_path / "plan")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "plan" / "plan.yaml").read_text())["base_model"] == str(tiny_gguf)
