@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--rows", type=int, default=20, help="held-out SQL rows the gate scores")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_replay"))
+    parser.add_argument("--replay-only", action="store_true", help="skip the run without replay")
     args = parser.parse_args()
     import shutil
 
@@ -99,7 +100,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model = smollm2_folder()
     results = []
-    for replay, ratio in ((None, 0.0), ("builtin", args.ratio)):
+    for replay, ratio in ((None, 0.0), ("builtin", args.ratio))[1 if args.replay_only else 0:]:
         out = args.out / (f"replay-{ratio}" if replay else "no-replay")
         shutil.rmtree(out, ignore_errors=True)
         results.append(one_run(model, out, replay=replay, ratio=ratio, steps=args.steps, rows=args.rows,
