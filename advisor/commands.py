@@ -16,6 +16,21 @@ from rung.core.options import Checked
 METHOD_CHOICES = ("full", "lora", "qlora", "dpo", "cpt")
 
 
+def check_base_model(base_model: str | None) -> None:
+    """--base-model as the estimate reads it: a path must be a model folder or a GGUF, else one line (a missing
+    folder would otherwise be sized as a default 7B model)."""
+    from rung.core.gguf_in import is_gguf_spec
+
+    if base_model and not base_model.startswith("builtin:") and not is_gguf_spec(base_model):
+        from pathlib import Path
+
+        folder = Path(base_model).expanduser()
+        if (looks_like_path(base_model) or folder.exists()) and not (folder / "config.json").is_file():
+            raise RungError(f"--base-model {base_model}: "
+                            + ("no such folder" if not folder.exists() else "not a model folder (no config.json)")
+                            + "; name a local model folder, a hub id or a size like Qwen2.5-7B, or give --params-b")
+
+
 def with_measured_model(answers: dict, evidence: dict | None, base_model: str | None) -> dict:
     """The answers with the model to size: --base-model, else the local model the evidence measured (a probe of
     smollm2 sizes smollm2, not the answers' example model), else the answers' own base_model."""
@@ -46,6 +61,7 @@ def advise(answers_path: str, evidence_path: str | None, base_model: str | None,
         from rung.advisor.evidence import load_evidence
 
         evidence = load_evidence(evidence_path)
+    check_base_model(base_model)
     answers = with_measured_model(answers, evidence, base_model)
     result = run_rules(answers, evidence=evidence)
     if as_json:
@@ -162,16 +178,7 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
 
     if params_b is None and base_model is None:
         raise RungError("give --params-b N (billions) or --base-model ID_OR_PATH")
-    from rung.core.gguf_in import is_gguf_spec
-
-    if base_model and not base_model.startswith("builtin:") and not is_gguf_spec(base_model):
-        from pathlib import Path
-
-        folder = Path(base_model).expanduser()
-        if (looks_like_path(base_model) or folder.exists()) and not (folder / "config.json").is_file():
-            raise RungError(f"--base-model {base_model}: "
-                            + ("no such folder" if not folder.exists() else "not a model folder (no config.json)")
-                            + "; name a local model folder, a hub id or a size like Qwen2.5-7B, or give --params-b")
+    check_base_model(base_model)
     result = estimator.estimate(params_b=params_b, base_model=base_model, tokens=tokens, gpu=gpu, gpus=gpus,
                                 method=method, adapter=adapter, seq_len=seq_len, micro_batch=micro_batch,
                                 gradient_checkpointing=gradient_checkpointing, mfu=mfu,

@@ -311,6 +311,10 @@ ROWS = [
     # rung advise / plan
     ("advise-alias-bomb", ["advise", "--answers", "bomb.yaml"], 2, "an alias bomb?"),
     ("advise-fifo", ["advise", "--answers", "fifo.txt"], 2, "is a FIFO"),
+    ("advise-base-model-missing", ["advise", "--answers", "answers.yaml", "--base-model", "./nope"], 2,
+     "--base-model ./nope: no such folder"),
+    ("advise-base-model-text-gguf", ["advise", "--answers", "answers.yaml", "--base-model", "text.gguf"], 2,
+     "text.gguf: not a GGUF file"),
     ("advise-not-utf8", ["advise", "--answers", "latin.yaml"], 2, "is not UTF-8 text"),
     ("advise-folder", ["advise", "--answers", "folder"], 2, "is a directory"),
     ("advise-missing", ["advise", "--answers", "nope.yaml"], 2, "not found"),
