@@ -183,7 +183,14 @@ def plot_loss(out_dir: Path, log_history: list[dict], title: str) -> Path | None
     """loss.png: training loss (and eval loss) against step, from the trainer's log history."""
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
     evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
-    if not train and not evals:
+    return plot_curves(out_dir / "loss.png", {"train loss": train, "eval loss": evals}, "loss", title,
+                       markers={"eval loss": "o"})
+
+
+def plot_curves(path: Path, curves: dict[str, list[tuple[float, float]]], ylabel: str, title: str, *,
+                markers: dict[str, str] | None = None) -> Path | None:
+    """A PNG of named (step, value) curves, written atomically (loss.png, reward.png); None when all are empty."""
+    if not any(curves.values()):
         return None
     import io
 
@@ -193,12 +200,12 @@ def plot_loss(out_dir: Path, log_history: list[dict], title: str) -> Path | None
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    if train:
-        ax.plot(*zip(*train), label="train loss", marker="." if len(train) < 30 else None)
-    if evals:
-        ax.plot(*zip(*evals), label="eval loss", marker="o")
+    for label, points in curves.items():
+        if points:
+            ax.plot(*zip(*points), label=label,
+                    marker=(markers or {}).get(label, "." if len(points) < 30 else None))
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -206,8 +213,8 @@ def plot_loss(out_dir: Path, log_history: list[dict], title: str) -> Path | None
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    atomic_write_bytes(out_dir / "loss.png", buffer.getvalue())
-    return out_dir / "loss.png"
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
 def prompt_of(example: dict) -> tuple[Any, str]:

@@ -293,30 +293,7 @@ def _mean(values: list[float]) -> float:
 def plot_reward(out_dir: Path, log_history: list[dict], title: str) -> Path | None:
     """reward.png: the mean reward of each logged step's completions against step."""
     points = [(h["step"], h["reward"]) for h in log_history if "reward" in h and "step" in h]
-    if not points:
-        return None
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rung.core.fileio import atomic_write_bytes
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(*zip(*points), label="mean reward", marker="." if len(points) < 30 else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("reward")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(out_dir / "reward.png", buffer.getvalue())
-    return out_dir / "reward.png"
+    return common.plot_curves(out_dir / "reward.png", {"mean reward": points}, "reward", title)
 
 
 # ---------------------------------------------------------------------------------------------- launched
