@@ -174,7 +174,6 @@ def estimate(params_b, base_model, tokens, gpu, gpus, method, adapter, seq_len, 
              gradient_checkpointing, mfu, usd_per_gpu_hour, explain, as_json) -> None:
     """Estimate compute, GPU-hours, cost and per-GPU memory of a training run."""
     from rung.advisor import estimator
-    from rung.advisor.estimator import human_count
 
     if params_b is None and base_model is None:
         raise RungError("give --params-b N (billions) or --base-model ID_OR_PATH")

@@ -363,7 +363,7 @@ def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, l
     merged_dir = None
     if engine == "transformers" and target.kind == "adapter":
         if dry_run:
-            click.echo(f"(the adapter would first be merged into its base in a temporary folder)")
+            click.echo("(the adapter would first be merged into its base in a temporary folder)")
             target = Target("model", "<merged folder>", target.name)
         else:
             merged_dir = Path(tempfile.mkdtemp(prefix=f"{MERGED_PREFIX}{os.getpid()}-"))

@@ -164,8 +164,8 @@ def write_report(prep: Prepared, state: dict[str, Any]) -> Path:
     lines += ["## Estimate vs actual", ""]
     lines += _estimate_section(plan, prep.steps, records, int(state.get("gpus") or 0))
     if not state.get("gpus"):
-        lines += ["", "The estimate is for the plan's target GPU; on a CPU, wall time is not comparable (a run with "
-                  "builtin:tiny checks the pipeline, not the cost)."]
+        lines += ["", "The estimate is for the plan's target GPU; on a CPU, wall time is not comparable: the run "
+                  "checks the plan and measures the model, it does not price the GPU run."]
     lines.append("")
 
     for number, step in enumerate(prep.steps, start=1):

@@ -111,19 +111,13 @@ def make_world(root: Path) -> None:
 
 def make_bad_ggufs(root: Path) -> None:
     """A .gguf that is text, one cut short in its header, a folder of two, an architecture transformers lacks."""
-    import gguf
-    import numpy as np
+    from ..gguf_helpers import write_header_only_gguf
 
     (root / "text.gguf").write_text("I am a model, honestly.\n")
     (root / "twogguf").mkdir()
     for path, architecture in ((root / "rwkv.gguf", "rwkv7"), (root / "twogguf" / "a.gguf", "llama"),
                                (root / "twogguf" / "b.gguf", "llama")):
-        writer = gguf.GGUFWriter(str(path), architecture)
-        writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        write_header_only_gguf(path, architecture)
     (root / "cut.gguf").write_bytes((root / "rwkv.gguf").read_bytes()[:40])
 
 

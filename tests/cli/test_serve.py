@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from rung.cli.serve import (ENGINES, ServeFailed, Target, build_command, engine_for, engine_problems, resolve_target,
                             served_name, supervise)
+
+from ..gguf_helpers import write_header_only_gguf
 
 PY = "/usr/bin/python3"
 
@@ -52,24 +53,10 @@ def test_llama_cpp_command():
         "--model_alias", "model-q8_0"]
 
 
-def small_gguf(path: Path) -> Path:
-    """A valid GGUF header with one tensor (not a usable model): what resolve_target reads."""
-    import gguf
-    import numpy as np
-
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 def test_targets_are_read_from_what_the_user_names(tmp_path, tiny_model_dir):
     export = tmp_path / "export"
     export.mkdir()
-    small_gguf(export / "model-f16.gguf")
+    write_header_only_gguf(export / "model-f16.gguf")
     assert resolve_target(str(export)) == Target("gguf", str((export / "model-f16.gguf").resolve()), "model-f16")
     assert engine_for(resolve_target(str(export)), "auto") == "llama.cpp"
     (export / "model-q8_0.gguf").write_bytes(b"GGUF")

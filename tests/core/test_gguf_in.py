@@ -16,20 +16,7 @@ from rung.core import gguf_convert, gguf_in
 from rung.core.errors import RungError
 from rung.core.inputs import check_model_spec
 
-
-def write_header_only_gguf(path: Path, architecture: str = "llama") -> Path:
-    """A small valid GGUF with one F32 tensor: enough for header checks, not a loadable model."""
-    import gguf
-    import numpy as np
-
-    writer = gguf.GGUFWriter(str(path), architecture)
-    writer.add_name("header-only")
-    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+from ..gguf_helpers import write_header_only_gguf
 
 
 @pytest.fixture(scope="module")
