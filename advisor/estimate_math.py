@@ -88,7 +88,7 @@ REFERENCE_SHAPES = (
     (70.6, 80, 8192, 128256, "Llama-3.1-70B"),
     (405.0, 126, 16384, 128256, "Llama-3.1-405B"),
 )
-# builtin:tiny when its cached folder is not there yet (trainers/models.py TINY_SPEC).
+# builtin:tiny when its cached folder is not there yet (core/models.py TINY_SPEC).
 TINY_DEFAULT = {"hidden_size": 128, "num_hidden_layers": 4, "vocab_size": 4096, "intermediate_size": 384,
                 "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "tie_word_embeddings": True,
                 "model_type": "llama"}

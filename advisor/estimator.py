@@ -211,7 +211,7 @@ GRPO_EPOCHS = 1             # trainers GRPOSettings.num_train_epochs
 GRPO_PROMPTS = 500          # prompts assumed when fewer demonstrations than that are given (GRPO needs only prompts)
 GENERATED_PAIRS = 2000      # pairs the plan generates from today's prompt when distilling it (shorten_prompt)
 RAG_CHUNK_TOKENS, RAG_OVERLAP = 256, 32
-EMBED_PASSAGES_PER_CPU_S = 7.5  # all-MiniLM-L6-v2, full 256-token passages, measured (shared/ENVIRONMENT.md)
+EMBED_PASSAGES_PER_CPU_S = 7.5  # all-MiniLM-L6-v2, full 256-token passages, measured (docs/development.md, "Measured on 2 cores")
 
 
 def _mem(shape: ModelShape, kind: str, adapter: str, **kwargs: Any) -> float:

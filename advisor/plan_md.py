@@ -197,15 +197,10 @@ def grpo_section(plan: dict[str, Any]) -> list[str]:
             "GPU. The gate step then checks the result on held-out rows with the same metric."]
 
 
-def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[str, Any]) -> str:
-    """PLAN.md's text. `context` (from planner.build_plan): out, cpu_run, defaulted_model, defaulted_roles, book."""
-    from rung.advisor.render import estimate_lines, gpu_hours_text, recommendation_title
-
-    answers = plan["answers"]
-    out: Path = context["out"]
-    plan_file = (out / "plan.yaml").as_posix()
-    title = recommendation_title(plan)
-    md = [f"# Plan: {plan['name']}", ""]
+def _goal_section(plan: dict[str, Any], answers: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """What the user wants and told rung, and what rung measured; the answers the rungs below follow (a
+    measured prompting result replaces the answered one)."""
+    md: list[str] = []
     md += ["## Goal", "", f"You want to {GOAL_TEXT[answers['goal']]}."]
     facts = [f"prompting so far: {answers['prompting_result'].replace('_', ' ')}"]
     for key, label in (("labeled_examples", "labelled examples"), ("preference_pairs", "preference pairs"),
@@ -231,6 +226,12 @@ def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[s
                + ".", ""]
         if evidence["prompting_result"]:
             answers = {**answers, "prompting_result": evidence["prompting_result"]}  # the rungs below follow it
+    return md, answers
+
+
+def _recommendation_section(plan: dict[str, Any], advice: dict[str, Any], title: str) -> list[str]:
+    """The route, why (the rules that fired), its warnings and what would change it."""
+    md: list[str] = []
     md += ["## Recommendation", "", f"**{title}** on base model `{plan['base_model']}`.", ""]
     if advice.get("stepped_down_from"):
         s = advice["stepped_down_from"]
@@ -242,6 +243,12 @@ def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[s
     if plan["flip_when"]:
         md += ["", "What would change this answer:", ""] + [f"- {f}" for f in plan["flip_when"]]
     md += grpo_section(plan)
+    return md
+
+
+def _steps_section(plan: dict[str, Any], answers: dict[str, Any], context: dict[str, Any], plan_file: str) -> list[str]:
+    """The rungs considered, the plan's steps with their settings, and the commands in order."""
+    md: list[str] = []
     md += ["", "## Rungs considered", "", "| rung | verdict |", "|---|---|"]
     md += [f"| {rung} | {why_not(rung, plan, answers, context['book'])} |" for rung in LADDER]
     md += ["", "## Steps", "", f"`rung run {plan_file}` runs these in order (`--dry-run` first checks the plan and "
@@ -260,7 +267,14 @@ def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[s
         md += ["", "These training settings are sized for a **CPU run** (max_length 256, 1 epoch, small batches): "
                + ("the base model is the offline toy `builtin:tiny`." if plan["base_model"].startswith("builtin:")
                   else "no GPU was given.") + " Re-plan with a real base model and your GPUs for full-size settings."]
-    md += ["", "## Data checklist", ""] + _data_checklist(plan, context)
+    return md
+
+
+def _cost_section(plan: dict[str, Any], advice: dict[str, Any], context: dict[str, Any]) -> list[str]:
+    """The estimate: the model it is for, the GPU-hours band and its basis, the compute terms, per step."""
+    from rung.advisor.render import estimate_lines, gpu_hours_text
+
+    md: list[str] = []
     md += ["", "## Cost, time and memory", ""]
     est = plan["estimate"]
     model = advice.get("model") or {}
@@ -289,6 +303,20 @@ def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[s
                       f"{gpu_hours_text(s['gpu_hours_high'])}) | ${s['cost_usd']:,.2f} | "
                       f"{s['memory_gb']:.1f} GB |")
     md += ["", f"Re-estimate with other numbers: `rung estimate --params-b {est.get('params_b', 7):g} --tokens N --gpu NAME`."]
+    return md
+
+
+def render_plan_md(plan: dict[str, Any], advice: dict[str, Any], context: dict[str, Any]) -> str:
+    """PLAN.md's text. `context` (from planner.build_plan): out, cpu_run, defaulted_model, defaulted_roles, book."""
+    from rung.advisor.render import recommendation_title
+
+    plan_file = (context["out"] / "plan.yaml").as_posix()
+    md = [f"# Plan: {plan['name']}", ""]
+    goal, answers = _goal_section(plan, plan["answers"])
+    md += goal + _recommendation_section(plan, advice, recommendation_title(plan))
+    md += _steps_section(plan, answers, context, plan_file)
+    md += ["", "## Data checklist", ""] + _data_checklist(plan, context)
+    md += _cost_section(plan, advice, context)
     md += ["", "## Risks", ""] + [f"- {r}" for r in RISKS[plan["route"]]]
     md += ["", "## How to evaluate", "", EVALUATE[plan["route"]]]
     md += ["", "## Run it", "", "```", f"rung run {plan_file}", "```", ""]

@@ -92,7 +92,7 @@ def needed_roles(steps: list[dict[str, Any]]) -> list[str]:
 
 def trainer_settings(kind: str, adapter: str, estimate: dict[str, Any], cpu_run: bool,
                      step_estimate: dict[str, Any] | None) -> dict[str, Any]:
-    """A readable subset of SFTSettings/DPOSettings/CPTSettings (trainers/settings.py field names)."""
+    """A readable subset of SFTSettings/DPOSettings/CPTSettings (core/settings.py field names)."""
     from rung.core.resolve import unknown_keys as check_keys
     from rung.core.settings import SETTINGS_BY_ENGINE
 
@@ -102,7 +102,7 @@ def trainer_settings(kind: str, adapter: str, estimate: dict[str, Any], cpu_run:
     if kind == "grpo":
         return _grpo_settings(settings, adapter, estimate, cpu_run, step_estimate)
     if cpu_run:
-        # CPU: short sequences and one epoch keep a toy run to minutes (shared/ENVIRONMENT.md timings).
+        # CPU: short sequences and one epoch keep a toy run to minutes (docs/development.md, "Measured on 2 cores").
         settings.update(max_length=256, num_train_epochs=1, per_device_train_batch_size=8,
                         gradient_accumulation_steps=1, eval_steps=20, save_steps=20, logging_steps=5)
     else:
@@ -143,94 +143,121 @@ def _grpo_settings(settings: dict[str, Any], adapter: str, estimate: dict[str, A
 
 def build_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str, str], cpu_run: bool,
                 book: RuleBook) -> list[dict[str, Any]]:
-    """The plan's steps for the advice's route; collect steps name the rule book's thresholds."""
-    examples, pairs = book.show("min_labeled_examples"), book.show("min_preference_pairs")
-    route, method, adapter = advice["route"], advice.get("method"), advice.get("adapter") or "lora"
-    est = advice["estimate"]
-    by_step = {s["step"]: s for s in est.get("steps") or []}
-    steps: list[dict[str, Any]] = []
-    if route == "prompting":
-        settings: dict[str, Any] = {"num_examples": 4}
-        if cpu_run:
-            settings.update(max_eval_examples=20, max_new_tokens=64)
-        steps.append({"id": "prompting", "engine": "prompting",
-                      "description": _prompting_description(answers), "settings": settings})
-        if advice.get("collect") == "examples":
-            have = answers["labeled_examples"]
-            steps.append({"id": "collect_examples", "engine": "manual",
-                          "description": f"Collect labelled (input, ideal output) examples: {have} on hand, {examples} "
-                                         "needed before fine-tuning (then re-run rung advise)",
-                          "settings": {"done_when": f"data/train.jsonl holds {examples}+ examples"}})
-        if advice.get("collect") == "preferences":
-            have = answers["preference_pairs"]
-            steps.append({"id": "collect_preferences", "engine": "manual",
-                          "description": f"Collect preference pairs (prompt, chosen, rejected) from reviewers: "
-                                         f"{have} on hand, {pairs} needed for DPO",
-                          "settings": {"done_when": f"data/preferences.jsonl holds {pairs}+ pairs"}})
-    elif route == "rag":
-        steps.append({"id": "index", "engine": "rag_index",
-                      "description": "Chunk, embed and index the documents" +
-                                     (" (the domain corpus)" if advice.get("corpus_as_documents") else ""),
-                      # chunk_tokens 0 = automatic: 128 word pieces for MiniLM, which beat its 256-piece limit
-                      # on both labelled sets (BENCHMARKS.md)
-                      "settings": {"chunk_tokens": 0, "overlap": 16}})
-        if "queries" in data:
-            steps.append({"id": "eval", "engine": "rag_eval",
-                          "description": "Retrieval quality (recall@k, nDCG@10, MRR) on the eval queries"})
-        else:
-            steps.append({"id": "write_eval_queries", "engine": "manual",
-                          "description": "Write 30+ real questions with the documents that answer them "
-                                         "(data/queries.jsonl), then add data.queries and an eval step "
-                                         "(rung plan --data queries=PATH)",
-                          "settings": {"done_when": "data/queries.jsonl holds 30+ queries with relevant ids"}})
-    elif route == "fine_tuning":
-        if advice.get("generate_pairs") and not answers["labeled_examples"]:
-            steps.append({"id": "generate_pairs", "engine": "manual",
-                          "description": f"Run today's long prompt on {GENERATED_PAIRS:,} real inputs and save (input, "
-                                         "output) pairs to data/train.jsonl; the fine-tuned model learns to answer "
-                                         "without the prompt",
-                          "settings": {"done_when": f"data/train.jsonl holds {GENERATED_PAIRS:,} generated pairs"}})
-        if method in ("sft", "sft_then_dpo", "sft_then_grpo"):
-            steps.append({"id": "sft", "engine": "sft", "description": "Supervised fine-tuning",
-                          "settings": trainer_settings("sft", adapter, est, cpu_run, by_step.get("sft"))})
-        if method in ("dpo", "sft_then_dpo"):
-            step = {"id": "dpo", "engine": "dpo", "description": "Preference tuning with DPO",
-                    "settings": trainer_settings("dpo", adapter, est, cpu_run, by_step.get("dpo"))}
-            if method == "sft_then_dpo":
-                step = {"id": "dpo", "engine": "dpo", "description": step["description"] + " on the SFT model",
-                        "from_step": "sft", "settings": step["settings"]}
-            steps.append(step)
-        if method in ("grpo", "sft_then_grpo"):
-            step = {"id": "grpo", "engine": "grpo",
-                    "description": "Reinforcement with your checker's score as the reward (GRPO), the metric the "
-                                   "gate scores with" + (", on the SFT model" if method == "sft_then_grpo" else ""),
-                    "settings": trainer_settings("grpo", adapter, est, cpu_run, by_step.get("grpo"))}
-            if method == "sft_then_grpo":
-                step = {**step, "from_step": "sft"}
-            steps.append(step)
-    elif route == "continued_pretraining":
-        steps.append({"id": "cpt", "engine": "cpt", "description": "Continued pretraining on the domain corpus",
-                      "settings": trainer_settings("cpt", adapter, est, cpu_run, by_step.get("cpt"))})
-        if "train" in data or answers["labeled_examples"]:
-            steps.append({"id": "sft", "engine": "sft", "from_step": "cpt",
-                          "description": "SFT on instruction data to restore instruction following after CPT",
-                          "settings": trainer_settings("sft", "lora" if adapter == "full" else adapter, est, cpu_run,
-                                                       by_step.get("sft"))})
-        else:
-            steps.append({"id": "collect_instructions", "engine": "manual",
-                          "description": f"Collect {examples}+ instruction examples (data/train.jsonl) and add an sft "
-                                         "step with from_step: cpt; CPT erodes instruction following and SFT restores it",
-                          "settings": {"done_when": f"data/train.jsonl holds {examples}+ examples"}})
+    """The plan's steps for the advice's route; collect steps name the rule book's thresholds. A route that
+    trains a chat model ends in a gate step."""
+    by_route = {"prompting": _prompting_steps, "rag": _rag_steps, "fine_tuning": _fine_tuning_steps,
+                "continued_pretraining": _cpt_steps}
+    route = advice["route"]
+    if route in by_route:
+        steps = by_route[route](advice, answers, data, cpu_run, book)
     else:
-        steps.append({"id": "bigger_model", "engine": "bigger_model",
-                      "description": "Shortlist bigger or stronger open models that fit your GPUs and compare them",
-                      "settings": {}})
+        steps = [{"id": "bigger_model", "engine": "bigger_model",
+                  "description": "Shortlist bigger or stronger open models that fit your GPUs and compare them",
+                  "settings": {}}]
     tuned = [step["id"] for step in steps if step["engine"] in ("sft", "dpo", "grpo")]
     if tuned:  # a trained chat model ships only if it beats the cheaper rung on held-out rows
         steps.append({"id": "gate", "engine": "gate", "from_step": tuned[-1],
                       "description": "Ship gate: the trained model against the base model with its best prompt, on "
                                      "held-out rows (data.eval, else the rows training held out)",
                       "settings": {"max_rows": 20, "max_new_tokens": 64} if cpu_run else {}})
+    return steps
+
+
+def _prompting_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str, str], cpu_run: bool,
+                 book: RuleBook) -> list[dict[str, Any]]:
+    examples, pairs = book.show("min_labeled_examples"), book.show("min_preference_pairs")
+    steps: list[dict[str, Any]] = []
+    settings: dict[str, Any] = {"num_examples": 4}
+    if cpu_run:
+        settings.update(max_eval_examples=20, max_new_tokens=64)
+    steps.append({"id": "prompting", "engine": "prompting",
+                  "description": _prompting_description(answers), "settings": settings})
+    if advice.get("collect") == "examples":
+        have = answers["labeled_examples"]
+        steps.append({"id": "collect_examples", "engine": "manual",
+                      "description": f"Collect labelled (input, ideal output) examples: {have} on hand, {examples} "
+                                     "needed before fine-tuning (then re-run rung advise)",
+                      "settings": {"done_when": f"data/train.jsonl holds {examples}+ examples"}})
+    if advice.get("collect") == "preferences":
+        have = answers["preference_pairs"]
+        steps.append({"id": "collect_preferences", "engine": "manual",
+                      "description": f"Collect preference pairs (prompt, chosen, rejected) from reviewers: "
+                                     f"{have} on hand, {pairs} needed for DPO",
+                      "settings": {"done_when": f"data/preferences.jsonl holds {pairs}+ pairs"}})
+    return steps
+
+
+def _rag_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str, str], cpu_run: bool,
+                 book: RuleBook) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    steps.append({"id": "index", "engine": "rag_index",
+                  "description": "Chunk, embed and index the documents" +
+                                 (" (the domain corpus)" if advice.get("corpus_as_documents") else ""),
+                  # chunk_tokens 0 = automatic: 128 word pieces for MiniLM, which beat its 256-piece limit
+                  # on both labelled sets (BENCHMARKS.md)
+                  "settings": {"chunk_tokens": 0, "overlap": 16}})
+    if "queries" in data:
+        steps.append({"id": "eval", "engine": "rag_eval",
+                      "description": "Retrieval quality (recall@k, nDCG@10, MRR) on the eval queries"})
+    else:
+        steps.append({"id": "write_eval_queries", "engine": "manual",
+                      "description": "Write 30+ real questions with the documents that answer them "
+                                     "(data/queries.jsonl), then add data.queries and an eval step "
+                                     "(rung plan --data queries=PATH)",
+                      "settings": {"done_when": "data/queries.jsonl holds 30+ queries with relevant ids"}})
+    return steps
+
+
+def _fine_tuning_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str, str], cpu_run: bool,
+                 book: RuleBook) -> list[dict[str, Any]]:
+    method, adapter, est = advice.get("method"), advice.get("adapter") or "lora", advice["estimate"]
+    by_step = {s["step"]: s for s in est.get("steps") or []}
+    steps: list[dict[str, Any]] = []
+    if advice.get("generate_pairs") and not answers["labeled_examples"]:
+        steps.append({"id": "generate_pairs", "engine": "manual",
+                      "description": f"Run today's long prompt on {GENERATED_PAIRS:,} real inputs and save (input, "
+                                     "output) pairs to data/train.jsonl; the fine-tuned model learns to answer "
+                                     "without the prompt",
+                      "settings": {"done_when": f"data/train.jsonl holds {GENERATED_PAIRS:,} generated pairs"}})
+    if method in ("sft", "sft_then_dpo", "sft_then_grpo"):
+        steps.append({"id": "sft", "engine": "sft", "description": "Supervised fine-tuning",
+                      "settings": trainer_settings("sft", adapter, est, cpu_run, by_step.get("sft"))})
+    if method in ("dpo", "sft_then_dpo"):
+        step = {"id": "dpo", "engine": "dpo", "description": "Preference tuning with DPO",
+                "settings": trainer_settings("dpo", adapter, est, cpu_run, by_step.get("dpo"))}
+        if method == "sft_then_dpo":
+            step = {"id": "dpo", "engine": "dpo", "description": step["description"] + " on the SFT model",
+                    "from_step": "sft", "settings": step["settings"]}
+        steps.append(step)
+    if method in ("grpo", "sft_then_grpo"):
+        step = {"id": "grpo", "engine": "grpo",
+                "description": "Reinforcement with your checker's score as the reward (GRPO), the metric the "
+                               "gate scores with" + (", on the SFT model" if method == "sft_then_grpo" else ""),
+                "settings": trainer_settings("grpo", adapter, est, cpu_run, by_step.get("grpo"))}
+        if method == "sft_then_grpo":
+            step = {**step, "from_step": "sft"}
+        steps.append(step)
+    return steps
+
+
+def _cpt_steps(advice: dict[str, Any], answers: dict[str, Any], data: dict[str, str], cpu_run: bool,
+                 book: RuleBook) -> list[dict[str, Any]]:
+    examples = book.show("min_labeled_examples")
+    adapter, est = advice.get("adapter") or "lora", advice["estimate"]
+    by_step = {s["step"]: s for s in est.get("steps") or []}
+    steps: list[dict[str, Any]] = []
+    steps.append({"id": "cpt", "engine": "cpt", "description": "Continued pretraining on the domain corpus",
+                  "settings": trainer_settings("cpt", adapter, est, cpu_run, by_step.get("cpt"))})
+    if "train" in data or answers["labeled_examples"]:
+        steps.append({"id": "sft", "engine": "sft", "from_step": "cpt",
+                      "description": "SFT on instruction data to restore instruction following after CPT",
+                      "settings": trainer_settings("sft", "lora" if adapter == "full" else adapter, est, cpu_run,
+                                                   by_step.get("sft"))})
+    else:
+        steps.append({"id": "collect_instructions", "engine": "manual",
+                      "description": f"Collect {examples}+ instruction examples (data/train.jsonl) and add an sft "
+                                     "step with from_step: cpt; CPT erodes instruction following and SFT restores it",
+                      "settings": {"done_when": f"data/train.jsonl holds {examples}+ examples"}})
     return steps
 
 

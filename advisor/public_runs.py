@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rung.core.errors import RungError, did_you_mean
+from rung.core.checks import unknown_key_problems
+from rung.core.errors import RungError
 from rung.core.fileio import shown
 
 RUNS_FILE = Path(__file__).with_name("public_runs.yaml")
@@ -36,8 +37,7 @@ def _count(value: Any) -> float | None:
 def _check_fit(fit: Any, where: str, n_runs: int) -> list[str]:
     if not isinstance(fit, dict):
         return [f"{where}: fit: expected a mapping {{nearest: N, level: L}}, got {shown(fit)}"]
-    problems = [f'{where}: fit: unknown key "{key}"{did_you_mean(str(key), FIT_KEYS)}'
-                for key in fit if key not in FIT_KEYS]
+    problems = unknown_key_problems(fit, FIT_KEYS, f"{where}: fit")
     nearest, level = fit.get("nearest"), fit.get("level")
     if isinstance(nearest, bool) or not isinstance(nearest, int) or not 1 <= nearest:
         problems.append(f"{where}: fit.nearest: expected a whole number >= 1 (runs averaged), got {shown(nearest)}")
@@ -53,7 +53,7 @@ def _check_run(run: Any, label: str) -> list[str]:
 
     if not isinstance(run, dict):
         return [f"{label}: expected a mapping with {', '.join(REQUIRED)}, got {shown(run)}"]
-    problems = [f'{label}: unknown key "{key}"{did_you_mean(str(key), RUN_KEYS)}' for key in run if key not in RUN_KEYS]
+    problems = unknown_key_problems(run, RUN_KEYS, label)
     problems += [f"{label}: missing {key}" for key in REQUIRED if key not in run]
     for key in COUNTS:
         if key in run and _count(run[key]) is None:
@@ -73,7 +73,7 @@ def validate_runs(data: Any, where: str) -> list[str]:
     """Every problem of a public-runs table, one line each (empty when it is fine)."""
     if not isinstance(data, dict):
         return [f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}, got {shown(data)}"]
-    problems = [f'{where}: unknown key "{key}"{did_you_mean(str(key), TOP_KEYS)}' for key in data if key not in TOP_KEYS]
+    problems = unknown_key_problems(data, TOP_KEYS, where)
     runs = data.get("runs")
     if not isinstance(runs, list) or not runs:
         return problems + [f"{where}: runs: expected a non-empty list of runs, got {shown(runs)}"]

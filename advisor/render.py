@@ -1,6 +1,6 @@
 """The advice as text: what `rung advise` and `rung ask` print, and the estimate table PLAN.md shows.
 
-Pure string work, no click: advisor/commands.py, advisor/questionnaire.py and advisor/plan_md.py all use it.
+Pure string work, no click: cli/advise.py, advisor/questionnaire.py and advisor/plan_md.py all use it.
 """
 
 from __future__ import annotations

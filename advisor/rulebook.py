@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from rung.advisor.answers import PROMPTING_RESULTS, SCHEMA
+from rung.core.checks import id_problem, unknown_key_problems
 from rung.core.errors import RungError, did_you_mean
 from rung.core.fileio import short, shown
 from rung.core.vocab import ADAPTERS, METHODS, ROUTES
@@ -218,15 +219,9 @@ def validate_rules(rules: Any, thresholds: dict[str, Any], where: str = "rules.y
             continue
         rid = rule.get("id")
         at = f"{where}: rule {index + 1} ({shown(rid)})" if rid else f"{where}: rule {index + 1}"
-        for key in rule:
-            if key not in RULE_KEYS:
-                problems.append(f'{at}: unknown key "{key}"{did_you_mean(str(key), RULE_KEYS)}')
-        if not isinstance(rid, str) or not rid:
-            problems.append(f"{at}: missing id")
-        elif rid in seen:
-            problems.append(f'{at}: duplicate id "{shown(rid)}"')
-        else:
-            seen.add(rid)
+        problems += unknown_key_problems(rule, RULE_KEYS, at)
+        problem = id_problem(rid, seen, at, missing="missing id")
+        problems += [problem] if problem else []
         stage = rule.get("stage")
         if stage not in STAGES:
             problems.append(f'{at}: stage "{shown(stage)}" is not one of {", ".join(STAGES)}'
@@ -247,9 +242,9 @@ def validate_rules(rules: Any, thresholds: dict[str, Any], where: str = "rules.y
         if not isinstance(recommend, dict):
             problems.append(f"{at}: recommend: expected a mapping")
             recommend = {}
+        problems += unknown_key_problems(recommend, RECOMMEND, f"{at}: recommend")
         for key, value in recommend.items():
             if key not in RECOMMEND:
-                problems.append(f'{at}: recommend: unknown key "{key}"{did_you_mean(str(key), RECOMMEND)}')
                 continue
             kind, choices = RECOMMEND[key]
             if kind == "enum" and value not in choices:

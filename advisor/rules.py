@@ -168,11 +168,13 @@ def advise(answers: dict[str, Any], book: RuleBook | None = None,
     """The recommendation for validated answers (advisor.answers.validate_answers fills the defaults) and, when
     given, measured evidence (advisor.evidence.load_evidence), whose derived prompting_result replaces the answer.
 
-    Returns {route, method, adapter, collect, corpus_as_documents, generate_pairs, rules: [{id, because}],
-    warnings, flip_when, estimate, stepped_down_from, evidence}.
+    The stages run in order, each the first matching rule of its stage: evidence, route, adapter (training
+    routes), budget (a step down), then every matching note. Returns {route, method, adapter, collect,
+    corpus_as_documents, generate_pairs, rules: [{id, because}], warnings, flip_when, estimate,
+    stepped_down_from, evidence, model}.
     """
     from rung.advisor import estimator
-    from rung.advisor.evidence import evidence_facts, summary
+    from rung.advisor.evidence import evidence_facts
 
     book = book if book is not None else load_rulebook()
     shape = estimator.model_shape(answers.get("base_model"), answers.get("base_model_params_b"))
@@ -180,27 +182,8 @@ def advise(answers: dict[str, Any], book: RuleBook | None = None,
     facts.update(evidence_facts(evidence))
     facts["params_b"] = shape.params_b
     fired: list[dict[str, Any]] = []
-    evidence_summary = None
-    if evidence:
-        derived = replaced = None
-        evidence_rules = evaluate(book, facts, "evidence")
-        if evidence_rules:
-            fired.append(evidence_rules[0])
-            derived = evidence_rules[0]["recommend"]["prompting_result"]
-            replaced = answers.get("prompting_result") if answers.get("prompting_result") != derived else None
-            answers = {**answers, "prompting_result": derived}
-            facts["prompting_result"] = derived
-        evidence_summary = summary(evidence, derived, replaced)
-
-    route_rules = evaluate(book, facts, "route")
-    if not route_rules:  # rules.yaml covers every goal; a test walks them all
-        raise RungError(f"no route rule matched goal {short(answers.get('goal'))}: {book.path} is incomplete")
-    decision = {"route": None, "method": None, "adapter": None, "collect": None,
-                "corpus_as_documents": False, "generate_pairs": False}
-    decision.update({k: v for k, v in route_rules[0]["recommend"].items() if k != "step_down"})
-    fired.append(route_rules[0])
-    facts.update(route=decision["route"], method=decision["method"])
-
+    answers, evidence_summary = _evidence_stage(book, facts, answers, evidence, fired)
+    decision = _route_stage(book, facts, answers, fired)
     facts.update(estimator.memory_facts(shape, decision["method"], decision["route"],
                                         answers["gpu_memory_gb"], answers["gpu_count"]))
     if decision["route"] in TRAINING_ROUTES:
@@ -209,25 +192,8 @@ def advise(answers: dict[str, Any], book: RuleBook | None = None,
             decision["adapter"] = adapter_rules[0]["recommend"]["adapter"]
             fired.append(adapter_rules[0])
     facts["adapter"] = decision["adapter"]
-
-    estimate = estimator.route_estimate(answers, shape, decision)
-    cost = estimate.get("cost_usd") or 0.0
-    facts.update(route_cost_usd=cost, route_cost_text=money(cost), estimate_gpu=estimate.get("gpu") or "GPU",
-                 over_budget=answers["budget_usd"] is not None and cost > answers["budget_usd"])
-    stepped_down_from = None
-    budget_rules = evaluate(book, facts, "budget")
-    if budget_rules:
-        rule = budget_rules[0]
-        fired.append(rule)
-        stepped_down_from = {"route": decision["route"], "method": decision["method"],
-                             "adapter": decision["adapter"], "cost_usd": cost, "budget_usd": answers["budget_usd"]}
-        decision.update(method=None, adapter=None, generate_pairs=False,
-                        collect="examples" if decision["route"] == "fine_tuning" else None)
-        decision.update({k: v for k, v in rule["recommend"].items() if k != "step_down"})
-        facts.update(route=decision["route"], method=None, adapter=None)
-        estimate = estimator.route_estimate(answers, shape, decision)
+    estimate, stepped_down_from = _budget_stage(book, facts, answers, shape, decision, fired)
     fired += evaluate(book, facts, "note")
-
     warnings = [render(rule["warning"], facts, book.thresholds) for rule in fired if rule.get("warning")]
     if estimate.get("fits") is False and decision["route"] in TRAINING_ROUTES:
         warnings.append(f"The estimated {estimate['memory_gb']:.1f} GB per GPU does not fit "
@@ -249,3 +215,60 @@ def advise(answers: dict[str, Any], book: RuleBook | None = None,
         "model": {"params_b": shape.params_b, "layers": shape.layers, "hidden": shape.hidden,
                   "vocab": shape.vocab, "source": shape.source, "like": shape.like},
     }
+
+
+def _evidence_stage(book: RuleBook, facts: dict[str, Any], answers: dict[str, Any], evidence: dict[str, Any] | None,
+                    fired: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Measured evidence decides prompting_result (the first evidence rule); it replaces the answer, in the
+    answers and the facts the later stages read. Returns (answers, the evidence summary or None)."""
+    from rung.advisor.evidence import summary
+
+    if not evidence:
+        return answers, None
+    derived = replaced = None
+    evidence_rules = evaluate(book, facts, "evidence")
+    if evidence_rules:
+        fired.append(evidence_rules[0])
+        derived = evidence_rules[0]["recommend"]["prompting_result"]
+        replaced = answers.get("prompting_result") if answers.get("prompting_result") != derived else None
+        answers = {**answers, "prompting_result": derived}
+        facts["prompting_result"] = derived
+    return answers, summary(evidence, derived, replaced)
+
+
+def _route_stage(book: RuleBook, facts: dict[str, Any], answers: dict[str, Any],
+                 fired: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first route rule that matches decides route, method and what to collect."""
+    route_rules = evaluate(book, facts, "route")
+    if not route_rules:  # rules.yaml covers every goal; a test walks them all
+        raise RungError(f"no route rule matched goal {short(answers.get('goal'))}: {book.path} is incomplete")
+    decision = {"route": None, "method": None, "adapter": None, "collect": None,
+                "corpus_as_documents": False, "generate_pairs": False}
+    decision.update({k: v for k, v in route_rules[0]["recommend"].items() if k != "step_down"})
+    fired.append(route_rules[0])
+    facts.update(route=decision["route"], method=decision["method"])
+    return decision
+
+
+def _budget_stage(book: RuleBook, facts: dict[str, Any], answers: dict[str, Any], shape: Any,
+                  decision: dict[str, Any], fired: list[dict[str, Any]]) -> tuple[dict[str, Any], dict | None]:
+    """The route's estimate; over the budget, the first budget rule steps down to a cheaper route (decision is
+    changed in place) and the estimate is made again. Returns (estimate, what was stepped down from or None)."""
+    from rung.advisor import estimator
+
+    estimate = estimator.route_estimate(answers, shape, decision)
+    cost = estimate.get("cost_usd") or 0.0
+    facts.update(route_cost_usd=cost, route_cost_text=money(cost), estimate_gpu=estimate.get("gpu") or "GPU",
+                 over_budget=answers["budget_usd"] is not None and cost > answers["budget_usd"])
+    budget_rules = evaluate(book, facts, "budget")
+    if not budget_rules:
+        return estimate, None
+    rule = budget_rules[0]
+    fired.append(rule)
+    stepped_down_from = {"route": decision["route"], "method": decision["method"],
+                         "adapter": decision["adapter"], "cost_usd": cost, "budget_usd": answers["budget_usd"]}
+    decision.update(method=None, adapter=None, generate_pairs=False,
+                    collect="examples" if decision["route"] == "fine_tuning" else None)
+    decision.update({k: v for k, v in rule["recommend"].items() if k != "step_down"})
+    facts.update(route=decision["route"], method=None, adapter=None)
+    return estimator.route_estimate(answers, shape, decision), stepped_down_from

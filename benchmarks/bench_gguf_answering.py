@@ -28,10 +28,10 @@ SPEC = "smollm2-135m-instruct"
 
 
 def conversations(rows: int) -> list:
-    from rung.engines.probe import best_prompt
-    from rung.engines.prompting import read_rows, to_chat
+    from rung.core.rows import load_task_rows
+    from rung.engines.prompts import prompted
 
-    return [to_chat(best_prompt("domain_task", [], 0), r["input"]) for r in read_rows(EVAL, "eval rows")[:rows]]
+    return prompted("domain_task", [], 0, load_task_rows(EVAL, "eval rows")[:rows])  # the probe's zero-shot prompt
 
 
 def timed(model, convs, max_new_tokens: int, threads: int | None = None) -> tuple[float, list[str]]:

@@ -45,7 +45,7 @@ def start_postgres(folder: Path):
 
 
 def scores(index, qrels) -> dict:
-    from rung.rag.engine import evaluate_index
+    from rung.rag.metrics import evaluate_index
 
     result = evaluate_index(index, qrels)
     return {"ndcg@10": round(result["ndcg@10"], 4), "recall@10": round(result["recall@10"], 4)}

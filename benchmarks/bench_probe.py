@@ -88,23 +88,25 @@ def through_rung(base: str, model: str, convs, concurrency: int) -> float:
 def through_probe(base: str, model: str, n: int, concurrency: int, work: Path) -> tuple[float, float]:
     """(rows/s while answering, as probe's own per-row timing says; rows/s end to end, with the fixed costs:
     reading rows, scoring, evidence.yaml, probe.md and the plot)."""
-    from rung.engines.probe import ProbeRequest, probe
+    from rung.core.settings import ProbeSettings
+    from rung.engines.probe import ProbeInputs, probe
 
     out = Path(tempfile.mkdtemp(dir=work))
-    request = ProbeRequest(eval_path=EVAL, out_dir=out, model=f"openai:{model}", goal="schema", max_rows=n,
-                           max_new_tokens=MAX_TOKENS, api_base=base, concurrency=concurrency)
+    settings = ProbeSettings(model=f"openai:{model}", max_rows=n, max_new_tokens=MAX_TOKENS, api_base=base,
+                             concurrency=concurrency)
     started = time.perf_counter()
-    evidence = probe(request, echo=lambda line: None)
+    evidence = probe(settings, ProbeInputs(eval_path=EVAL, out_dir=out, goal="schema"), echo=lambda line: None)
     return 1 / evidence["rungs"]["zero_shot"]["seconds_per_row"], n / (time.perf_counter() - started)
 
 
 def gate_seconds(baseline: str, candidate: str, n: int, base: str | None, work: Path) -> float:
-    from rung.engines.gate import GateRequest, gate
+    from rung.core.settings import GateSettings
+    from rung.engines.gate import GateInputs, gate
 
-    request = GateRequest(baseline=baseline, candidate=candidate, eval_path=EVAL, out_dir=Path(tempfile.mkdtemp(dir=work)),
-                          goal="schema", max_rows=n, max_new_tokens=MAX_TOKENS, api_base=base)
+    settings = GateSettings(baseline=baseline, candidate=candidate, max_rows=n, max_new_tokens=MAX_TOKENS, api_base=base)
+    inputs = GateInputs(eval_path=EVAL, out_dir=Path(tempfile.mkdtemp(dir=work)), goal="schema")
     started = time.perf_counter()
-    gate(request, echo=lambda line: None)
+    gate(settings, inputs, echo=lambda line: None)
     return time.perf_counter() - started
 
 

@@ -144,7 +144,7 @@ def bench_quality(model, corpus: Path, work: Path, names: list[str], results: di
     import faiss
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from rung.rag.engine import evaluate_index
+    from rung.rag.metrics import evaluate_index
     from rung.rag.ingest import ingest
     from rung.rag.metrics import evaluate
     from rung.rag.store import RagIndex

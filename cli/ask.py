@@ -45,13 +45,13 @@ def offer_probe(out: str, measured: list[Path]):
                              default=answers.get("base_model") or "builtin:tiny", prompt_suffix=": ").strip()
         examples = click.prompt("Labelled examples for a few-shot prompt (empty = zero-shot only)", default="",
                                 show_default=False, prompt_suffix=": ").strip()
-        from rung.engines.probe import ProbeRequest, probe
+        from rung.core.settings import ProbeSettings
+        from rung.engines.probe import ProbeInputs, probe
 
         out_dir = Path(out).expanduser().resolve().parent / "probe"
-        request = ProbeRequest(eval_path=eval_path, out_dir=out_dir, model=model, goal=answers["goal"],
-                               answers_path=Path(out),
-                               examples_path=Path(examples).expanduser() if examples else None)
-        evidence = probe(request, echo=click.echo)
+        inputs = ProbeInputs(eval_path=eval_path, out_dir=out_dir, goal=answers["goal"], answers_path=Path(out),
+                             examples_path=Path(examples).expanduser() if examples else None)
+        evidence = probe(ProbeSettings(model=model), inputs, echo=click.echo)
         click.echo(f"Evidence saved to {out_dir / 'evidence.yaml'} (rung advise|plan --evidence reads it).")
         measured.append(out_dir / "evidence.yaml")
         return evidence

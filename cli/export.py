@@ -7,24 +7,18 @@ from pathlib import Path
 
 import click
 
+from rung.cli.options import settings_and_problems, settings_options
+from rung.core.settings import ExportSettings
+
 
 @click.command()
 @click.argument("source", metavar="RUN_OR_MODEL")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="Folder for the export (new, empty, or an earlier export; else --overwrite).")
-@click.option("--format", "fmt", default="safetensors", show_default=True, metavar="safetensors|gguf",
-              help="safetensors: the merged model in the Hugging Face layout (transformers, vLLM). gguf: one file "
-                   "for llama.cpp and Ollama (Llama, Mistral, Qwen2 architectures).")
-@click.option("--quant", default=None, metavar="f16|bf16|q8_0|q4_0",
-              help="GGUF tensor type (default f16). f16/bf16 must reload with identical greedy tokens; q8_0/q4_0 "
-                   "must meet the top-1 agreement and KL thresholds in docs/export-and-serve.md.")
-@click.option("--ollama", is_flag=True, help="Also write an Ollama Modelfile: the chat template translated into a "
-                                             "Go template, and the stop tokens (GGUF only).")
+@settings_options(ExportSettings, values=True, later=("format", "quant"))
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out that rung did not create (files of "
                                                 "the same name are replaced).")
-@click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run.")
-def export(source: str, out_dir: Path, fmt: str, quant: str | None, ollama: bool, overwrite: bool,
-           trust_remote_code: bool) -> None:
+def export(source: str, out_dir: Path, overwrite: bool, **flags) -> None:
     """Export a run or model to safetensors or GGUF and check it by reloading it.
 
     RUN_OR_MODEL is a rung run folder (a LoRA adapter is merged into its base), a model folder, a hub id or
@@ -34,9 +28,15 @@ def export(source: str, out_dir: Path, fmt: str, quant: str | None, ollama: bool
     """
     from rung.trainers.export.pipeline import check_export, export_model
 
-    check_export(source, out_dir, fmt=fmt, quant=quant, ollama=ollama, overwrite=overwrite)
-    export_model(source, out_dir, fmt=fmt, quant=quant, ollama=ollama, overwrite=overwrite,
-                 trust_remote_code=trust_remote_code)
+    from rung.core.errors import RungError
+
+    settings, problems = settings_and_problems(ExportSettings, flags)
+    check_export(source, out_dir, fmt=settings.format, quant=settings.quant, ollama=settings.ollama,
+                 overwrite=overwrite)  # every problem of the arguments (format and quant too), source and --out
+    if problems:
+        raise RungError(problems)
+    export_model(source, out_dir, fmt=settings.format, quant=settings.quant, ollama=settings.ollama,
+                 overwrite=overwrite, trust_remote_code=settings.trust_remote_code)
 
 
 __all__ = ["export"]

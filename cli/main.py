@@ -11,8 +11,8 @@ import sys
 import click
 
 from rung import __version__
+from rung.cli.lazy import CommandError, LazyGroup
 from rung.core.errors import RungError
-from rung.core.lazy import LazyGroup
 import rung.trainers  # noqa: F401  registers builtin:tiny-base (cheap: no torch)
 
 # command name -> "module:attribute". The test suite checks that this table and `rung --help` agree
@@ -20,18 +20,18 @@ import rung.trainers  # noqa: F401  registers builtin:tiny-base (cheap: no torch
 COMMANDS: dict[str, str] = {
     # the advisor (pure Python)
     "ask": "rung.cli.ask:ask",
-    "advise": "rung.advisor.commands:advise",
-    "plan": "rung.advisor.commands:plan",
-    "estimate": "rung.advisor.commands:estimate",
-    "rules": "rung.advisor.commands:rules",
+    "advise": "rung.cli.advise:advise",
+    "plan": "rung.cli.advise:plan",
+    "estimate": "rung.cli.advise:estimate",
+    "rules": "rung.cli.advise:rules",
     # retrieval
-    "rag": "rung.rag.cli:rag",
+    "rag": "rung.cli.rag:rag",
     # fine-tuning and continued pretraining
-    "data": "rung.trainers.cli:data",
-    "train": "rung.cli.train:train",          # the trainers' group + grpo (its reward is an engines metric)
-    "merge": "rung.trainers.cli:merge",
-    "chat": "rung.trainers.cli:chat",
-    "generate": "rung.trainers.cli:generate",
+    "data": "rung.cli.data:data",
+    "train": "rung.cli.train:train",
+    "merge": "rung.cli.chat:merge",
+    "chat": "rung.cli.chat:chat",
+    "generate": "rung.cli.chat:generate",
     "export": "rung.cli.export:export",
     "serve": "rung.cli.serve:serve",
     # measuring: the cheap rungs on your model, and the trained model against them
@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-    except click.ClickException as error:  # RungError and click's own usage errors
+    except (click.ClickException, RungError) as error:  # a RungError (cli/lazy.py) and click's usage errors
         if debug:
             raise
+        error = error if isinstance(error, click.ClickException) else CommandError(error.message)
         error.message = _scrubbed(error.message)
         error.show()
         sys.exit(error.exit_code)

@@ -8,9 +8,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from rung.cli.options import settings_from_flags, settings_options
+from rung.core.settings import ClusterSettings
 
 
 @click.command("run")
@@ -20,19 +23,10 @@ import click
               help="Skip the steps an earlier run finished and continue the interrupted one from its last checkpoint.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run root: where resolved_plan.yaml, report.md and one folder per step go (default: the plan's folder).")
-@click.option("--gpus", type=int, default=0, show_default=True,
-              help="GPUs to use; more than 1 launches multi-GPU training through accelerate. "
-                   "Fails before any work when torch sees fewer CUDA GPUs (there is no multi-process CPU mode).")
-@click.option("--nodes", type=int, default=1, show_default=True,
-              help="Machines in a multi-node run: start the same command on each, with its own --node-rank "
-                   "(SFT, DPO and continued pretraining steps launch across them through accelerate).")
-@click.option("--node-rank", type=int, default=0, show_default=True, help="This machine's rank, 0 on the main node.")
-@click.option("--main-address", default=None, help="Address of the rank-0 machine (needed with --nodes > 1).")
-@click.option("--main-port", type=int, default=None, help="Rendezvous port on the rank-0 machine (default: accelerate's).")
+@settings_options(ClusterSettings, values=True)
 @click.option("--set", "sets", multiple=True, metavar="STEP.KEY=VALUE",
               help="Override one step setting, e.g. --set sft.max_steps=20 (repeatable; wins over plan.yaml).")
-def run(plan: Path, dry_run: bool, resume: bool, out: Path | None, gpus: int, nodes: int, node_rank: int,
-        main_address: str | None, main_port: int | None, sets: tuple[str, ...]) -> None:
+def run(plan: Path, dry_run: bool, resume: bool, out: Path | None, sets: tuple[str, ...], **flags: Any) -> None:
     """Run a plan's steps in order and write report.md.
 
     Every problem in the plan (unknown keys, missing data files, unknown engines or models, a GPU count this
@@ -42,8 +36,7 @@ def run(plan: Path, dry_run: bool, resume: bool, out: Path | None, gpus: int, no
     from rung.run.prepare import prepare, resolved_summary_text
     from rung.run.state import RESOLVED_FILE
 
-    prepared = prepare(plan, out=out, gpus=gpus, sets=sets, nodes=nodes, node_rank=node_rank,
-                       main_address=main_address, main_port=main_port)
+    prepared = prepare(plan, out=out, sets=sets, cluster=settings_from_flags(ClusterSettings, flags))
     click.echo(f"Running {plan} with resolved settings:" if not dry_run else f"Dry run of {plan}; resolved settings:")
     click.echo(resolved_summary_text(prepared).rstrip())
     click.echo(f"(all of it, with the estimate: {prepared.run_root / RESOLVED_FILE})" if not dry_run else "")

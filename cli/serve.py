@@ -38,11 +38,12 @@ import click
 from rung.cli.serve_safety import (LOG_PREFIX, MERGED_PREFIX, clean_stale_merges, death_signal_setter, http_serves,
                                    port_problem)
 from rung.core.errors import RungError, did_you_mean
-from rung.core.options import Checked
+from rung.cli.options import settings_from_flags, settings_options
+from rung.core.settings import ServeSettings
 
 ENGINES = ("transformers", "vllm", "llama.cpp")
-DEFAULT_PORT = 8000
-READY_TIMEOUT_S = 600    # vLLM compiles and captures CUDA graphs before it answers: minutes on a large model
+DEFAULT_PORT = ServeSettings.port
+READY_TIMEOUT_S = ServeSettings.wait_s
 STOP_GRACE_S = 20        # after the forwarded signal, then SIGKILL to the whole process group
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 INSTALL = {
@@ -316,23 +317,13 @@ def supervise(command: list[str], *, base_url: str, model: str, log_path: Path, 
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("model_or_run", metavar="MODEL_OR_RUN")
-@click.option("--engine", default="auto", show_default=True, metavar="auto|transformers|vllm|llama.cpp",
-              help="The server: transformers (CPU, development), vllm (GPU), llama.cpp (GGUF). auto: llama.cpp "
-                   "for a GGUF, else transformers.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every "
-                                                                     "interface; the server has no API key).")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
-              help="Port to listen on; 0 picks a free one.")
-@click.option("--wait", "wait_s", type=Checked(float, minimum=1, maximum=86400), default=READY_TIMEOUT_S,
-              show_default=True,
-              help="Seconds to wait for the server's first answer.")
+@settings_options(ServeSettings, values=True)
 @click.option("--log", "log_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="The server's output (default: a rung-serve-log-*.log file in the temp folder, removed at the "
                    "next start).")
 @click.option("--dry-run", is_flag=True, help="Print the command and exit without starting it.")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED, metavar="[-- ENGINE_ARGS...]")
-def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, log_path: Path | None, dry_run: bool,
-          extra: tuple[str, ...]) -> None:
+def serve(model_or_run: str, log_path: Path | None, dry_run: bool, extra: tuple[str, ...], **flags: Any) -> None:
     """Serve a model or run over an OpenAI-compatible API with transformers, vLLM or llama.cpp.
 
     MODEL_OR_RUN is a model folder, a rung run (LoRA adapter), builtin:tiny, a hub id, a .gguf file or an export
@@ -341,6 +332,8 @@ def serve(model_or_run: str, engine: str, host: str, port: int, wait_s: float, l
     """
     import tempfile
 
+    settings = settings_from_flags(ServeSettings, flags)
+    engine, host, port, wait_s = settings.engine, settings.host, settings.port, settings.wait_s
     target = resolve_target(model_or_run)
     engine = engine_for(target, engine)
     problems = engine_problems(engine, target, check_installed=not dry_run)

@@ -1,14 +1,15 @@
-"""Domain errors: one line per problem on stderr, exit code 2, never a traceback (unless --debug)."""
+"""Domain errors: one line per problem on stderr, exit code 2, never a traceback (unless --debug).
+
+A plain exception: the library raises it, and only the command line (cli/lazy.py) turns it into click's error
+display and exit code 2."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
-import click
 
-
-class RungError(click.ClickException):
-    """An error the user can act on. Printed as `Error: <message>` with exit code 2."""
+class RungError(Exception):
+    """An error the user can act on: `message` holds one line per problem."""
 
     exit_code = 2
 
@@ -16,6 +17,10 @@ class RungError(click.ClickException):
         if not isinstance(message, str):
             message = "\n".join(message)
         super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

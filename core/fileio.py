@@ -175,6 +175,18 @@ def make_dir(path: str | os.PathLike, *, what: str = "folder") -> bool:
     return True
 
 
+def staging_dir(out_dir: Path, doing: str) -> Path:
+    """A new empty folder beside out_dir (.NAME.DOING-XXXX), on the same file system so the finished result can be
+    renamed into place; its parents are made. One RungError line when it cannot be created."""
+    import tempfile
+
+    make_dir(out_dir.parent, what="folder")
+    try:
+        return Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.{doing}-"))
+    except OSError as error:
+        raise RungError(os_error_text(error, "create a folder in", out_dir.parent)) from None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temp file in the same folder, fsync, then rename: readers never see half a file.
     An OSError (a full disk, a read-only file system, a folder in the way) is one RungError line."""

@@ -112,14 +112,14 @@ def convert_into(path: Path, header: GgufHeader, staging: Path) -> dict[str, str
     warning = ""
     plain = _plain_copy(loaded)
     if tokenizer.chat_template is None:
-        # a base model: the documented default (docs/models.md), with its tokens when the vocabulary lacks them
+        # a base model: the documented default (docs/models-and-safety.md), with its tokens when the vocabulary lacks them
         tokenizer.chat_template = CHATML_TEMPLATE
         new = [t for t in ("<|im_start|>", "<|im_end|>") if t not in tokenizer.get_vocab()]
         if new:
             tokenizer.add_special_tokens({"additional_special_tokens": new})
             plain.resize_token_embeddings(len(tokenizer))
         warning = (f"warning: {path.name} has no chat template; rung gave it ChatML (<|im_start|>role ... "
-                   "<|im_end|>), the default in docs/models.md")
+                   "<|im_end|>), the default in docs/models-and-safety.md")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if plain.generation_config.pad_token_id is None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rung.core.checks import id_problem, unknown_key_problems
 from rung.core.errors import did_you_mean
 from rung.core.fileio import read_yaml, short, shown
 # The vocabulary lives in core/vocab.py; the plan schema re-exports it, because that is where readers look.
@@ -49,10 +50,7 @@ def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
     if len(unknown) > 3 and len(unknown) * 2 > len(plan):  # a wrong file: never list its lines back
         return [f"{where}: {len(unknown)} of its {len(plan)} keys are not plan keys: is this a plan (what "
                 f"`rung plan` writes)? Plan keys: {', '.join(TOP_KEYS)}"]
-    problems: list[str] = []
-    for key in plan:
-        if key not in TOP_KEYS:
-            problems.append(f'{where}: unknown key "{shown(key)}"{did_you_mean(str(key), TOP_KEYS)}')
+    problems = unknown_key_problems(plan, TOP_KEYS, where)
     for key in REQUIRED_TOP_KEYS:
         if key not in plan:
             problems.append(f'{where}: missing key "{key}"')
@@ -70,10 +68,9 @@ def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
     if not isinstance(data, dict):
         problems.append(f"{where}: data: expected a mapping of role -> path")
     else:
+        problems += unknown_key_problems(data, DATA_ROLES, f"{where}: data", what="role")
         for role, value in data.items():
-            if role not in DATA_ROLES:
-                problems.append(f'{where}: data: unknown role "{shown(role)}"{did_you_mean(str(role), DATA_ROLES)}')
-            elif not isinstance(value, (str, list)):
+            if role in DATA_ROLES and not isinstance(value, (str, list)):
                 problems.append(f"{where}: data.{role}: expected a path or a list of paths")
     steps = plan.get("steps")
     if "steps" in plan and (not isinstance(steps, list) or not steps):
@@ -85,16 +82,9 @@ def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
         if not isinstance(step, dict):
             problems.append(f"{at}: expected a mapping")
             continue
-        for key in step:
-            if key not in STEP_KEYS:
-                problems.append(f'{at}: unknown key "{shown(key)}"{did_you_mean(str(key), STEP_KEYS)}')
-        step_id = step.get("id")
-        if not isinstance(step_id, str) or not step_id:
-            problems.append(f'{at}: missing "id"')
-        elif step_id in seen:
-            problems.append(f'{at}: duplicate id "{shown(step_id)}"')
-        else:
-            seen.add(step_id)
+        problems += unknown_key_problems(step, STEP_KEYS, at)
+        problem = id_problem(step.get("id"), seen, at)
+        problems += [problem] if problem else []
         engine = step.get("engine")
         if engine not in ENGINES:
             problems.append(f'{at}: unknown engine "{shown(engine)}"{did_you_mean(str(engine), ENGINES)}'

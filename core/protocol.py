@@ -20,11 +20,12 @@ class StepContext:
     resume: bool = False          # continue from this step's last checkpoint when there is one
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier steps' results by step id
     cli_settings: dict[str, Any] = field(default_factory=dict)        # overrides from the command line
-    gpus: int = 0                 # --gpus from `rung run`: GPUs per node; 0 = this process only
+    gpus: int = 1                 # --gpus from `rung run`: processes (GPUs) per node; 1 = this process only
     nodes: int = 1                # --nodes: machines in a multi-node run (each runs `rung run` with its rank)
     node_rank: int = 0            # --node-rank: this machine's rank, 0 on the main node
     main_address: str | None = None  # --main-address: the rank-0 machine's address, for nodes > 1
     main_port: int | None = None     # --main-port: its rendezvous port (accelerate's default when None)
+    cpu: bool = False                # --cpu: launched processes run on CPU (gloo), for testing the distributed path
 
     def data_path(self, role: str) -> Path | None:
         """The plan's data path for a role (train, eval, preferences, corpus, documents, queries, ...)."""

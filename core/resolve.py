@@ -16,6 +16,7 @@ import types
 import typing
 from typing import Any, Iterable, Mapping, Sequence
 
+from rung.core.checks import unknown_key_problems
 from rung.core.errors import RungError, did_you_mean
 from rung.core.fileio import short, shown
 from rung.core.vocab import MODEL_ENGINES, PLAN_ADAPTER_ENGINES
@@ -112,15 +113,13 @@ def is_integer_hint(hint: Any) -> bool:
 
 
 def unknown_keys(cls: type, values: Iterable[str], where: str) -> list[str]:
-    known = [f.name for f in dataclasses.fields(cls)]
-    return [f'{where}: unknown setting "{shown(key)}"{did_you_mean(str(key), known)}'
-            for key in values if key not in known]
+    return unknown_key_problems(values, [f.name for f in dataclasses.fields(cls)], where, what="setting")
 
 
 def value_name(where: str, key: str, field: dataclasses.Field) -> str:
     """How a problem names a value: the flag the user typed, `--set key`, or `file: steps[0].settings.key`."""
-    if where == "option" and field.metadata.get("flag"):
-        return field.metadata["flag"].split("/")[0]
+    if where == "option":  # the flag cli/options.py made for the field: its metadata's, else its own name
+        return (field.metadata.get("flag") or "--" + key.replace("_", "-")).split("/")[0]
     return f"{where} {key}" if where in ("--set", "option") else f"{where}.{key}"
 
 
@@ -150,8 +149,9 @@ def merge(cls: type, layers: Sequence[Layer]) -> tuple[dict[str, Any], list[str]
         choices = field.metadata.get("choices")
         value = merged.get(key)
         if choices and value is not None and value not in choices:
-            where = source.get(key, ("settings", key))[0]
-            problems.append(f'{where}: {key} "{shown(value)}" is not one of {", ".join(choices)}'
+            where, name = source.get(key, ("settings", key))
+            what = name if where == "option" else f"{where}: {key}"  # a flag: `--quant "q4_k" is not one of ...`
+            problems.append(f'{what} "{shown(value)}" is not one of {", ".join(choices)}'
                             f'{did_you_mean(str(value), choices)}')
     epochs, steps = merged.get("num_train_epochs"), merged.get("max_steps")
     if steps == -1 and isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs <= 0:

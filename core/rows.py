@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from rung.core.errors import RungError
 from rung.core.fileio import read_text
@@ -77,6 +77,27 @@ def _json_array_items(text: str) -> Iterable[tuple[int, Any]]:
         raise json.JSONDecodeError("expected ',' or ']' between array items", text, index)
 
 
+class BadLine(NamedTuple):
+    reason: str           # the parser's reason ("nested too deeply" for a bomb)
+    column: int | None
+
+
+def jsonl_records(text: str) -> Iterator[tuple[int, Any, BadLine | None]]:
+    """Every non-blank line of JSONL text, in order: (line number, value, None), or (line number, None, BadLine) for
+    a line that is not JSON. The one JSONL loop: each reader (rows here, RAG documents and queries in rag/) words
+    its problems itself and keeps going, so every bad line is reported at once. Lines end at "\n" only (JSON Lines):
+    a U+2028 inside a string is text, not a line break."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line), None
+        except json.JSONDecodeError as error:
+            yield number, None, BadLine(error.msg, error.colno)
+        except RecursionError:
+            yield number, None, BadLine("nested too deeply", None)
+
+
 def read_objects(path: Path, what: str = "data file (.jsonl or .json)") -> tuple[list[tuple[int, Any]], list[str]]:
     """(line, parsed value) pairs and problems for bad JSON. JSONL unless the file is a .json array/object.
     A problem names the file, the line and the parser's reason; it never repeats the line's text."""
@@ -93,15 +114,12 @@ def read_objects(path: Path, what: str = "data file (.jsonl or .json)") -> tuple
         except RecursionError:
             problems.append(f"{path}: bad JSON: nested too deeply; the file was not read")
         return items, problems
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append((number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            problems.append(f"{path}:{number}: bad JSON: {error.msg} (column {error.colno})")
-        except RecursionError:
-            problems.append(f"{path}:{number}: bad JSON: nested too deeply")
+    for number, value, why in jsonl_records(text):
+        if why is None:
+            items.append((number, value))
+        else:
+            problems.append(f"{path}:{number}: bad JSON: {why.reason}"
+                            + (f" (column {why.column})" if why.column is not None else ""))
     if not items and not problems:
         problems.append(f"{path}: the file has no rows")
     return items, problems

@@ -2,7 +2,7 @@
 
 Pure Python (no torch): the advisor writes these into plan.yaml and `rung run` checks them before any heavy
 import. Each field's help lives in its metadata (`setting(..., help=...)`); a field with a `flag` becomes a
-`rung train` option (core/options.py), so no flag or help text is written twice. Resolution, the one path for
+`rung train` option (cli/options.py), so no flag or help text is written twice. Resolution, the one path for
 `rung train` and `rung run` alike, is core/resolve.py: default < plan base_model/adapter < step settings <
 --config/flags < --set. Each training dataclass becomes a TRL config through one builder function in its
 pipeline file (trainers/sft.py, dpo.py, cpt/); RUNG_ONLY_FIELDS are not passed on.
@@ -21,14 +21,15 @@ MAX_CONCURRENCY = 256  # endpoint requests in flight; core/endpoint.py refuses m
 
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, factory: Any = None,
             choices: tuple[str, ...] | None = None, minimum: float | None = None, maximum: float | None = None,
-            gt: float | None = None, lt: float | None = None, also: tuple[Any, ...] = ()) -> Any:
-    """A dataclass field with its help text and, for `rung train`, its flag ("--name" or "--on/--off").
+            gt: float | None = None, lt: float | None = None, also: tuple[Any, ...] = (), metavar: str | None = None) -> Any:
+    """A dataclass field with its help text and its flag ("--name" or "--on/--off"; default: the field's name),
+    with the metavar --help shows for its value.
 
     The range, checked by the one resolve (core/resolve.py) before anything is written: minimum/maximum are
     inclusive, gt/lt exclusive, `also` lists values allowed outside the range (max_steps -1). Floats must be
     finite; ints stay below 2**31 unless a maximum says otherwise."""
     metadata = {"help": help, "flag": flag, "choices": choices, "minimum": minimum, "maximum": maximum,
-                "gt": gt, "lt": lt, "also": also}
+                "gt": gt, "lt": lt, "also": also, "metavar": metavar}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -285,15 +286,23 @@ class RetrievalSettings:
 
 @dataclass
 class RagIndexSettings:
-    chunk_tokens: int = setting(0, "Tokens per chunk; 0: 128, or the embedding model's limit if smaller.",
-                                minimum=0)
-    overlap: int = setting(16, "Tokens shared by neighbouring chunks.", minimum=0)
-    model: str | None = setting(None, "Embedding model (hub id or folder); default: the packaged all-MiniLM-L6-v2.")
-    index_type: str = setting("auto", "auto | flat | hnsw (auto: exact search up to 50k chunks, HNSW above).")
-    batch_size: int = setting(32, "Chunks embedded at once.", minimum=1)
-    follow_symlinks: bool = setting(False, "Follow symbolic links that leave the documents folder.")
+    """How `rung rag index` and a rag_index step chunk, embed and store documents (rag/ingest.py). On the command
+    line an unset flag keeps what an existing index has; a plan step gives every value."""
+
+    chunk_tokens: int = setting(0, "Chunk size in the embedder's word pieces, heading trail included; 0 = 128, or the "
+                                "model's limit if lower (at most 254 for MiniLM).", flag="--chunk-tokens", minimum=0)
+    overlap: int = setting(16, "Word pieces shared by neighbouring chunks.", flag="--overlap", minimum=0)
+    model: str | None = setting(None, "Embedding model (sentence-transformers id or folder); default: the packaged "
+                                "all-MiniLM-L6-v2 (offline).", flag="--model")
+    index_type: str = setting("auto", "Exact flat search, HNSW, or auto: HNSW from 50,000 chunks.",
+                              flag="--index-type", choices=("auto", "flat", "hnsw"))
+    batch_size: int = setting(32, "Chunks embedded at once.", flag="--batch-size", minimum=1)
+    follow_symlinks: bool = setting(False, "Follow symbolic links that lead out of a source folder (default: skip "
+                                    "them, with a reason).", flag="--follow-symlinks")
     index: str | None = setting(None, "Where the index lives: a folder, or postgresql://USER@HOST:PORT/DB?table=NAME "
-                                "(no password in it: PGPASSWORD or ~/.pgpass); default: the step's run folder.")
+                                "(also postgresql:///DB?host=/socket/dir&table=NAME; the password comes from "
+                                "PGPASSWORD, ~/.pgpass or a service file, never the URL); in a plan, default: the "
+                                "step's run folder.", flag="--index", metavar="FOLDER|URL")
 
 
 @dataclass
@@ -305,52 +314,127 @@ class RagEvalSettings(RetrievalSettings):
 
 
 @dataclass
-class GateSettings:
-    baseline: str | None = setting(None, "The cheaper rung the trained model must beat: a model spec; default: the "
-                                   "plan's base_model, asked with its best prompt (few-shot from data.examples or "
-                                   "data.train).")
-    candidate: str | None = setting(None, "The model that must win: default, the output of the step named by "
-                                    "from_step.")
-    metric: str | None = setting(None, "Task metric: a name from engines/metrics.py, or FILE.py:NAME (a function "
-                                 "of yours; the file relative to the plan's folder); default: chosen from the goal "
-                                 "and the rows.")
-    target: float = setting(0.9, "The score that counts as good enough, reported beside the verdict.", gt=0, maximum=1)
-    max_rows: int = setting(50, "Held-out rows scored: data.eval, else the training step's held-out rows.",
-                            minimum=1)
-    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1, maximum=MAX_NEW_TOKENS)
-    num_examples: int = setting(4, "Few-shot examples in the baseline's prompt.", minimum=1)
-    ppl_warn_ratio: float = setting(1.2, "A forgetting warning (DON'T SHIP) when the candidate's general-text "
-                                    "perplexity passes this multiple of the baseline's.", gt=1)
-    api_base: str | None = setting(None, "Base URL of the OpenAI-compatible endpoint for an openai:NAME model "
-                                   "(default: $OPENAI_BASE_URL).")
+class EndpointClientSettings:
+    """How probe, gate (and the judge) reach the model that answers: an OpenAI-compatible endpoint for openai:NAME,
+    or a local backend."""
+
+    api_base: str | None = setting(None, "Base URL of the OpenAI-compatible endpoint for an openai:NAME model, e.g. "
+                                   "http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL).", flag="--api-base", metavar="URL")
     api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
-                               "never written anywhere).")
+                               "never written anywhere).", flag="--api-key-env", metavar="VAR")
     concurrency: int = setting(4, "Endpoint requests in flight at once; for llama.cpp, answers generated at once "
-                               "(threads split across the cores).", minimum=1, maximum=MAX_CONCURRENCY)
-    backend: str = setting("auto", BACKEND_HELP, choices=BACKENDS)
+                               "(threads split across the cores).", flag="--concurrency", metavar="N", minimum=1,
+                               maximum=MAX_CONCURRENCY)
+    backend: str = setting("auto", BACKEND_HELP, flag="--backend", choices=BACKENDS)
     timeout_s: float = setting(30.0, "Seconds an endpoint has for each answer, the whole body included (per "
                                "attempt); a server that never answers fails after (retries + 1) x this.",
-                               gt=0, maximum=3600)
+                               flag="--timeout", metavar="SECONDS", gt=0, maximum=3600)
     max_retries: int = setting(2, "Retries of a failed endpoint request (429, 5xx, timeouts, lost connections); "
-                               "0: fail at the first.", minimum=0, maximum=20)
-    judge_model: str | None = setting(None, "With metric judge: the model that grades each answer PASS or FAIL "
-                                      "against the reference (local, or openai:NAME at api_base).")
-    rubric: str | None = setting(None, "With metric judge: what PASS means, in words a person could apply.")
+                               "0: fail at the first.", flag="--retries", metavar="N", minimum=0, maximum=20)
+
+
+@dataclass
+class ScoringSettings:
+    """What probe and gate score with, and how many rows: one metric for every rung and model compared."""
+
+    metric: str | None = setting(None, "Task metric: a name from engines/metrics.py (exact_match, normalized_match, "
+                                 "json_valid, json_schema with --schema, json_match, token_f1, chrf, rouge_l, regex "
+                                 "with --pattern, judge: an LLM grades), or FILE.py:NAME, a function of yours "
+                                 "(prediction, reference, row) -> a score in [0, 1] (in a plan, the file is relative "
+                                 "to the plan's folder); default: chosen from the goal and the rows.", flag="--metric", metavar="NAME|FILE.py:NAME")
     pattern: str | None = setting(None, "For metric regex: the regular expression an answer must contain "
-                                  "(re.search on the trimmed answer; anchor it with ^ and $ for the whole).")
+                                  "(re.search on the trimmed answer; anchor it with ^ and $ for the whole).",
+                                  flag="--pattern", metavar="REGEX")
     schema: str | dict | None = setting(None, "For metric json_schema: a JSON Schema file (in plan.yaml, a path or "
-                                        "the schema itself as a mapping).")
-    trust_remote_code: bool = setting(False, "Allow the models' own code to run.")
+                                        "the schema itself as a mapping).", flag="--schema", metavar="FILE")
+    judge_model: str | None = setting(None, "With metric judge: the model that grades each answer PASS or FAIL "
+                                      "against the reference (local, or openai:NAME at api_base).",
+                                      flag="--judge-model", metavar="SPEC")
+    rubric: str | None = setting(None, "With metric judge: what PASS means, in words a person could apply.",
+                                 flag="--rubric", metavar="TEXT")
+    target: float = setting(0.9, "The score that counts as good enough, reported beside the scores (the gate's "
+                            "verdict is the paired test).", flag="--target", gt=0, maximum=1)
+    max_rows: int = setting(50, "Held-out rows scored (generation is the slow part).", flag="--max-rows", minimum=1)
+    max_new_tokens: int = setting(128, "Most tokens generated per answer.", flag="--max-new-tokens", minimum=1,
+                                  maximum=MAX_NEW_TOKENS)
+    num_examples: int = setting(4, "Few-shot examples (in file order) in the prompt of the few-shot rung and of the "
+                                "gate's baseline.", flag="--num-examples", minimum=1)
+    trust_remote_code: bool = setting(False, "Allow the models' own code to run (off by default).",
+                                      flag="--trust-remote-code")
+
+
+@dataclass
+class GateSettings(ScoringSettings, EndpointClientSettings):
+    baseline: str | None = setting(None, "The cheaper rung the trained model must beat: a model spec; default (in a "
+                                   "plan): the plan's base_model, asked with its best prompt (few-shot from "
+                                   "data.examples or data.train).", flag="--baseline", metavar="SPEC")
+    candidate: str | None = setting(None, "The model that must beat it, usually a rung training output; default (in "
+                                    "a plan): the output of the step named by from_step.", flag="--candidate", metavar="SPEC")
+    ppl_warn_ratio: float = setting(1.2, "A forgetting warning (DON'T SHIP) when the candidate's general-text "
+                                    "perplexity passes this multiple of the baseline's.", flag="--ppl-warn-ratio",
+                                    gt=1)
+
+
+@dataclass
+class ProbeSettings(ScoringSettings, EndpointClientSettings):
+    """`rung probe`: the cheap rungs measured on one model (not a plan engine: its evidence feeds `rung advise`)."""
+
+    model: str | None = setting(None, "The model measured: a local folder, a hub id, builtin:tiny, a .gguf file, "
+                                "ollama:NAME[:TAG], smollm2-135m-instruct, or openai:NAME behind an OpenAI-compatible "
+                                "endpoint (OpenAI, vLLM, Ollama, llama.cpp, TGI, `transformers serve`).",
+                                flag="--model", metavar="SPEC")
+    index: str | None = setting(None, "With --docs: where the RAG index lives, a folder or "
+                                "postgresql://USER@HOST:PORT/DB?table=NAME (password from PGPASSWORD or ~/.pgpass); "
+                                "default: OUT/index.", flag="--index", metavar="FOLDER|URL")
+    rag_k: int = setting(4, "With --docs: chunks put in each RAG prompt.", flag="--rag-k", minimum=1, maximum=50)
+    lora_steps: int = setting(40, "Optimizer steps of the short LoRA run (local models with --examples); 0 skips it.",
+                              flag="--lora-steps", minimum=0)
 
 
 @dataclass
 class ExportSettings:
-    format: str = setting("safetensors", "safetensors (merged, for transformers and vLLM) or gguf (llama.cpp, "
-                          "Ollama).", choices=("safetensors", "gguf"))
-    quant: str | None = setting(None, "GGUF tensor type: f16 (default), bf16, q8_0 or q4_0.",
-                                choices=("f16", "bf16", "q8_0", "q4_0"))
-    ollama: bool = setting(False, "Also write an Ollama Modelfile beside the GGUF.")
-    trust_remote_code: bool = setting(False, "Allow the model's own code to run.")
+    format: str = setting("safetensors", "safetensors: the merged model in the Hugging Face layout (transformers, "
+                          "vLLM). gguf: one file for llama.cpp and Ollama (Llama, Mistral, Qwen2 architectures).",
+                          flag="--format", choices=("safetensors", "gguf"))
+    quant: str | None = setting(None, "GGUF tensor type (default f16). f16/bf16 must reload with identical greedy "
+                                "tokens; q8_0/q4_0 must meet the top-1 agreement and KL thresholds in "
+                                "docs/export-and-serve.md.", flag="--quant", choices=("f16", "bf16", "q8_0", "q4_0"))
+    ollama: bool = setting(False, "Also write an Ollama Modelfile: the chat template translated into a Go template, "
+                           "and the stop tokens (GGUF only).", flag="--ollama")
+    trust_remote_code: bool = setting(False, "Allow the model's own code to run.", flag="--trust-remote-code")
+
+
+@dataclass
+class ClusterSettings:
+    """Where a training step's processes run: `rung run` and `rung train sft|dpo|grpo|cpt` take the same flags.
+    One process unless gpus > 1 or nodes > 1 (then trainers/launch.py starts them through `accelerate launch`)."""
+
+    gpus: int = setting(1, "Processes per machine, one per GPU; more than 1 launches multi-GPU training through "
+                        "accelerate (fails before any work when torch sees fewer CUDA GPUs, unless --cpu).",
+                        flag="--gpus", minimum=1)
+    nodes: int = setting(1, "Machines in a multi-node run: start the same command on each, with its own --node-rank.",
+                         flag="--nodes", minimum=1)
+    node_rank: int = setting(0, "This machine's rank, 0 on the main node.", flag="--node-rank", minimum=0)
+    main_address: str | None = setting(None, "Address of the rank-0 machine (needed with --nodes > 1).",
+                                       flag="--main-address", metavar="HOST")
+    main_port: int = setting(29500, "Rendezvous port on the rank-0 machine (0: pick a free one, one machine only).",
+                             flag="--main-port", minimum=0, maximum=65535)
+    cpu: bool = setting(False, "Run the processes on CPU (gloo): tests the distributed path without GPUs; slow.",
+                        flag="--cpu")
+
+
+@dataclass
+class ServeSettings:
+    """`rung serve`: which server, where it listens, how long rung waits for its first answer."""
+
+    engine: str = setting("auto", "The server: transformers (CPU, development), vllm (GPU), llama.cpp (GGUF). auto: "
+                          "llama.cpp for a GGUF, else transformers.", flag="--engine", metavar="auto|transformers|vllm|llama.cpp")
+    host: str = setting("127.0.0.1", "Address to listen on (0.0.0.0: every interface; the server has no API key).",
+                        flag="--host", metavar="HOST")
+    port: int = setting(8000, "Port to listen on; 0 picks a free one.", flag="--port", minimum=0, maximum=65535)
+    # vLLM compiles and captures CUDA graphs before it answers: minutes on a large model
+    wait_s: float = setting(600.0, "Seconds to wait for the server's first answer.", flag="--wait", metavar="SECONDS", minimum=1,
+                            maximum=86400)
 
 
 # engine name -> its settings dataclass (engines/registry.py checks it covers every engine).

@@ -227,14 +227,14 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
         candidates.insert(0, str(base))
     if candidates and eval_path:
         from rung.core.rows import load_task_rows
-        from rung.engines import prompting
+        from rung.engines import prompting, prompts
 
         rows_eval = load_task_rows(eval_path, "eval examples")[: settings.max_eval_examples]
         examples_path = ctx.data_path("examples")
         shots = load_task_rows(examples_path, "examples")[:4] if examples_path else []
-        schema = prompting.load_schema(ctx.data_path("schema"))
-        json_goal = prompting.wants_json(ctx.plan, rows_eval, schema)
-        instructions = prompting.build_system_prompt(ctx.plan, shots or rows_eval, schema)
+        schema = prompts.load_schema(ctx.data_path("schema"))
+        json_goal = prompts.wants_json(ctx.plan, rows_eval, schema)
+        instructions = prompts.build_system_prompt(ctx.plan, shots or rows_eval, schema)
         results: dict[str, dict[str, Any]] = {}
         for spec in candidates:
             results[_label(spec)] = prompting.evaluate(

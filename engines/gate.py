@@ -15,21 +15,24 @@ Writes DIR/gate.json and DIR/gate.md. The CLI exits 0 for SHIP, 1 for DON'T SHIP
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.generation import open_chat_model
 from rung.core.protocol import StepContext, StepResult
 from rung.core.rows import conversation
+from rung.core.settings import GateSettings
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, score_rows
 from rung.engines.metric_options import implied_metric, metric_options
-from rung.engines.probe import common_problems, model_problems, prompted, task_rows
+from rung.engines.probe import common_problems, model_problems, task_rows
+from rung.engines.prompts import prompted
 from rung.engines.progress import answer_rows
 from rung.engines.request_checks import endpoint_options, out_problems
 
@@ -40,47 +43,32 @@ WRITTEN = (GATE_MARKER, "gate.md", "gate_answers.jsonl", "judge_baseline.jsonl",
 
 
 @dataclass
-class GateRequest:
-    baseline: str
-    candidate: str
+class GateInputs:
+    """The files a gate reads and writes; every knob is in GateSettings (core/settings.py)."""
+
     eval_path: Path
     out_dir: Path | None = None
-    goal: str = ""
-    metric: str | None = None
-    target: float | None = None          # reported beside the scores; the verdict is the paired comparison
+    goal: str = ""                       # the answers' goal: picks the default metric
     examples_path: Path | None = None    # the baseline's few-shot prompt
-    num_examples: int = 4
-    max_rows: int = 50
-    max_new_tokens: int = 128
     general_text: Path | None = None     # the forgetting check's text (default: held-out Python help topics)
-    ppl_warn_ratio: float = 1.2          # the candidate's general perplexity past this x the baseline's: a warning
-    api_base: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = 4
-    timeout_s: float = 30.0              # per endpoint attempt (core/endpoint.py)
-    max_retries: int = 2
-    trust_remote_code: bool = False
-    judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
-    rubric: str | None = None
-    backend: str = "auto"                # core/settings.py BACKENDS: who answers a local model
-    pattern: str | None = None           # --metric regex (engines/metric_options.py)
-    schema: Any = None                   # --metric json_schema: a file, or the schema itself
     overwrite: bool = False              # write into a non-empty out_dir without gate.json anyway
 
 
-def check_request(req: GateRequest) -> list[str]:
-    problems = common_problems(req, {"--max-rows": req.max_rows, "--num-examples": req.num_examples,
-                                     "--concurrency": req.concurrency})
-    if not req.ppl_warn_ratio > 1:  # also refuses NaN
-        problems.append(f"ppl_warn_ratio {req.ppl_warn_ratio}: expected a ratio above 1")
-    for flag, spec in (("--baseline", req.baseline), ("--candidate", req.candidate)):
-        problems += model_problems({flag: spec}, _role_backend(spec, req.backend))
-    if req.general_text is not None:
+def check_request(settings: GateSettings, inputs: GateInputs, problems: Sequence[str] = ()) -> list[str]:
+    """Every problem, before any model loads or anything is written; `problems`: the settings' own (their
+    resolve), reported with the rest."""
+    problems = list(problems) + common_problems(settings, {"--max-rows": settings.max_rows, "--num-examples": settings.num_examples,
+                                     "--concurrency": settings.concurrency})
+    if not settings.ppl_warn_ratio > 1:  # also refuses NaN
+        problems.append(f"ppl_warn_ratio {settings.ppl_warn_ratio}: expected a ratio above 1")
+    for flag, spec in (("--baseline", settings.baseline), ("--candidate", settings.candidate)):
+        problems += model_problems({flag: spec}, _role_backend(spec, settings.backend))
+    if inputs.general_text is not None:
         from rung.core.inputs import input_problem
 
-        problem = input_problem(req.general_text, "--general-text file")
+        problem = input_problem(inputs.general_text, "--general-text file")
         problems += [problem] if problem else []
-    return problems + out_problems(req.out_dir, GATE_MARKER, WRITTEN, overwrite=req.overwrite)
+    return problems + out_problems(inputs.out_dir, GATE_MARKER, WRITTEN, overwrite=inputs.overwrite)
 
 
 def _role_backend(spec: str, backend: str) -> str:
@@ -97,15 +85,15 @@ def trained_by_rung(spec: str) -> bool:
     return folder.is_dir() and (folder / "resolved_config.yaml").exists()
 
 
-def conversations(req: GateRequest, rows: list[dict[str, Any]],
+def conversations(settings: GateSettings, inputs: GateInputs, rows: list[dict[str, Any]],
                   examples: list[dict[str, Any]]) -> dict[str, list[list[dict[str, str]]]]:
     """What each model is asked, row by row. The baseline: the row's system message with its best prompt. The
     candidate, when rung trained it: exactly what training showed it before the answer (the row's system
     message and turns; its chat template renders them as TRL did, see trainers/sft.py), else the baseline's
     prompt. "as_trained" is the candidate's list when it is asked that way."""
-    baseline = prompted(req.goal, examples, req.num_examples, rows)
+    baseline = prompted(inputs.goal, examples, settings.num_examples, rows)
     as_trained = [conversation(row) for row in rows]
-    candidate = as_trained if trained_by_rung(req.candidate) else baseline
+    candidate = as_trained if trained_by_rung(settings.candidate) else baseline
     return {"baseline": baseline, "candidate": candidate, "as_trained": as_trained}
 
 
@@ -119,55 +107,55 @@ def general_perplexity(spec: str, general_text: Path | None, trust_remote_code: 
     return forgetting.perplexity(model, blocks)
 
 
-def gate(req: GateRequest, echo: Echo = print) -> dict[str, Any]:
+def gate(settings: GateSettings, inputs: GateInputs, echo: Echo = print, problems: Sequence[str] = ()) -> dict[str, Any]:
     """Score both models on the same rows and decide; writes gate.json and gate.md when out_dir is set. A gate
     that fails (a dead judge, Ctrl-C) removes the out_dir it created: no half-written verdict stays."""
     import shutil
 
-    existed = req.out_dir is None or os.path.lexists(req.out_dir)
+    existed = inputs.out_dir is None or os.path.lexists(inputs.out_dir)
     try:
-        return run_gate(req, echo)
+        return run_gate(settings, inputs, echo, problems)
     except BaseException:
-        if not existed and req.out_dir.is_dir() and not req.out_dir.is_symlink():
-            shutil.rmtree(req.out_dir, ignore_errors=True)
+        if not existed and inputs.out_dir.is_dir() and not inputs.out_dir.is_symlink():
+            shutil.rmtree(inputs.out_dir, ignore_errors=True)
         raise
 
 
-def run_gate(req: GateRequest, echo: Echo) -> dict[str, Any]:
+def run_gate(settings: GateSettings, inputs: GateInputs, echo: Echo, problems: Sequence[str] = ()) -> dict[str, Any]:
     from rung.core.endpoint import is_endpoint
 
-    rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
+    rows, examples = task_rows(check_request(settings, inputs, problems), inputs.eval_path, settings.max_rows, inputs.examples_path)
     references = [r["output"] for r in rows]
-    wanted = implied_metric(req.metric, req.pattern, req.schema)
-    metric = JUDGE if wanted == JUDGE else metrics.choose_metric(req.goal, references, metric=wanted)
-    options = metric_options(metric, req.pattern, req.schema)
-    asked = conversations(req, rows, examples)
+    wanted = implied_metric(settings.metric, settings.pattern, settings.schema)
+    metric = JUDGE if wanted == JUDGE else metrics.choose_metric(inputs.goal, references, metric=wanted)
+    options = metric_options(metric, settings.pattern, settings.schema)
+    asked = conversations(settings, inputs, rows, examples)
     answers: dict[str, list[str]] = {}
     usage: dict[str, Any] = {}
-    for role, spec in (("baseline", req.baseline), ("candidate", req.candidate)):
-        model = open_chat_model(spec, trust_remote_code=req.trust_remote_code,
-                                backend=_role_backend(spec, req.backend), **endpoint_options(req))
+    for role, spec in (("baseline", settings.baseline), ("candidate", settings.candidate)):
+        model = open_chat_model(spec, trust_remote_code=settings.trust_remote_code,
+                                backend=_role_backend(spec, settings.backend), **endpoint_options(settings))
         by = " through llama.cpp" if type(model).__name__ == "LlamaCppChat" else ""
         how = "as trained: its system message and turns" if asked[role] is asked["as_trained"] else "prompted"
         echo(f"  {role}: {spec}{by} on {len(rows)} rows ({how})")
-        answers[role] = answer_rows(model, asked[role], max_new_tokens=req.max_new_tokens, label=role, echo=echo)
+        answers[role] = answer_rows(model, asked[role], max_new_tokens=settings.max_new_tokens, label=role, echo=echo)
         usage[role] = model.usage
-    logs = req.out_dir  # judge logs are written (parents made) only once every verdict is in
-    scores = {role: score_rows(answers[role], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
+    logs = inputs.out_dir  # judge logs are written (parents made) only once every verdict is in
+    scores = {role: score_rows(answers[role], rows, metric, judge_model=settings.judge_model, rubric=settings.rubric,
                                log=logs / f"judge_{role}.jsonl" if logs is not None else None,
-                               **endpoint_options(req), **options) for role in answers}
+                               **endpoint_options(settings), **options) for role in answers}
     for role, scored in scores.items():
         if getattr(scored, "warning", None) and scored.warning():
             echo(f"  {role}: {scored.warning()}")
     diff = metrics.paired_difference(scores["candidate"].per_row, scores["baseline"].per_row)
 
     forgetting: dict[str, Any] = {"checked": False}
-    if not is_endpoint(req.baseline) and not is_endpoint(req.candidate):
-        base_ppl = general_perplexity(req.baseline, req.general_text, req.trust_remote_code)
-        cand_ppl = general_perplexity(req.candidate, req.general_text, req.trust_remote_code)
+    if not is_endpoint(settings.baseline) and not is_endpoint(settings.candidate):
+        base_ppl = general_perplexity(settings.baseline, inputs.general_text, settings.trust_remote_code)
+        cand_ppl = general_perplexity(settings.candidate, inputs.general_text, settings.trust_remote_code)
         ratio = cand_ppl / base_ppl
         forgetting = {"checked": True, "baseline_ppl": round(base_ppl, 3), "candidate_ppl": round(cand_ppl, 3),
-                      "ratio": round(ratio, 3), "warn_ratio": req.ppl_warn_ratio, "warning": ratio > req.ppl_warn_ratio}
+                      "ratio": round(ratio, 3), "warn_ratio": settings.ppl_warn_ratio, "warning": ratio > settings.ppl_warn_ratio}
     else:
         forgetting["why_not"] = "an endpoint model: perplexity needs the weights"
 
@@ -179,24 +167,24 @@ def run_gate(req: GateRequest, echo: Echo) -> dict[str, Any]:
                   f"p = {diff['p_value']:.3g} ({diff['test']})")
     elif forgetting.get("warning"):
         reason = (f"forgetting: general-text perplexity rose {forgetting['ratio']:.2f}x "
-                  f"(warning past {req.ppl_warn_ratio:.2f}x) although the task score improved")
+                  f"(warning past {settings.ppl_warn_ratio:.2f}x) although the task score improved")
     else:
         reason = (f"the candidate is better by {diff['difference']:+.3f} (95% CI [{diff['ci_low']:+.3f}, "
                   f"{diff['ci_high']:+.3f}], p = {diff['p_value']:.3g}, {diff['test']})"
                   + ("" if forgetting["checked"] else "; forgetting not checked (endpoint model)"))
     result = {
         "verdict": SHIP if better and not forgetting.get("warning") else DONT_SHIP, "reason": reason,
-        "metric": metric, "n": len(rows), "target": req.target,
-        "baseline": {"model": req.baseline, "score": round(scores["baseline"].mean, 4),
+        "metric": metric, "n": len(rows), "target": settings.target,
+        "baseline": {"model": settings.baseline, "score": round(scores["baseline"].mean, 4),
                      "ci": [round(scores["baseline"].ci_low, 4), round(scores["baseline"].ci_high, 4)]},
-        "candidate": {"model": req.candidate, "score": round(scores["candidate"].mean, 4),
+        "candidate": {"model": settings.candidate, "score": round(scores["candidate"].mean, 4),
                       "ci": [round(scores["candidate"].ci_low, 4), round(scores["candidate"].ci_high, 4)]},
         **({"unparsed_verdicts": {role: scores[role].unparsed for role in scores}} if metric == JUDGE else {}),
         "difference": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in diff.items()},
         "forgetting": forgetting, "usage": usage,
     }
-    if req.out_dir is not None:
-        write(result, rows, answers, req.out_dir)
+    if inputs.out_dir is not None:
+        write(result, rows, answers, inputs.out_dir)
     return result
 
 
@@ -235,7 +223,6 @@ def write(result: dict[str, Any], rows: list[dict[str, str]], answers: dict[str,
 def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
     """Engine `gate` for `rung run`: the from_step model against the plan's base model with its best prompt."""
     from rung.core.resolve import step_settings
-    from rung.core.settings import GateSettings
     from rung.core.user_metric import resolve_spec
 
     settings = step_settings(GateSettings, step, ctx)
@@ -255,19 +242,13 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
                         "rows out: eval_fraction > 0)")
     if problems:
         raise RungError(problems)
-    request = GateRequest(baseline=str(baseline), candidate=str(candidate), eval_path=Path(eval_path),
-                          out_dir=ctx.run_dir, goal=str(ctx.plan.get("goal") or ""),
-                          metric=resolve_spec(settings.metric or trained.get("metric"), ctx.plan_dir),  # a user
-                          # metric beside the plan, or a grpo step's reward metric
-                          target=settings.target, examples_path=examples, num_examples=settings.num_examples,
-                          max_rows=settings.max_rows, max_new_tokens=settings.max_new_tokens,
-                          ppl_warn_ratio=settings.ppl_warn_ratio, api_base=settings.api_base,
-                          api_key_env=settings.api_key_env, concurrency=settings.concurrency,
-                          timeout_s=settings.timeout_s, max_retries=settings.max_retries, pattern=settings.pattern,
-                          schema=_plan_schema(settings.schema, ctx), overwrite=True,  # the run's own folder
-                          judge_model=settings.judge_model, rubric=settings.rubric,
-                          trust_remote_code=settings.trust_remote_code, backend=settings.backend)
-    result = gate(request, echo=print)
+    settings = dataclasses.replace(settings, baseline=str(baseline), candidate=str(candidate),
+                                   metric=resolve_spec(settings.metric or trained.get("metric"), ctx.plan_dir),  # a
+                                   # user metric beside the plan, or a grpo step's reward metric
+                                   schema=_plan_schema(settings.schema, ctx))
+    inputs = GateInputs(eval_path=Path(eval_path), out_dir=ctx.run_dir, goal=str(ctx.plan.get("goal") or ""),
+                        examples_path=examples, overwrite=True)  # the run's own folder
+    result = gate(settings, inputs, echo=print)
     metrics_out = {"verdict": result["verdict"], "baseline_score": result["baseline"]["score"],
                    "candidate_score": result["candidate"]["score"], "difference": result["difference"]["difference"],
                    "p_value": result["difference"]["p_value"], "metric": result["metric"], "rows": result["n"]}

@@ -22,17 +22,18 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text, atomic_write_yaml, read_text
 from rung.core.generation import ChatModel, check_generation, open_chat_model
+from rung.core.settings import ProbeSettings
 from rung.core.rows import conversation, load_task_rows, merge_system, training_messages
 from rung.engines import metrics
 from rung.engines.judge import JUDGE, metric_problems, score_rows
 from rung.engines.metric_options import implied_metric, metric_option_problems, metric_options
 from rung.engines.progress import RowProgress, group_size
-from rung.engines.prompting import build_system_prompt, row_chats
+from rung.engines.prompts import prompted
 from rung.engines.request_checks import endpoint_options, endpoint_problems, local_model_problems, out_problems
 
 Echo = Callable[[str], None]
@@ -44,37 +45,18 @@ WRITTEN = (ANSWERS_FILE, PROBE_MARKER, "evidence.yaml", "probe.md", "probe.png",
                                                                                  "lora_short"))
 RAG_SYSTEM = ("Answer the question from the numbered sources below. If they do not contain the answer, say so. "
               "Answer in the style the task asks for.")
-GENERIC_SYSTEM = "Answer the request directly, with no preamble."
 
 
 @dataclass
-class ProbeRequest:
+class ProbeInputs:
+    """The files a probe reads and writes; every knob is in ProbeSettings (core/settings.py)."""
+
     eval_path: Path
     out_dir: Path
-    model: str
     goal: str = ""
     answers_path: Path | None = None     # named in the next command probe.md prints
     examples_path: Path | None = None
-    docs: Path | None = None
-    index: str | None = None             # where the RAG index over docs lives: a folder or a postgresql:// URL
-    metric: str | None = None
-    target: float = 0.9
-    max_rows: int = 50
-    num_examples: int = 4                # few-shot shots taken from --examples (in file order)
-    max_new_tokens: int = 128
-    rag_k: int = 4
-    lora_steps: int = 40                 # the short LoRA: optimizer steps on --examples (0: no short LoRA)
-    api_base: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = 4
-    timeout_s: float = 30.0              # per endpoint attempt (core/endpoint.py)
-    max_retries: int = 2
-    trust_remote_code: bool = False
-    judge_model: str | None = None       # --metric judge: the model that grades (engines/judge.py)
-    rubric: str | None = None
-    backend: str = "auto"                # core/settings.py BACKENDS: who answers a local model
-    pattern: str | None = None           # --metric regex (engines/metric_options.py)
-    schema: Any = None                   # --metric json_schema: a file, or the schema itself
+    docs: Path | None = None             # a folder of documents: the RAG rung (its index: ProbeSettings.index)
     resume: bool = False                 # a non-empty folder the probe did not mark: use its answers
     overwrite: bool = False              # ...or start afresh in it
 
@@ -97,36 +79,36 @@ def model_problems(specs: dict[str, str], backend: str) -> list[str]:
     return problems
 
 
-def common_problems(req: Any, counts: dict[str, int]) -> list[str]:
-    """What probe and gate requests share: generation settings, the target, counts of at least 1, the metric."""
-    problems = check_generation(req.max_new_tokens)
-    if req.target is not None and not 0 < req.target <= 1:  # also refuses NaN
-        problems.append(f"--target {req.target}: expected a score in (0, 1]")
+def common_problems(settings: Any, counts: dict[str, int]) -> list[str]:
+    """What probe and gate share: generation settings, counts of at least 1, the metric (the target's range is the
+    settings' own, core/settings.py)."""
+    problems = check_generation(settings.max_new_tokens)
     problems += [f"{flag} {value}: expected 1 or more" for flag, value in counts.items() if value < 1]
-    metric = implied_metric(req.metric, req.pattern, req.schema)
-    problems += endpoint_problems(req) + local_model_problems(req)
-    return problems + metric_problems(metric, req.judge_model) + metric_option_problems(metric, req.pattern,
-                                                                                       req.schema)
+    metric = implied_metric(settings.metric, settings.pattern, settings.schema)
+    problems += endpoint_problems(settings) + local_model_problems(settings)
+    return problems + metric_problems(metric, settings.judge_model) + metric_option_problems(metric, settings.pattern,
+                                                                                       settings.schema)
 
 
-def check_request(req: ProbeRequest) -> list[str]:
-    """Every problem with the request, before any model loads or anything is written."""
-    problems = common_problems(req, {"--max-rows": req.max_rows, "--num-examples": req.num_examples,
-                                     "--rag-k": req.rag_k,
-                                     "--concurrency": req.concurrency})
-    if req.docs is not None and not req.docs.is_dir():
-        problems.append(f"--docs {req.docs}: expected a folder of documents")
-    if req.resume and req.overwrite:
+def check_request(settings: ProbeSettings, inputs: ProbeInputs, problems: Sequence[str] = ()) -> list[str]:
+    """Every problem, before any model loads or anything is written; `problems`: the settings' own (their
+    resolve), reported with the rest."""
+    problems = list(problems) + common_problems(settings, {"--max-rows": settings.max_rows, "--num-examples": settings.num_examples,
+                                     "--rag-k": settings.rag_k,
+                                     "--concurrency": settings.concurrency})
+    if inputs.docs is not None and not inputs.docs.is_dir():
+        problems.append(f"--docs {inputs.docs}: expected a folder of documents")
+    if inputs.resume and inputs.overwrite:
         problems.append("--resume and --overwrite: choose one (resume keeps the answers there, overwrite drops them)")
-    if req.index is not None:
+    if settings.index is not None:
         from rung.rag.backend import check_location
 
         try:
-            check_location(req.index)
+            check_location(settings.index)
         except RungError as error:
             problems.append(error.message)
-    problems += model_problems({"--model": req.model}, req.backend)
-    return problems + out_problems(req.out_dir, PROBE_MARKER, WRITTEN, resume=req.resume, overwrite=req.overwrite,
+    problems += model_problems({"--model": settings.model}, settings.backend)
+    return problems + out_problems(inputs.out_dir, PROBE_MARKER, WRITTEN, resume=inputs.resume, overwrite=inputs.overwrite,
                                    hint="pass --resume to use the answers in it, or --overwrite to start afresh")
 
 
@@ -227,29 +209,29 @@ def rag_conversations(rows: list[dict[str, str]], docs: Path, out_dir: Path, k: 
     return conversations
 
 
-def short_lora(req: ProbeRequest, examples: list[dict[str, str]], echo: Echo) -> Path:
+def short_lora(settings: ProbeSettings, inputs: ProbeInputs, examples: list[dict[str, str]], echo: Echo) -> Path:
     """A short LoRA SFT of the (local) model on the examples; reused when it already finished."""
     from rung.core.settings import SFTSettings
     from rung.trainers.sft import train_sft
 
-    folder = req.out_dir / "lora_short"
+    folder = inputs.out_dir / "lora_short"
     if (folder / "metrics.json").exists():
         echo(f"  lora_short: reusing {folder} (delete it to train again)")
         return folder
-    data = req.out_dir / "lora_short_train.jsonl"
+    data = inputs.out_dir / "lora_short_train.jsonl"
     # each example as the chat it is: its system message, earlier turns, the question and the answer
     atomic_write_text(data, "".join(json.dumps({"messages": training_messages(r)}, ensure_ascii=False) + "\n"
                                     for r in examples))
-    settings = SFTSettings(model_name_or_path=req.model, trust_remote_code=req.trust_remote_code,
-                           max_steps=req.lora_steps, eval_fraction=0.0, save_steps=10_000, logging_steps=10,
-                           max_length=512)
-    echo(f"  lora_short: LoRA SFT, {req.lora_steps} steps on {len(examples)} examples")
+    sft = SFTSettings(model_name_or_path=settings.model, trust_remote_code=settings.trust_remote_code,
+                      max_steps=settings.lora_steps, eval_fraction=0.0, save_steps=10_000, logging_steps=10,
+                      max_length=512)
+    echo(f"  lora_short: LoRA SFT, {settings.lora_steps} steps on {len(examples)} examples")
 
     def steps_only(line: str) -> None:  # the trainer's steps and summary; its resolved config is in the folder
         if line.lstrip().startswith(("step ", "Training:", "Done in")):
             echo("    " + line.strip())
 
-    train_sft(settings, data, folder, echo=steps_only)
+    train_sft(sft, data, folder, echo=steps_only)
     return folder
 
 
@@ -265,88 +247,77 @@ def task_rows(problems: list[str], eval_path: Path, max_rows: int,
     return rows, examples
 
 
-def best_instructions(goal: str, examples: list[dict[str, Any]]) -> str:
-    """rung's instructions for the cheap rung: written from the examples, a plain instruction without them."""
-    return build_system_prompt({"goal": goal, "name": "this task"}, examples, None) if examples else GENERIC_SYSTEM
-
-
-def prompted(goal: str, examples: list[dict[str, Any]], shots: int,
-             rows: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
-    """The cheap rung's conversation for each row: the row's system message with rung's instructions, the first
-    `shots` examples as user/assistant turns (none: zero-shot), then the row's turns (prompting.row_chats)."""
-    return row_chats(best_instructions(goal, examples), examples[:shots], rows)
-
-
-def prompt_plans(req: ProbeRequest, rows: list[dict[str, Any]],
+def prompt_plans(settings: ProbeSettings, inputs: ProbeInputs, rows: list[dict[str, Any]],
                  examples: list[dict[str, Any]]) -> dict[str, list[list[dict[str, str]]]]:
-    """The prompted rungs' conversations: zero-shot, and few-shot with req.num_examples shots when there are
+    """The prompted rungs' conversations: zero-shot, and few-shot with settings.num_examples shots when there are
     examples."""
-    plans = {"zero_shot": prompted(req.goal, examples, 0, rows)}
+    plans = {"zero_shot": prompted(inputs.goal, examples, 0, rows)}
     if examples:
-        plans["few_shot"] = prompted(req.goal, examples, req.num_examples, rows)
+        plans["few_shot"] = prompted(inputs.goal, examples, settings.num_examples, rows)
     return plans
 
 
-def probe(req: ProbeRequest, echo: Echo = print) -> dict[str, Any]:
+def probe(settings: ProbeSettings, inputs: ProbeInputs, echo: Echo = print,
+          problems: Sequence[str] = ()) -> dict[str, Any]:
     """Run the probe; returns the evidence mapping it wrote to DIR/evidence.yaml."""
-    rows, examples = task_rows(check_request(req), req.eval_path, req.max_rows, req.examples_path)
+    rows, examples = task_rows(check_request(settings, inputs, problems), inputs.eval_path, settings.max_rows, inputs.examples_path)
     references = [r["output"] for r in rows]
-    wanted = implied_metric(req.metric, req.pattern, req.schema)
-    metric = JUDGE if wanted == JUDGE else metrics.choose_metric(req.goal, references, metric=wanted)
-    existed, marked = req.out_dir.exists(), (req.out_dir / PROBE_MARKER).exists()
+    wanted = implied_metric(settings.metric, settings.pattern, settings.schema)
+    metric = JUDGE if wanted == JUDGE else metrics.choose_metric(inputs.goal, references, metric=wanted)
+    existed, marked = inputs.out_dir.exists(), (inputs.out_dir / PROBE_MARKER).exists()
     try:
-        return run_probe(req, rows, examples, references, metric, echo)
+        return run_probe(settings, inputs, rows, examples, references, metric, echo)
     except BaseException:
         # a probe that fails (a dead server, a bad model, Ctrl-C) before its first answer leaves nothing behind;
         # one with answers keeps them, so the next run resumes
-        if not (req.out_dir / ANSWERS_FILE).exists():
+        if not (inputs.out_dir / ANSWERS_FILE).exists():
             if not existed:
-                shutil.rmtree(req.out_dir, ignore_errors=True)
-            elif not marked and (req.out_dir / PROBE_MARKER).is_file():
-                (req.out_dir / PROBE_MARKER).unlink()
+                shutil.rmtree(inputs.out_dir, ignore_errors=True)
+            elif not marked and (inputs.out_dir / PROBE_MARKER).is_file():
+                (inputs.out_dir / PROBE_MARKER).unlink()
         raise
 
 
-def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict[str, str]], references: list[str],
+def run_probe(settings: ProbeSettings, inputs: ProbeInputs, rows: list[dict[str, str]], examples: list[dict[str, str]], references: list[str],
               metric: str, echo: Echo) -> dict[str, Any]:
     from rung.core.endpoint import is_endpoint
     from rung.core.fileio import make_dir
 
-    make_dir(req.out_dir, what="probe folder")
-    options = metric_options(metric, req.pattern, req.schema)
-    marked = (req.out_dir / PROBE_MARKER).is_file()
-    atomic_write_json(req.out_dir / PROBE_MARKER, {"probe": 1, "model": req.model, "eval": str(req.eval_path)})
-    cache = AnswerCache(req.out_dir / ANSWERS_FILE, fresh=req.overwrite and not marked)
-    model = open_chat_model(req.model, trust_remote_code=req.trust_remote_code, backend=req.backend,
-                            **endpoint_options(req))
-    plans = prompt_plans(req, rows, examples)
-    if req.docs is not None:
-        plans["rag"] = rag_conversations(rows, req.docs, req.out_dir, req.rag_k, echo, req.index)
-    tunes = bool(examples) and req.lora_steps > 0 and not is_endpoint(req.model)  # lora_steps 0: skip it
+    make_dir(inputs.out_dir, what="probe folder")
+    options = metric_options(metric, settings.pattern, settings.schema)
+    marked = (inputs.out_dir / PROBE_MARKER).is_file()
+    atomic_write_json(inputs.out_dir / PROBE_MARKER, {"probe": 1, "model": settings.model, "eval": str(inputs.eval_path)})
+    cache = AnswerCache(inputs.out_dir / ANSWERS_FILE, fresh=inputs.overwrite and not marked)
+    model = open_chat_model(settings.model, trust_remote_code=settings.trust_remote_code, backend=settings.backend,
+                            **endpoint_options(settings))
+    plans = prompt_plans(settings, inputs, rows, examples)
+    if inputs.docs is not None:
+        plans["rag"] = rag_conversations(rows, inputs.docs, inputs.out_dir, settings.rag_k, echo, settings.index)
+    tunes = bool(examples) and settings.lora_steps > 0 and not is_endpoint(settings.model)  # lora_steps 0: skip it
     answered_by = " through llama.cpp" if type(model).__name__ == "LlamaCppChat" else ""
-    echo(f"Probing {req.model}{answered_by} on {len(rows)} held-out rows ({metric}, target {req.target:.2f}): "
+    echo(f"Probing {settings.model}{answered_by} on {len(rows)} held-out rows ({metric}, target {settings.target:.2f}): "
          + ", ".join(plans) + (", lora_short" if tunes else ""))
 
     results: dict[str, dict[str, Any]] = {}
     for rung, conversations in plans.items():
-        outputs, seconds = ask(model, req.model, rung, conversations, cache, max_new_tokens=req.max_new_tokens,
+        outputs, seconds = ask(model, settings.model, rung, conversations, cache, max_new_tokens=settings.max_new_tokens,
                                echo=echo)
         results[rung] = {"outputs": outputs, "seconds_per_row": seconds}
     if tunes:
         from rung.core.generation import LocalChat
 
-        folder = str(short_lora(req, examples, echo))
-        tuned = LocalChat(folder, trust_remote_code=req.trust_remote_code)
+        folder = str(short_lora(settings, inputs, examples, echo))
+        tuned = LocalChat(folder, trust_remote_code=settings.trust_remote_code)
         as_trained = [conversation(r) for r in rows]  # the system message and turns it was trained with
-        outputs, seconds = ask(tuned, folder, "lora_short", as_trained, cache, max_new_tokens=req.max_new_tokens,
+        outputs, seconds = ask(tuned, folder, "lora_short", as_trained, cache, max_new_tokens=settings.max_new_tokens,
                                echo=echo)
         results["lora_short"] = {"outputs": outputs, "seconds_per_row": seconds}
 
-    evidence: dict[str, Any] = {"version": 1, "metric": metric, "target": req.target, "n": len(rows), "rungs": {},
-                                "model": req.model, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    evidence: dict[str, Any] = {"version": 1, "metric": metric, "target": settings.target, "n": len(rows), "rungs": {},
+                                "model": settings.model, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     for rung, result in results.items():
-        scored = score_rows(result["outputs"], rows, metric, judge_model=req.judge_model, rubric=req.rubric,
-                            log=req.out_dir / f"judge_{rung}.jsonl", **endpoint_options(req), **options)
+        scored = score_rows(result["outputs"], rows, metric, judge_model=settings.judge_model, rubric=settings.rubric,
+                            log=inputs.out_dir / f"judge_{rung}.jsonl", **endpoint_options(settings), **options)
         mean = round(scored.mean, 4)  # the CI is rounded outward so it always holds the rounded score
         entry: dict[str, Any] = {"score": mean, "ci": [min(mean, round(scored.ci_low, 4)), max(mean, round(scored.ci_high, 4))]}
         entry["seconds_per_row"] = round(result["seconds_per_row"], 4)
@@ -359,8 +330,8 @@ def run_probe(req: ProbeRequest, rows: list[dict[str, str]], examples: list[dict
     usage = model.usage
     if usage.get("cost_usd") is not None:
         evidence["notes"] = f"endpoint cost ${usage['cost_usd']:.4f} for {usage.get('requests', 0)} requests"
-    atomic_write_yaml(req.out_dir / "evidence.yaml", evidence)
+    atomic_write_yaml(inputs.out_dir / "evidence.yaml", evidence)
     from rung.engines.probe_report import write_report
 
-    write_report(req, evidence, results, rows, usage)
+    write_report(settings, inputs, evidence, results, rows, usage)
     return evidence

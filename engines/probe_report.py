@@ -40,11 +40,11 @@ def plot(evidence: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def write_report(req: Any, evidence: dict[str, Any], results: dict[str, dict[str, Any]], rows: list[dict[str, str]],
+def write_report(settings: Any, inputs: Any, evidence: dict[str, Any], results: dict[str, dict[str, Any]], rows: list[dict[str, str]],
                  usage: dict[str, Any]) -> Path:
-    out: Path = req.out_dir
+    out: Path = inputs.out_dir
     picture = plot(evidence, out / "probe.png")
-    lines = [f"# Probe: `{req.model}` on {evidence['n']} held-out rows", "",
+    lines = [f"# Probe: `{settings.model}` on {evidence['n']} held-out rows", "",
              f"Metric `{evidence['metric']}`, target {evidence['target']:.2f}. Scores with their 95% bootstrap "
              "confidence intervals:", "",
              "| rung | score | 95% CI | seconds per row |", "|---|---|---|---|"]
@@ -59,7 +59,7 @@ def write_report(req: Any, evidence: dict[str, Any], results: dict[str, dict[str
         lines += ["![score against seconds per row](probe.png)", ""]
     lines += ["Model usage this run: " + ", ".join(f"{k} {v}" for k, v in usage.items()), "",
               "Next, let the numbers decide the advice:", "", "```",
-              f"rung advise --answers {req.answers_path or 'ANSWERS.yaml'} --evidence {out / 'evidence.yaml'}", "```", "",
+              f"rung advise --answers {inputs.answers_path or 'ANSWERS.yaml'} --evidence {out / 'evidence.yaml'}", "```", "",
               "## First rows", "", "| input | expected | " + " | ".join(LABELS.get(n, n) for n in results) + " |",
               "|---" * (2 + len(results)) + "|"]
     for i, row in enumerate(rows[:8]):

@@ -11,7 +11,6 @@ torch, faiss or langchain.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from rung.core.errors import RungError
 from rung.core.fileio import ERRNO_TEXT, MAX_TEXT_BYTES, file_kind, read_bytes
+from rung.core.rows import jsonl_records
 from rung.rag.html_text import html_to_text
 
 # extension -> format
@@ -234,13 +234,9 @@ def parse(f: SourceFile) -> list[Section]:
 def _parse_jsonl(f: SourceFile, text: str) -> list[Section]:
     """One section per record with a "text" string; every other non-blank line goes to f.bad_lines."""
     sections = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            f.bad_lines.append((lineno, f"not JSON ({getattr(error, 'msg', 'nested too deeply')})"))
+    for lineno, record, bad in jsonl_records(text):
+        if bad:
+            f.bad_lines.append((lineno, f"not JSON ({bad.reason})"))
             continue
         problem = ("not a JSON object" if not isinstance(record, dict) else
                    'no "text" string' if not isinstance(record.get("text"), str) else

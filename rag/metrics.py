@@ -13,9 +13,10 @@ Each is averaged over the queries that have at least one relevant document (pytr
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from rung.core.rows import jsonl_records
 
 KEYS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
 
@@ -63,6 +64,19 @@ def evaluate(runs: list[tuple[list[str], dict[str, float]]]) -> dict[str, float]
 
 # --------------------------------------------------------------------------------------------- eval files
 
+def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, depth: int = 10) -> dict:
+    """Run every query, collapse chunks to documents (best rank wins), score against the judgements."""
+    known = rag_index.documents()
+    unknown = sorted({d for _, q in queries for d in q if d not in known})
+    runs = []
+    for query, qrels in queries:
+        ranked = [doc for doc, _, _ in rag_index.search_documents(query, depth)]
+        runs.append((ranked, qrels))
+    result = evaluate(runs)
+    result["unknown_relevant"] = unknown
+    return result
+
+
 def _grade(value) -> float | None:
     """A relevance grade: a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -104,13 +118,9 @@ def read_queries(path: str | Path, query_texts: str | Path | None = None) -> lis
     if path.suffix.lower() in (".tsv", ".qrels"):
         return _check_usable(path, _read_qrels(path, text, query_texts))
     out, problems = [], []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            problems.append(f"{path}:{lineno}: not JSON ({getattr(error, 'msg', 'nested too deeply')})")
+    for lineno, record, bad in jsonl_records(text):
+        if bad:
+            problems.append(f"{path}:{lineno}: not JSON ({bad.reason})")
             continue
         query = record.get("query") if isinstance(record, dict) else None
         relevant = record.get("relevant") if isinstance(record, dict) else None
@@ -135,13 +145,9 @@ def _read_query_texts(path: Path) -> tuple[dict[str, str], list[str]]:
     from rung.core.fileio import read_text
 
     texts, problems = {}, []
-    for lineno, line in enumerate(read_text(path, what="query texts file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            problems.append(f"{path}:{lineno}: not JSON ({getattr(error, 'msg', 'nested too deeply')})")
+    for lineno, record, bad in jsonl_records(read_text(path, what="query texts file")):
+        if bad:
+            problems.append(f"{path}:{lineno}: not JSON ({bad.reason})")
             continue
         qid = record.get("_id", record.get("id")) if isinstance(record, dict) else None
         if qid is None or not isinstance(record.get("text"), str) or not record["text"].strip():

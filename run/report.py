@@ -69,11 +69,15 @@ def _estimate_cell(est: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
+def gpus_used(gpus: int) -> int:
+    """GPUs the steps ran on: --gpus (processes per machine) when torch saw CUDA, else none (the CPU)."""
+    torch = sys.modules.get("torch")
+    return gpus if gpus and torch is not None and torch.cuda.is_available() else 0
+
+
 def _device_text(gpus: int) -> str:
     if gpus:
-        torch = sys.modules.get("torch")
-        name = torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else "GPU"
-        return f"{gpus} x {name}"
+        return f"{gpus} x {sys.modules['torch'].cuda.get_device_name(0)}"
     return f"CPU ({os.cpu_count()} cores)"
 
 
@@ -125,9 +129,26 @@ def _embedded_samples(path: Path, root: Path, max_lines: int = 40) -> list[str]:
 
 
 def write_report(prep: Prepared, state: dict[str, Any]) -> Path:
-    root = prep.run_root
-    plan = prep.plan
-    records = state.get("steps", {})
+    """report.md in the run root: the steps at a glance, where it stopped, open to-dos, the estimate against
+    what was measured, then one section per step (its summary, outputs, metrics, samples and plots)."""
+    root, plan, records = prep.run_root, prep.plan, state.get("steps", {})
+    lines = _report_header(prep, state) + _step_table(prep, records) + _stops_and_todos(prep, records)
+    lines += ["## Estimate vs actual", ""]
+    used = gpus_used(int(state.get("gpus") or 0))
+    lines += _estimate_section(plan, prep.steps, records, used)
+    if not used:
+        lines += ["", "The estimate is for the plan's target GPU; on a CPU, wall time is not comparable: the run "
+                  "checks the plan and measures the model, it does not price the GPU run."]
+    lines.append("")
+    for number, step in enumerate(prep.steps, start=1):
+        lines += _step_section(number, step, records.get(step["id"], {}), root)
+    path = root / REPORT_FILE
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def _report_header(prep: Prepared, state: dict[str, Any]) -> list[str]:
+    root, plan = prep.run_root, prep.plan
     lines = [f"# Run report: {plan.get('name', prep.plan_path.stem)}", ""]
     facts = [f"plan: {_link(str(prep.plan_path), root)}", f"route: **{plan.get('route')}**"]
     if plan.get("method"):
@@ -137,7 +158,11 @@ def write_report(prep: Prepared, state: dict[str, Any]) -> Path:
     facts.append(f"resolved settings: [{RESOLVED_FILE}]({RESOLVED_FILE})")
     lines += [" · ".join(facts), "", f"Started {state.get('started', '-')}"
               + (f", finished {state['finished']}." if state.get("finished") else " (not finished)."), ""]
+    return lines
 
+
+def _step_table(prep: Prepared, records: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     lines += ["| # | step | engine | status | wall time | headline |", "|---|---|---|---|---|---|"]
     for number, step in enumerate(prep.steps, start=1):
         record = records.get(step["id"], {})
@@ -148,7 +173,13 @@ def write_report(prep: Prepared, state: dict[str, Any]) -> Path:
         lines.append(f"| {number} | [{step['id']}](#{number}-{step['id'].replace('_', '-')}) | {step['engine']} | "
                      f"{status} | {duration(record.get('wall_s'))} | {headline or '-'} |")
     lines.append("")
+    return lines
 
+
+def _stops_and_todos(prep: Prepared, records: dict[str, Any]) -> list[str]:
+    """Where the run stopped (with the --resume command) and the manual steps left open."""
+    root = prep.run_root
+    lines: list[str] = []
     open_steps = [s for s in prep.steps if records.get(s["id"], {}).get("status") == "open"]
     failed = [s for s in prep.steps if records.get(s["id"], {}).get("status") in ("failed", "running")]
     if failed:
@@ -160,60 +191,54 @@ def write_report(prep: Prepared, state: dict[str, Any]) -> Path:
         lines += ["## Open to-dos", ""]
         lines += [records[s["id"]].get("summary") or f"- [ ] {s.get('description') or s['id']}" for s in open_steps]
         lines.append("")
+    return lines
 
-    lines += ["## Estimate vs actual", ""]
-    lines += _estimate_section(plan, prep.steps, records, int(state.get("gpus") or 0))
-    if not state.get("gpus"):
-        lines += ["", "The estimate is for the plan's target GPU; on a CPU, wall time is not comparable: the run "
-                  "checks the plan and measures the model, it does not price the GPU run."]
-    lines.append("")
 
-    for number, step in enumerate(prep.steps, start=1):
-        record = records.get(step["id"], {})
-        run_dir = root / step["id"]
-        title = f"## {number}. {step['id']}"
-        lines += [title, ""]
-        meta = [f"engine `{step['engine']}`"]
-        if (step.get("settings") or {}).get("adapter"):
-            meta.append(f"adapter `{step['settings']['adapter']}`")
-        meta += [f"status **{record.get('status', 'not started')}**",
-                f"wall time {duration(record.get('wall_s'))}"]
-        if record.get("attempts", 1) > 1:
-            meta.append(f"{record['attempts']} attempts")
-        if step.get("from_step"):
-            meta.append(f"starts from `{step['from_step']}`")
-        lines += [" · ".join(meta), ""]
-        if step.get("description"):
-            lines += [f"_{step['description']}_", ""]
-        if record.get("error"):
-            lines += [f"Error: `{record['error'][:500]}`", ""]
-        if record.get("summary") and record.get("status") != "open":
-            lines += [record["summary"].rstrip(), ""]
-        outs = record.get("outputs") or {}
-        if outs:
-            lines.append("Outputs:")
-            for key, value in outs.items():
-                shown = _link(value, root) if isinstance(value, str) and ("/" in value or os.sep in value) else _fmt(value)
-                lines.append(f"- {key}: {shown}")
-            lines.append("")
-        metrics = {k: v for k, v in (record.get("metrics") or {}).items() if k != "status"}
-        if metrics:
-            lines += ["| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
-            lines.append("")
-        samples = outs.get("samples")
-        if isinstance(samples, str) and samples.endswith(".md") and Path(samples).is_file():
-            lines += _embedded_samples(Path(samples), root)
-        linked = {str(Path(v).resolve()) for v in outs.values() if isinstance(v, str)}
-        for doc in _step_files(run_dir, (".md",)):
-            if str(doc.resolve()) not in linked:
-                lines.append(f"- {_link(str(doc), root)}")
-        plots = _step_files(run_dir, (".png", ".svg"))
-        for plot in plots:
-            rel = plot.resolve().relative_to(root.resolve()).as_posix()
-            lines += ["", f"![{plot.stem}]({rel})"]
-        if plots or _step_files(run_dir, (".md",)):
-            lines.append("")
-    path = root / REPORT_FILE
-    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
-    return path
+def _step_section(number: int, step: dict[str, Any], record: dict[str, Any], root: Path) -> list[str]:
+    """One step: what it is, how it went, its summary, outputs, metrics, samples, other documents and plots."""
+    lines: list[str] = []
+    run_dir = root / step["id"]
+    title = f"## {number}. {step['id']}"
+    lines += [title, ""]
+    meta = [f"engine `{step['engine']}`"]
+    if (step.get("settings") or {}).get("adapter"):
+        meta.append(f"adapter `{step['settings']['adapter']}`")
+    meta += [f"status **{record.get('status', 'not started')}**",
+            f"wall time {duration(record.get('wall_s'))}"]
+    if record.get("attempts", 1) > 1:
+        meta.append(f"{record['attempts']} attempts")
+    if step.get("from_step"):
+        meta.append(f"starts from `{step['from_step']}`")
+    lines += [" · ".join(meta), ""]
+    if step.get("description"):
+        lines += [f"_{step['description']}_", ""]
+    if record.get("error"):
+        lines += [f"Error: `{record['error'][:500]}`", ""]
+    if record.get("summary") and record.get("status") != "open":
+        lines += [record["summary"].rstrip(), ""]
+    outs = record.get("outputs") or {}
+    if outs:
+        lines.append("Outputs:")
+        for key, value in outs.items():
+            shown = _link(value, root) if isinstance(value, str) and ("/" in value or os.sep in value) else _fmt(value)
+            lines.append(f"- {key}: {shown}")
+        lines.append("")
+    metrics = {k: v for k, v in (record.get("metrics") or {}).items() if k != "status"}
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
+        lines.append("")
+    samples = outs.get("samples")
+    if isinstance(samples, str) and samples.endswith(".md") and Path(samples).is_file():
+        lines += _embedded_samples(Path(samples), root)
+    linked = {str(Path(v).resolve()) for v in outs.values() if isinstance(v, str)}
+    for doc in _step_files(run_dir, (".md",)):
+        if str(doc.resolve()) not in linked:
+            lines.append(f"- {_link(str(doc), root)}")
+    plots = _step_files(run_dir, (".png", ".svg"))
+    for plot in plots:
+        rel = plot.resolve().relative_to(root.resolve()).as_posix()
+        lines += ["", f"![{plot.stem}]({rel})"]
+    if plots or _step_files(run_dir, (".md",)):
+        lines.append("")
+    return lines

@@ -45,9 +45,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, *, trust_remote_
     half-written folder (and an --overwrite leaves the folder's other files alone)."""
     import os
     import shutil
-    import tempfile
 
-    from rung.core.fileio import make_dir, os_error_text
+    from rung.core.fileio import os_error_text, staging_dir
     from rung.core.models import adapter_base, load_for_inference
     from rung.trainers.common import quiet_libraries
 
@@ -60,11 +59,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, *, trust_remote_
     if getattr(model.base_model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_4bit", False):
         raise RungError("cannot merge into a 4-bit model; load the base in bf16 (rung loads it unquantized here)")
     merged = model.merge_and_unload()
-    make_dir(out_dir.parent, what="folder")
-    try:
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.merging-"))
-    except OSError as error:
-        raise RungError(os_error_text(error, "create a folder in", out_dir.parent)) from None
+    staging = staging_dir(out_dir, "merging")
     try:
         merged.save_pretrained(str(staging))   # safetensors
         tokenizer.save_pretrained(str(staging))

@@ -108,7 +108,7 @@ def test_advise_and_plan_md_show_the_band(rung, tmp_path):
 
 def test_the_table_is_read_only_when_an_estimate_is_made(tmp_path):
     """`rung advise` start-up: importing the CLI and the advisor's commands reads no public-runs table."""
-    code = ("import sys; import rung.cli.main, rung.advisor.commands, rung.advisor.estimator; "
+    code = ("import sys; import rung.cli.main, rung.cli.advise, rung.advisor.estimator; "
             "print('rung.advisor.public_runs' in sys.modules, 'rung.advisor.efficiency' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

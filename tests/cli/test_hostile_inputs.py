@@ -332,10 +332,10 @@ ROWS = [
     # rung probe / gate: every problem before any model loads
     ("probe-eval-fifo", PROBE + ["--eval", "fifo.jsonl"], 2, "is a FIFO"),
     ("probe-eval-folder", PROBE + ["--eval", "folder"], 2, "is a directory"),
-    ("probe-target-nan", PROBE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target nan: expected a score"),
+    ("probe-target-nan", PROBE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target: must be a finite number above 0 and at most 1, got nan"),
     ("probe-index-url-password", PROBE + ["--eval", "rows.jsonl", "--docs", "folder", "--index",
                                           "postgresql://me:s3cret@db/rag?table=docs"], 2, "the URL holds a password"),
-    ("probe-target-zero", PROBE + ["--eval", "rows.jsonl", "--target", "0"], 2, "--target 0.0: expected a score"),
+    ("probe-target-zero", PROBE + ["--eval", "rows.jsonl", "--target", "0"], 2, "--target: must be a finite number above 0 and at most 1, got 0.0"),
     ("probe-max-rows-zero", PROBE + ["--eval", "rows.jsonl", "--max-rows", "0"], 2, "--max-rows"),
     ("probe-huge-tokens", PROBE + ["--eval", "rows.jsonl", "--max-new-tokens", "99999999999"], 2, "max"),
     ("probe-metric-typo", PROBE + ["--eval", "rows.jsonl", "--metric", "token_fi"], 2, 'did you mean "token_f1"'),
@@ -354,7 +354,7 @@ ROWS = [
      "backend llama.cpp answers GGUF specs"),
     ("gate-gguf-cut", GATE + ["--eval", "rows.jsonl", "--baseline", "cut.gguf"], 2, "--baseline: "),
     ("gate-eval-fifo", GATE + ["--eval", "fifo.jsonl"], 2, "is a FIFO"),
-    ("gate-target-nan", GATE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target nan: expected a score"),
+    ("gate-target-nan", GATE + ["--eval", "rows.jsonl", "--target", "nan"], 2, "--target: must be a finite number above 0 and at most 1, got nan"),
     ("gate-judge-alone", GATE + ["--eval", "rows.jsonl", "--metric", "judge"], 2, "needs --judge-model"),
     # a user metric FILE.py:NAME: imported before any model loads; every failure names the file and the function
     ("probe-metric-no-file", PROBE + ["--eval", "rows.jsonl", "--metric", "nope.py:overlap"], 2,

@@ -14,7 +14,7 @@ def test_bad_input_is_exit_2_before_any_model_loads(rung, tmp_path):
     result = rung("gate", "--baseline", "builtin:tiny", "--candidate", "builtin:tiny", "--eval", SQL / "eval.jsonl",
                   "--target", "2", "--metric", "exact", "--out", tmp_path / "gate")
     assert result.exit_code == 2
-    assert "--target 2.0: expected a score in (0, 1]" in result.output
+    assert "--target: must be a finite number above 0 and at most 1, got 2.0" in result.output
     assert 'unknown metric "exact"' in result.output
     assert not (tmp_path / "gate").exists()
 

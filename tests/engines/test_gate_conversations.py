@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rung.engines import gate as gate_module
-from rung.engines.gate import DONT_SHIP, SHIP, GateRequest
+from rung.core.settings import GateSettings
+from rung.engines.gate import DONT_SHIP, SHIP, GateInputs
 
 SYSTEM = "You are a SQL assistant. Schema: t(a, b)"
 
@@ -43,11 +44,10 @@ def run_gate(tmp_path, monkeypatch, baseline_answers, candidate_answers, *, cand
     models = {"openai:baseline": Scripted(baseline_answers), candidate: Scripted(candidate_answers)}
     monkeypatch.setattr(gate_module, "open_chat_model", lambda spec, **kwargs: models[spec])
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # the endpoint settings are checked before any model is asked
-    request = GateRequest(baseline="openai:baseline", candidate=str(candidate), metric="exact_match",
-                          api_base="http://127.0.0.1:9/v1",
-                          eval_path=write_rows(tmp_path / "eval.jsonl", n), examples_path=examples,
-                          num_examples=num_examples, max_rows=n)
-    return gate_module.gate(request, echo=lambda line: None), models
+    settings = GateSettings(baseline="openai:baseline", candidate=str(candidate), metric="exact_match",
+                            api_base="http://127.0.0.1:9/v1", num_examples=num_examples, max_rows=n)
+    inputs = GateInputs(eval_path=write_rows(tmp_path / "eval.jsonl", n), examples_path=examples)
+    return gate_module.gate(settings, inputs, echo=lambda line: None), models
 
 
 def trained_folder(tmp_path: Path) -> Path:

@@ -74,3 +74,24 @@ def test_the_judge_grades_both_models_in_the_gate(rung, tmp_path, judge_url):
     assert "Reference answer:\nSELECT" in Judge.prompts[0]
     log = [json.loads(line) for line in (tmp_path / "g" / "judge_candidate.jsonl").read_text().splitlines()]
     assert len(log) == 4 and {entry["verdict"] for entry in log} == {0.0}
+
+
+@pytest.mark.slow
+def test_a_plan_gate_step_with_metric_judge_runs_the_judge(rung, tmp_path, judge_url):
+    """A plan's gate step takes the judge's settings (judge_model, rubric, api_base) as `rung gate` takes its flags:
+    the run grades both models through the judge and records the verdict."""
+    import yaml
+
+    plan = {"version": 1, "name": "judged", "route": "fine_tuning", "goal": "domain_task", "base_model": "builtin:tiny",
+            "data": {"eval": str(SQL / "eval.jsonl")},
+            "steps": [{"id": "gate", "engine": "gate", "settings": {
+                "baseline": "builtin:tiny", "candidate": "builtin:tiny", "metric": "judge",
+                "judge_model": "openai:judge", "api_base": judge_url, "rubric": "one SQL query", "max_rows": 3,
+                "max_new_tokens": 8}}]}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    result = rung("run", tmp_path / "plan.yaml", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    gate_result = json.loads((tmp_path / "run" / "gate" / "gate.json").read_text())
+    assert gate_result["metric"] == "judge" and gate_result["n"] == 3
+    assert len(Judge.prompts) == 6 and all("Rubric: one SQL query" in p for p in Judge.prompts)
+    assert (tmp_path / "run" / "gate" / "judge_candidate.jsonl").is_file()

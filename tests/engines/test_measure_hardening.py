@@ -113,15 +113,16 @@ def test_a_dead_endpoint_fails_a_probe_in_seconds_and_leaves_nothing(rung, tmp_p
 
 
 def test_ctrl_c_leaves_a_probe_that_resumes(tmp_path):
-    from rung.engines.probe import CHUNK, ProbeRequest, probe
+    from rung.core.settings import ProbeSettings
+    from rung.engines.probe import CHUNK, ProbeInputs, probe
 
     n = CHUNK + 8
     out = tmp_path / "p"
     answers = out / "answers.jsonl"
 
-    def request(server: MisbehavingServer) -> ProbeRequest:
-        return ProbeRequest(eval_path=rows(tmp_path, n), out_dir=out, model="openai:alpha", goal="style",
-                            api_base=server.base_url, timeout_s=30, max_retries=0, concurrency=4)
+    def request(server: MisbehavingServer) -> tuple[ProbeSettings, ProbeInputs]:
+        return (ProbeSettings(model="openai:alpha", api_base=server.base_url, timeout_s=30, max_retries=0,
+                              concurrency=4), ProbeInputs(eval_path=rows(tmp_path, n), out_dir=out, goal="style"))
 
     answered = CHUNK + 2  # the whole first chunk, and 2 rows of the second
 
@@ -137,13 +138,13 @@ def test_ctrl_c_leaves_a_probe_that_resumes(tmp_path):
         threading.Thread(target=interrupt_once_the_server_stalls, args=(stalling,), daemon=True).start()
         started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
-            probe(request(stalling), echo=lambda line: None)
+            probe(*request(stalling), echo=lambda line: None)
         waited = time.monotonic() - started
     assert waited < 20  # not the 30 s timeout: the stalled requests were abandoned
     assert len(answers.read_text().splitlines()) == answered  # the 2 of the unfinished chunk are kept too
     assert (out / "probe.json").is_file()
     with MisbehavingServer("reply:SELECT 1;") as server:
-        evidence = probe(request(server), echo=lambda line: None)
+        evidence = probe(*request(server), echo=lambda line: None)
     assert server.requests == n - answered  # only the rows without an answer are asked again
     assert evidence["rungs"]["zero_shot"]["score"] == 1.0
 

@@ -28,8 +28,8 @@ def rows_file(tmp_path: Path, n: int) -> Path:
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--target", "1.5"], "--target 1.5: expected a score in (0, 1]"),
-    (["--target", "nan"], "--target nan: expected a score in (0, 1]"),
+    (["--target", "1.5"], "--target: must be a finite number above 0 and at most 1, got 1.5"),
+    (["--target", "nan"], "--target: must be a finite number above 0 and at most 1, got nan"),
     (["--metric", "token_fi"], 'unknown metric "token_fi" (did you mean "token_f1"?)'),
 ])
 def test_bad_requests_fail_before_any_model_loads(rung, tmp_path, argv, expected):
@@ -137,11 +137,12 @@ SQL_TRAIN = EXAMPLES / "sql_assistant" / "data" / "train.jsonl"
 @pytest.mark.parametrize("shots", [1, 4])
 def test_guarantee_the_few_shot_prompt_holds_the_requested_examples(tmp_path, shots):
     from rung.core.rows import load_task_rows
-    from rung.engines.probe import ProbeRequest, prompt_plans
+    from rung.core.settings import ProbeSettings
+    from rung.engines.probe import ProbeInputs, prompt_plans
 
     rows, examples = load_task_rows(SQL_EVAL)[:2], load_task_rows(SQL_TRAIN)
-    request = ProbeRequest(eval_path=SQL_EVAL, out_dir=tmp_path, model="builtin:tiny", num_examples=shots)
-    plans = prompt_plans(request, rows, examples)
+    plans = prompt_plans(ProbeSettings(model="builtin:tiny", num_examples=shots),
+                         ProbeInputs(eval_path=SQL_EVAL, out_dir=tmp_path), rows, examples)
     few = plans["few_shot"][0]
     # the row's system message (the schema) first, then rung's instructions, in one system turn
     assert few[0]["role"] == "system" and few[0]["content"].startswith(rows[0]["system"] + "\n\n")
@@ -155,12 +156,14 @@ def test_guarantee_the_few_shot_prompt_holds_the_requested_examples(tmp_path, sh
 
 def test_the_short_lora_trains_on_the_rows_with_their_system_message(tmp_path, monkeypatch):
     from rung.core.rows import load_task_rows
-    from rung.engines.probe import ProbeRequest, short_lora
+    from rung.core.settings import ProbeSettings
+    from rung.engines.probe import ProbeInputs, short_lora
     from rung.trainers import sft
 
     seen = {}
     monkeypatch.setattr(sft, "train_sft", lambda settings, data, folder, echo: seen.update(data=data))
     examples = load_task_rows(SQL_TRAIN)[:3]
-    short_lora(ProbeRequest(eval_path=SQL_EVAL, out_dir=tmp_path, model="builtin:tiny"), examples, lambda line: None)
+    short_lora(ProbeSettings(model="builtin:tiny"), ProbeInputs(eval_path=SQL_EVAL, out_dir=tmp_path), examples,
+               lambda line: None)
     written = [json.loads(line) for line in seen["data"].read_text().splitlines()]
     assert written == [json.loads(line) for line in SQL_TRAIN.read_text().splitlines()[:3]]

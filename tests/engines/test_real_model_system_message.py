@@ -34,15 +34,16 @@ def smollm2_folder() -> Path:
 
 def test_the_system_message_reaches_the_real_model(smollm2_folder, tmp_path):
     from rung.core.generation import LocalChat
-    from rung.engines.gate import GateRequest, conversations
-    from rung.engines.probe import ProbeRequest, prompt_plans
+    from rung.core.settings import GateSettings, ProbeSettings
+    from rung.engines.gate import GateInputs, conversations
+    from rung.engines.probe import ProbeInputs, prompt_plans
 
     rows = [normalise({"messages": [
         {"role": "system", "content": f"The secret code word is {word}. When asked for the code word, answer with "
                                       "the code word only."},
         {"role": "user", "content": question}, {"role": "assistant", "content": word}]}) for word, question in CODE_WORDS]
-    gate_asks = conversations(GateRequest(baseline="base", candidate="cand", eval_path=tmp_path), rows, [])
-    probe_asks = prompt_plans(ProbeRequest(eval_path=tmp_path, out_dir=tmp_path, model="m"), rows, [])
+    gate_asks = conversations(GateSettings(baseline="base", candidate="cand"), GateInputs(eval_path=tmp_path), rows, [])
+    probe_asks = prompt_plans(ProbeSettings(model="m"), ProbeInputs(eval_path=tmp_path, out_dir=tmp_path), rows, [])
     user_turn_only = [[{"role": "user", "content": row["input"]}] for row in rows]  # what rows lost before
     model = LocalChat(str(smollm2_folder))
 

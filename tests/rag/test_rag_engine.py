@@ -167,7 +167,7 @@ def test_retriever_composes_in_an_lcel_chain(example_index):
 
 def test_rung_run_engine_entries(tmp_path):
     from rung.core.protocol import StepContext
-    from rung.rag.engine import eval_step, index_step
+    from rung.engines.rag import eval_step, index_step
 
     plan = {"data": {"documents": str(EXAMPLE / "docs"), "queries": str(EXAMPLE / "queries.jsonl")}}
     run_root = tmp_path / "run"
@@ -235,7 +235,8 @@ def test_an_existing_index_keeps_its_chunk_settings(tmp_path):
 
 def test_retrieval_below_its_target_says_what_comes_before_climbing(tmp_path, monkeypatch):
     from rung.core.protocol import StepContext
-    from rung.rag import backend, engine
+    from rung.engines import rag as engine
+    from rung.rag import backend
 
     monkeypatch.setattr(backend, "load_index", lambda *a, **k: None)
     monkeypatch.setattr(engine, "evaluate_index", lambda index, queries: {

@@ -162,7 +162,7 @@ def test_query_options_are_checked_before_any_model_loads(rung, tmp_path, monkey
     for k in ("0", "-3"):
         result = rung("rag", "query", "--index", tmp_path, "q", "-k", k)
         assert result.exit_code == 2 and "Invalid value for '-k'" in result.output and "Traceback" not in result.output
-    assert "batch size must be a whole number, 1 or more (got 0)" in one_error_line(
+    assert "--batch-size: must be an integer at least 1, got 0" in one_error_line(
         rung("rag", "index", tmp_path, "--index", tmp_path / "index", "--batch-size", "0"))
 
 
@@ -190,7 +190,7 @@ def test_nan_scores_never_reach_json(rung, tmp_path, monkeypatch):
 
 def test_engine_step_counts_bad_lines(tmp_path):
     from rung.core.protocol import StepContext
-    from rung.rag.engine import index_step
+    from rung.engines.rag import index_step
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -118,7 +118,7 @@ def test_importing_the_cli_loads_no_heavy_modules():
     import subprocess
     import sys
 
-    code = ("import sys, rung.rag.cli; heavy = [m for m in ('torch', 'faiss', 'sentence_transformers', 'langchain_core', "
+    code = ("import sys, rung.cli.rag; heavy = [m for m in ('torch', 'faiss', 'sentence_transformers', 'langchain_core', "
             "'transformers', 'numpy') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -235,7 +235,7 @@ def test_tables_rung_did_not_make_are_never_written(tmp_path, pg_url):
 
 def test_plan_steps_put_the_index_in_a_database_and_eval_it_hybrid(tmp_path, pg_url):
     from rung.core.protocol import StepContext
-    from rung.rag.engine import eval_step, index_step
+    from rung.engines.rag import eval_step, index_step
 
     url = pg_url()
     docs = write_docs(tmp_path / "docs", 3)

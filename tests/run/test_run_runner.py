@@ -350,9 +350,11 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--nodes", "2"], ["--nodes 2: give --gpus", "--nodes 2: give --main-address"]),
+    # --gpus is processes per machine, 1 by default (as for `rung train`): two machines need the main one's address
+    (["--nodes", "2"], ["--nodes 2: give --main-address"]),
     (["--nodes", "2", "--gpus", "1", "--main-address", "h", "--node-rank", "2"], ["--node-rank 2: must be between 0 and 1"]),
-    (["--nodes", "0"], ["--nodes 0: must be 1 or more"]),
+    (["--nodes", "0"], ["Invalid value for '--nodes': must be an integer at least 1, got 0"]),
+    (["--gpus", "0"], ["Invalid value for '--gpus': must be an integer at least 1, got 0"]),
 ])
 def test_bad_cluster_flags_fail_before_any_work(rung, tmp_path, monkeypatch, argv, expected):
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rung.trainers.cli import resolve_training
+from rung.cli.train import resolve_training
 from rung.core.settings import DPOSettings, SFTSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

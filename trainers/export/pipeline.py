@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
@@ -62,108 +61,79 @@ def check_export(spec: str, out_dir: Path, *, fmt: str, quant: str | None, ollam
     return spec
 
 
+class GgufWriter:
+    """One GGUF file (llama.cpp, Ollama), checked by reloading it in llama.cpp (and transformers)."""
+
+    def __init__(self, quant: str, name: str):
+        self.quant, self.name, self.file_name, self.info = quant, name, gguf_file_name(quant), {}
+
+    def label(self, model) -> str:
+        return f"gguf {self.quant}"
+
+    def write(self, model, tokenizer, staging: Path, echo) -> list[str]:
+        from rung.trainers.export import gguf as gguf_mod
+
+        self.info = gguf_mod.write_gguf(model, tokenizer, staging / self.file_name, self.quant, name=self.name)
+        types = ", ".join(f"{n} {t}" for t, n in sorted(self.info["types"].items()))
+        echo(f"Wrote {self.file_name} ({(staging / self.file_name).stat().st_size / 1e6:,.1f} MB; tensors: {types}; "
+             f"tokenizer pre {self.info['tokenizer_pre']})")
+        return [self.file_name]
+
+    def verify(self, staging: Path, reference):
+        from rung.trainers.export import verify
+
+        return verify.verify_gguf(str(staging / self.file_name), reference, self.quant,
+                                  chat_template=self.info["chat_template"])
+
+
+class SafetensorsWriter:
+    """The merged model in the Hugging Face layout (transformers, vLLM), checked by reloading it."""
+
+    quant = None
+    file_name = None
+
+    def label(self, model) -> str:
+        return f"safetensors ({str(model.dtype).replace('torch.', '')})"
+
+    def write(self, model, tokenizer, staging: Path, echo) -> list[str]:
+        from rung.trainers.export import safetensors as safetensors_mod
+
+        written = safetensors_mod.write_safetensors(model, tokenizer, staging)["files"]
+        echo(f"Wrote {', '.join(written)}")
+        return written
+
+    def verify(self, staging: Path, reference):
+        from rung.trainers.export import verify
+
+        return verify.verify_safetensors(str(staging), reference)
+
+
 def export_model(spec: str, out_dir: str | Path, *, fmt: str = "safetensors", quant: str | None = None,
                  ollama: bool = False, overwrite: bool = False, trust_remote_code: bool = False,
                  echo: Callable[[str], None] = click.echo, before_verify: Callable[[Path], None] | None = None) -> Path:
     """Export, verify and move into place (module docstring). Returns the folder. `before_verify(staging)` runs
     between writing and checking (tests use it to tamper with the file)."""
-    from rung.core.fileio import make_dir, os_error_text
+    from rung.core.fileio import os_error_text, staging_dir
     from rung.trainers.common import quiet_libraries
-    from rung.trainers.export import gguf as gguf_mod
-    from rung.trainers.export import ollama as ollama_mod
-    from rung.trainers.export import safetensors as safetensors_mod
     from rung.trainers.export import source as source_mod
-    from rung.trainers.export import verify
 
     out_dir = Path(out_dir).expanduser()
     spec = check_export(spec, out_dir, fmt=fmt, quant=quant, ollama=ollama, overwrite=overwrite)
-    quant = (quant or DEFAULT_GGUF_QUANT) if fmt == "gguf" else None
+    writer = GgufWriter(quant or DEFAULT_GGUF_QUANT, _model_name(spec)) if fmt == "gguf" else SafetensorsWriter()
     started = time.perf_counter()
-    timings: dict[str, float] = {}
-
     # 1. what GGUF cannot hold is known from the config and the tokenizer, before the weights load
-    translation = None
-    if fmt == "gguf":
-        problems = gguf_mod.architecture_problems(source_mod.model_config(spec, trust_remote_code=trust_remote_code))
-        if problems:
-            raise RungError(problems)
-        quiet_libraries()
-        tokenizer = source_mod.load_source_tokenizer(spec, trust_remote_code=trust_remote_code)
-        gguf_mod.tokenizer_layout(tokenizer)
-        if ollama:
-            adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
-            tokenizer.chat_template = gguf_mod.template_for_gguf(tokenizer.chat_template)
-            translation = ollama_mod.translate(tokenizer, strip_bos=adds_bos)
+    translation = gguf_precheck(spec, ollama, trust_remote_code) if fmt == "gguf" else None
     # 2. the source, merged
     quiet_libraries()
     echo(f"Loading {spec} ...")
     source = source_mod.load_source(spec, trust_remote_code=trust_remote_code)
-    model, tokenizer = source.model, source.tokenizer
-    timings["load_s"] = time.perf_counter() - started
-    what = f"gguf {quant}" if fmt == "gguf" else f"safetensors ({str(model.dtype).replace('torch.', '')})"
-    echo(f"Exporting {source.description} as {what}")
-
-    make_dir(out_dir.parent, what="folder")
+    timings = {"load_s": time.perf_counter() - started}
+    echo(f"Exporting {source.description} as {writer.label(source.model)}")
+    staging = staging_dir(out_dir, "exporting")
     try:
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.exporting-"))
-    except OSError as error:
-        raise RungError(os_error_text(error, "create a folder in", out_dir.parent)) from None
-    try:
-        # 3. write
-        tick = time.perf_counter()
-        if fmt == "gguf":
-            file_name = gguf_file_name(quant)
-            info = gguf_mod.write_gguf(model, tokenizer, staging / file_name, quant, name=_model_name(spec))
-            written = [file_name]
-            types = ", ".join(f"{n} {t}" for t, n in sorted(info["types"].items()))
-            echo(f"Wrote {file_name} ({(staging / file_name).stat().st_size / 1e6:,.1f} MB; tensors: {types}; "
-                 f"tokenizer pre {info['tokenizer_pre']})")
-        else:
-            info = safetensors_mod.write_safetensors(model, tokenizer, staging)
-            written = info["files"]
-            echo(f"Wrote {', '.join(written)}")
-        timings["write_s"] = time.perf_counter() - tick
-        # 4. the reference answers of the source
-        tick = time.perf_counter()
-        echo(f"Checking on {len(source.prompts)} prompts: {source.prompts_from}")
-        reference = verify.build_reference(model, tokenizer, source.prompts,
-                                           round_to=quant if quant in LOSSLESS_QUANTS else None)
-        del model, source.model
-        _free_accelerator_memory()
-        timings["reference_s"] = time.perf_counter() - tick
-        if before_verify is not None:
-            before_verify(staging)
-        # 5. reload and compare
-        tick = time.perf_counter()
-        if fmt == "gguf":
-            result = verify.verify_gguf(str(staging / file_name), reference, quant, chat_template=info["chat_template"])
-        else:
-            result = verify.verify_safetensors(str(staging), reference)
-        timings["verify_s"] = time.perf_counter() - tick
+        written, result = write_and_check(writer, source, staging, translation, timings, echo, before_verify)
         timings["total_s"] = time.perf_counter() - started
-        if translation is not None:
-            template, chat = translation
-            stops = ollama_mod.stop_words(tokenizer, chat, reference.stops)
-            (staging / MODELFILE_NAME).write_text(ollama_mod.modelfile(file_name, template, stops), encoding="utf-8")
-            written.append(MODELFILE_NAME)
-        report = render_report(source, fmt, quant, written, staging, result, timings)
-        for check in result.checks:
-            mark = {True: "ok  ", False: "FAIL", None: "    "}[check.passed]
-            echo(f"  {mark} {check.engine}: {check.name}: {check.figure} ({check.threshold})")
-        for note in result.notes:
-            echo(f"  {note}")
-        if not result.passed:
-            failed = "; ".join(f"{c.engine} {c.name}: {c.figure} (needs {c.threshold})" for c in result.failures())
-            raise ExportCheckFailed(f"the exported model does not match the source: {failed}. Nothing was written "
-                                    f"to {out_dir}.")
-        (staging / REPORT_NAME).write_text(report, encoding="utf-8")
-        from rung.core.fileio import atomic_write_yaml
-
-        atomic_write_yaml(staging / EXPORT_MARKER, {
-            "source": spec, "description": source.description, "format": fmt, "quant": quant,
-            "files": written, "passed": True, "prompts": source.prompts_from,
-            "figures": result.figures, "seconds": {k: round(v, 2) for k, v in timings.items()}})
-        _move_into_place(staging, out_dir)
+        finish(spec, source, fmt, writer.quant, written, staging, result, timings, out_dir, echo)
     except OSError as error:
         raise RungError(os_error_text(error, "write the export to", out_dir)) from None
     except Exception as error:  # noqa: BLE001 - safetensors and torch wrap a full disk in their own errors
@@ -177,6 +147,83 @@ def export_model(spec: str, out_dir: str | Path, *, fmt: str = "safetensors", qu
         shutil.rmtree(staging, ignore_errors=True)
     echo(f"Passed. {out_dir}: {', '.join(written + [REPORT_NAME])} ({timings['total_s']:.1f} s)")
     return out_dir
+
+
+def gguf_precheck(spec: str, ollama: bool, trust_remote_code: bool):
+    """The architecture and the tokenizer GGUF can hold, and for --ollama the chat template's Go translation:
+    refused (or made) from the config and the tokenizer alone."""
+    from rung.trainers.common import quiet_libraries
+    from rung.trainers.export import gguf as gguf_mod
+    from rung.trainers.export import ollama as ollama_mod
+    from rung.trainers.export import source as source_mod
+
+    problems = gguf_mod.architecture_problems(source_mod.model_config(spec, trust_remote_code=trust_remote_code))
+    if problems:
+        raise RungError(problems)
+    quiet_libraries()
+    tokenizer = source_mod.load_source_tokenizer(spec, trust_remote_code=trust_remote_code)
+    gguf_mod.tokenizer_layout(tokenizer)
+    if not ollama:
+        return None
+    adds_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    tokenizer.chat_template = gguf_mod.template_for_gguf(tokenizer.chat_template)
+    return ollama_mod.translate(tokenizer, strip_bos=adds_bos)
+
+
+def write_and_check(writer, source, staging: Path, translation, timings: dict, echo,
+                    before_verify: Callable[[Path], None] | None) -> tuple[list[str], Any]:
+    """3-5: write into staging, take the source's reference answers, free it, reload what was written and
+    compare; the Modelfile beside a GGUF. Returns the files written and the comparison (verify.py)."""
+    from rung.trainers.export import ollama as ollama_mod
+    from rung.trainers.export import verify
+
+    model, tokenizer = source.model, source.tokenizer
+    tick = time.perf_counter()
+    written = writer.write(model, tokenizer, staging, echo)
+    timings["write_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    echo(f"Checking on {len(source.prompts)} prompts: {source.prompts_from}")
+    reference = verify.build_reference(model, tokenizer, source.prompts,
+                                       round_to=writer.quant if writer.quant in LOSSLESS_QUANTS else None)
+    del model, source.model
+    _free_accelerator_memory()
+    timings["reference_s"] = time.perf_counter() - tick
+    if before_verify is not None:
+        before_verify(staging)
+    tick = time.perf_counter()
+    result = writer.verify(staging, reference)
+    timings["verify_s"] = time.perf_counter() - tick
+    if translation is not None:
+        template, chat = translation
+        stops = ollama_mod.stop_words(tokenizer, chat, reference.stops)
+        (staging / MODELFILE_NAME).write_text(ollama_mod.modelfile(writer.file_name, template, stops),
+                                              encoding="utf-8")
+        written.append(MODELFILE_NAME)
+    return written, result
+
+
+def finish(spec: str, source, fmt: str, quant: str | None, written: list[str], staging: Path, result,
+           timings: dict, out_dir: Path, echo) -> None:
+    """6: print the checks; a failure raises ExportCheckFailed (exit 3), a pass writes the report and the record
+    and moves the folder into place."""
+    from rung.core.fileio import atomic_write_yaml
+
+    report = render_report(source, fmt, quant, written, staging, result, timings)
+    for check in result.checks:
+        mark = {True: "ok  ", False: "FAIL", None: "    "}[check.passed]
+        echo(f"  {mark} {check.engine}: {check.name}: {check.figure} ({check.threshold})")
+    for note in result.notes:
+        echo(f"  {note}")
+    if not result.passed:
+        failed = "; ".join(f"{c.engine} {c.name}: {c.figure} (needs {c.threshold})" for c in result.failures())
+        raise ExportCheckFailed(f"the exported model does not match the source: {failed}. Nothing was written "
+                                f"to {out_dir}.")
+    (staging / REPORT_NAME).write_text(report, encoding="utf-8")
+    atomic_write_yaml(staging / EXPORT_MARKER, {
+        "source": spec, "description": source.description, "format": fmt, "quant": quant,
+        "files": written, "passed": True, "prompts": source.prompts_from,
+        "figures": result.figures, "seconds": {k: round(v, 2) for k, v in timings.items()}})
+    _move_into_place(staging, out_dir)
 
 
 def _free_accelerator_memory() -> None:

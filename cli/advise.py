@@ -11,7 +11,7 @@ import click
 
 from rung.advisor.render import gpu_hours_text, hours, money, recommendation_title, render_advice, wrap
 from rung.core.errors import RungError
-from rung.core.options import Checked
+from rung.cli.options import Checked
 
 METHOD_CHOICES = ("full", "lora", "qlora", "dpo", "cpt")
 
@@ -40,6 +40,14 @@ def with_measured_model(answers: dict, evidence: dict | None, base_model: str | 
     return {**answers, "base_model": base_model} if base_model else answers
 
 
+def answers_and_evidence(answers_path: str, evidence_path: str | None) -> tuple[dict, dict | None]:
+    """The validated answers, and the measured evidence when a file is given (advise and plan read both)."""
+    from rung.advisor.answers import load_answers
+    from rung.advisor.evidence import load_evidence
+
+    return load_answers(answers_path), load_evidence(evidence_path) if evidence_path else None
+
+
 @click.command()
 @click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False),
               help="The answers file (from `rung ask`, or written by hand).")
@@ -52,15 +60,9 @@ def with_measured_model(answers: dict, evidence: dict | None, base_model: str | 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def advise(answers_path: str, evidence_path: str | None, base_model: str | None, as_json: bool) -> None:
     """Recommend a rung of the ladder for an answers file, with the reasons and an estimate."""
-    from rung.advisor.answers import load_answers
     from rung.advisor.rules import advise as run_rules
 
-    answers = load_answers(answers_path)
-    evidence = None
-    if evidence_path:
-        from rung.advisor.evidence import load_evidence
-
-        evidence = load_evidence(evidence_path)
+    answers, evidence = answers_and_evidence(answers_path, evidence_path)
     check_base_model(base_model)
     answers = with_measured_model(answers, evidence, base_model)
     result = run_rules(answers, evidence=evidence)
@@ -92,15 +94,9 @@ def advise(answers_path: str, evidence_path: str | None, base_model: str | None,
 def plan(answers_path: str, out_dir: str, base_model: str | None, data: tuple[str, ...],
          evidence_path: str | None, metric: str | None) -> None:
     """Write the project plan: DIR/plan.yaml (what `rung run` executes) and DIR/PLAN.md (what people read)."""
-    from rung.advisor.answers import load_answers
     from rung.advisor.planner import write_plan
 
-    answers = load_answers(answers_path)
-    evidence = None
-    if evidence_path:
-        from rung.advisor.evidence import load_evidence
-
-        evidence = load_evidence(evidence_path)
+    answers, evidence = answers_and_evidence(answers_path, evidence_path)
     base_model = base_model or with_measured_model(answers, evidence, None).get("base_model")
     plan_path, md_path, plan_data = write_plan(answers, out_dir, base_model=base_model, data=list(data),
                                                evidence=evidence, metric=metric)

@@ -14,27 +14,11 @@ The index lives in the step's run folder (run_dir/index) unless `index` names a 
 
 from __future__ import annotations
 
-from typing import Any
-
 from rung.core.errors import RungError
 from rung.core.protocol import StepContext, StepResult
 from rung.core.resolve import step_settings
 from rung.core.settings import RagEvalSettings, RagIndexSettings
-
-
-def evaluate_index(rag_index, queries: list[tuple[str, dict[str, float]]], *, depth: int = 10) -> dict[str, Any]:
-    """Run every query, collapse chunks to documents (best rank wins), score against the judgements."""
-    from rung.rag.metrics import evaluate
-
-    known = rag_index.documents()
-    unknown = sorted({d for _, q in queries for d in q if d not in known})
-    runs = []
-    for query, qrels in queries:
-        ranked = [doc for doc, _, _ in rag_index.search_documents(query, depth)]
-        runs.append((ranked, qrels))
-    result = evaluate(runs)
-    result["unknown_relevant"] = unknown
-    return result
+from rung.rag.metrics import evaluate_index
 
 
 def index_step(step: dict, ctx: StepContext) -> StepResult:

@@ -6,24 +6,11 @@ import json
 
 import click
 
+from rung.cli.options import settings_from_flags, settings_options
+from rung.core.settings import RagIndexSettings, RetrievalSettings
+
 INDEX_HELP = ("Index made by `rung rag index`: a folder, or postgresql://USER@HOST:PORT/DB?table=NAME "
               "(password from PGPASSWORD or ~/.pgpass, never in the URL).")
-
-
-def retrieval_options(function):
-    """--retrieval, --keyword-weight, --rrf-k: declared once, in core/settings.py RetrievalSettings."""
-    from rung.core.options import settings_options
-    from rung.core.settings import RetrievalSettings
-
-    return settings_options(RetrievalSettings)(function)
-
-
-def retrieval_settings(values: dict):
-    from rung.core.options import flag_layer
-    from rung.core.resolve import resolve
-    from rung.core.settings import RetrievalSettings
-
-    return resolve(RetrievalSettings, [("option", flag_layer(RetrievalSettings, values))])
 
 
 def _finite(value):
@@ -50,29 +37,12 @@ def rag() -> None:
 
 @rag.command("index")
 @click.argument("sources", nargs=-1, type=click.Path(path_type=str))
-@click.option("--index", "index_dir", required=True, type=click.Path(path_type=str),
-              help="Index to create or update: a folder, or postgresql://USER@HOST:PORT/DB?table=NAME "
-              "(also postgresql:///DB?host=/socket/dir&table=NAME; the password comes from PGPASSWORD, "
-              "~/.pgpass or a service file, never the URL).")
-@click.option("--model", default=None, help="sentence-transformers model id or path [default: all-MiniLM-L6-v2, "
-              "packaged, offline; an existing index keeps its model].")
-@click.option("--chunk-tokens", type=int, default=None,
-              help="Chunk size in the embedder's word pieces, heading trail included; 0 = 128, or the model's "
-              "limit if lower (at most 254 for MiniLM) [default: 0; an existing index keeps its setting].")
-@click.option("--overlap", type=int, default=None,
-              help="Word pieces shared by neighbouring chunks [default: 16; an existing index keeps its setting].")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "hnsw"]), default=None,
-              help="Exact flat search, HNSW, or auto: HNSW from 50,000 chunks [default: auto; an existing index "
-              "keeps its setting].")
+@settings_options(RagIndexSettings, required=("index",))
 @click.option("--rebuild", is_flag=True, help="Start over: drop the existing vectors (needed to change the model, "
               "or to replace a damaged index).")
-@click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links that lead out of a source folder "
-              "[default: skip them, with a reason].")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per embedding batch.")
 @click.option("--progress/--no-progress", default=None, help="Show a chunks/s progress bar [default: on a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebuild, follow_symlinks, batch_size, progress,
-              as_json):
+def index_cmd(sources, rebuild, progress, as_json, **flags):
     """Index files and folders (.txt .md .rst .html .pdf .jsonl); re-runs embed only what changed.
 
     The index mirrors SOURCES: files gone from them are removed. Without SOURCES, the sources recorded in the
@@ -82,10 +52,13 @@ def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebu
 
     from rung.rag.ingest import ingest
 
+    given = {name: value for name, value in flags.items() if value is not None}  # unset: the index keeps its own
+    settings = settings_from_flags(RagIndexSettings, flags)
     show = sys.stderr.isatty() if progress is None else progress
-    summary = ingest(list(sources) or None, index_dir, model=model, chunk_tokens=chunk_tokens, overlap=overlap,
-                     index_type=index_type, rebuild=rebuild, follow_symlinks=follow_symlinks, batch_size=batch_size,
-                     progress=show, log=lambda m: click.echo(m, err=True))
+    summary = ingest(list(sources) or None, settings.index, model=given.get("model"),
+                     chunk_tokens=given.get("chunk_tokens"), overlap=given.get("overlap"),
+                     index_type=given.get("index_type"), rebuild=rebuild, follow_symlinks=settings.follow_symlinks,
+                     batch_size=settings.batch_size, progress=show, log=lambda m: click.echo(m, err=True))
     for note in summary.bad_line_notes():
         click.echo(f"warning: {note}", err=True)
     if as_json:
@@ -105,7 +78,7 @@ def index_cmd(sources, index_dir, model, chunk_tokens, overlap, index_type, rebu
 @click.option("--model", default=None, help="Embedding model; must be the one the index was built with [default: that one].")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
 @click.option("--width", type=int, default=240, show_default=True, help="Characters of each chunk to show (0 = all).")
-@retrieval_options
+@settings_options(RetrievalSettings)
 def query_cmd(question, index_dir, k, model, as_json, width, **retrieval):
     """Show the chunks closest to QUESTION with score (cosine; hybrid: fused), source path and line."""
     from rung.core.errors import RungError
@@ -113,7 +86,7 @@ def query_cmd(question, index_dir, k, model, as_json, width, **retrieval):
 
     if width < 0:
         raise RungError(f"--width must be 0 (all) or more (got {width})")
-    settings = retrieval_settings(retrieval)
+    settings = settings_from_flags(RetrievalSettings, retrieval)
     check_location(index_dir)
     loaded = load_index(index_dir, model=model, retrieval=settings)
     if not len(loaded):
@@ -147,7 +120,7 @@ def query_cmd(question, index_dir, k, model, as_json, width, **retrieval):
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
               help="For --model openai:NAME: the environment variable holding the API key.")
 @click.option("--json", "as_json", is_flag=True, help="Print answer and sources as JSON.")
-@retrieval_options
+@settings_options(RetrievalSettings)
 def answer_cmd(question, index_dir, model, k, max_new_tokens, temperature, top_p, trust_remote_code, api_base,
                api_key_env, as_json, **retrieval):
     """Answer QUESTION from the index with a model that cites sources as [1], [2] (local, or at an endpoint)."""
@@ -155,7 +128,7 @@ def answer_cmd(question, index_dir, model, k, max_new_tokens, temperature, top_p
     from rung.rag.backend import check_location, load_index
 
     check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, k=k)  # before any load
-    settings = retrieval_settings(retrieval)
+    settings = settings_from_flags(RetrievalSettings, retrieval)
     check_location(index_dir)
     result = answer(load_index(index_dir, retrieval=settings), question, model=model, k=k, max_new_tokens=max_new_tokens,
                     temperature=temperature, top_p=top_p, trust_remote_code=trust_remote_code, api_base=api_base,
@@ -180,14 +153,14 @@ def answer_cmd(question, index_dir, model, k, max_new_tokens, temperature, top_p
 @click.option("--query-texts", default=None, type=click.Path(path_type=str),
               help="BEIR queries.jsonl for a qrels .tsv [default: found next to it].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with recall@1/5/10, mrr@10, ndcg@10, queries.")
-@retrieval_options
+@settings_options(RetrievalSettings)
 def eval_cmd(index_dir, queries, query_texts, as_json, **retrieval):
     """Score retrieval: recall@1/5/10, MRR@10 and nDCG@10 over documents (BEIR / pytrec_eval definitions)."""
     from rung.rag.backend import check_location, load_index
-    from rung.rag.engine import evaluate_index
+    from rung.rag.metrics import evaluate_index
     from rung.rag.metrics import KEYS, read_queries
 
-    settings = retrieval_settings(retrieval)
+    settings = settings_from_flags(RetrievalSettings, retrieval)
     check_location(index_dir)
     pairs = read_queries(queries, query_texts)
     result = evaluate_index(load_index(index_dir, retrieval=settings), pairs)

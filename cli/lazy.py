@@ -1,6 +1,7 @@
-"""A click group whose subcommands live in other modules and are imported only when used.
+"""A click group whose subcommands live in other modules and are imported only when used, and which turns the
+library's domain error (core/errors.py RungError) into click's: `Error: <message>` on stderr, exit code 2.
 
-This keeps `rung advise` from paying for torch, transformers or faiss imports it never needs.
+Lazy loading keeps `rung advise` from paying for torch, transformers or faiss imports it never needs.
 """
 
 from __future__ import annotations
@@ -8,6 +9,14 @@ from __future__ import annotations
 import importlib
 
 import click
+
+from rung.core.errors import RungError
+
+
+class CommandError(click.ClickException):
+    """A RungError as the command line shows it (cli/main.py scrubs secrets from the message first)."""
+
+    exit_code = 2
 
 
 class LazyGroup(click.Group):
@@ -24,6 +33,12 @@ class LazyGroup(click.Group):
         if cmd_name in self.lazy_commands:
             return self._load(cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RungError as error:
+            raise CommandError(error.message) from error
 
     def _load(self, cmd_name: str) -> click.Command:
         module_name, attribute = self.lazy_commands[cmd_name].split(":")

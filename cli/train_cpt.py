@@ -1,5 +1,5 @@
 """`rung train cpt`: continued pretraining on a domain corpus, on this process or through `accelerate launch`
-(the cluster flags and the launcher are the ones sft and dpo use: trainers/cli.py cluster_options, trainers/launch.py).
+(the cluster flags and the launcher are the ones sft and dpo use: cli/train.py cluster_options, trainers/launch.py).
 
 Only click and pure-Python rung modules load here; torch and transformers load when training starts.
 Settings precedence: dataclass default < --config FILE < flags < --set key=value.
@@ -14,9 +14,9 @@ from typing import Any
 import click
 
 from rung.core.errors import RungError
-from rung.core.options import settings_options
+from rung.cli.options import settings_options
 from rung.core.settings import CPTSettings
-from rung.trainers.cli import (check_training, cluster_options, cluster_problems, launches, output_guard,
+from rung.cli.train import (check_training, cluster_options, cluster_problems, launches, output_guard,
                                pop_cluster, require_gpus)
 
 
