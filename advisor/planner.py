@@ -279,15 +279,15 @@ def use_metric(steps: list[dict[str, Any]], metric: str, out_dir: Path) -> None:
         step.setdefault("settings", {})["metric"] = f"{relative}:{name}"
 
 
+PROMPTING_DESCRIPTIONS = {  # goal -> the prompting step's description
+    "schema": "System prompt + few-shot examples; enforce the schema with structured outputs / constrained decoding",
+    "shorten_prompt": "Trim the prompt and cache its fixed prefix (prompt caching); measure quality on the eval set",
+    "preferences": "System prompt + the best-rated answers as few-shot examples",
+}
+
+
 def _prompting_description(answers: dict[str, Any]) -> str:
-    goal = answers["goal"]
-    if goal == "schema":
-        return "System prompt + few-shot examples; enforce the schema with structured outputs / constrained decoding"
-    if goal == "shorten_prompt":
-        return "Trim the prompt and cache its fixed prefix (prompt caching); measure quality on the eval set"
-    if goal == "preferences":
-        return "System prompt + the best-rated answers as few-shot examples"
-    return "System prompt + few-shot examples, scored on the eval set"
+    return PROMPTING_DESCRIPTIONS.get(answers["goal"], "System prompt + few-shot examples, scored on the eval set")
 
 
 # ----------------------------------------------------------------------------------------------- plan

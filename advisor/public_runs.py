@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from rung.core.checks import unknown_key_problems
+from rung.advisor.estimate_math import gpu_spec
+from rung.core.checks import mapping_problems, unknown_key_problems
 from rung.core.errors import RungError
 from rung.core.fileio import shown
 
@@ -48,32 +49,31 @@ def _check_fit(fit: Any, where: str, n_runs: int) -> list[str]:
     return problems
 
 
-def _check_run(run: Any, label: str) -> list[str]:
-    from rung.advisor.estimate_math import gpu_spec
-
-    if not isinstance(run, dict):
-        return [f"{label}: expected a mapping with {', '.join(REQUIRED)}, got {shown(run)}"]
-    problems = unknown_key_problems(run, RUN_KEYS, label)
-    problems += [f"{label}: missing {key}" for key in REQUIRED if key not in run]
+def _run_problems(run: Any, label: str) -> Iterator[str]:
+    """One run of the table: a mapping of known keys, the required ones, counts, texts and a known GPU."""
+    is_mapping, problems = mapping_problems(run, RUN_KEYS, label, f"a mapping with {', '.join(REQUIRED)}")
+    yield from problems
+    if not is_mapping:
+        return
+    yield from (f"{label}: missing {key}" for key in REQUIRED if key not in run)
     for key in COUNTS:
         if key in run and _count(run[key]) is None:
-            problems.append(f"{label}: {key}: expected a positive number (2.0T, 1.46M, 184320), got {shown(run[key])}")
+            yield f"{label}: {key}: expected a positive number (2.0T, 1.46M, 184320), got {shown(run[key])}"
     for key in ("name", "source", "where", "note", "exclude"):
         if key in run and not (isinstance(run[key], str) and run[key].strip()):
-            problems.append(f"{label}: {key}: expected text, got {shown(run[key])}")
+            yield f"{label}: {key}: expected text, got {shown(run[key])}"
     if "gpu" in run:
         try:
             gpu_spec(str(run["gpu"]))
         except RungError as error:
-            problems.append(f"{label}: gpu: {error.message}")
-    return problems
+            yield f"{label}: gpu: {error.message}"
 
 
 def validate_runs(data: Any, where: str) -> list[str]:
     """Every problem of a public-runs table, one line each (empty when it is fine)."""
-    if not isinstance(data, dict):
-        return [f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}, got {shown(data)}"]
-    problems = unknown_key_problems(data, TOP_KEYS, where)
+    is_mapping, problems = mapping_problems(data, TOP_KEYS, where, f"a mapping with keys {', '.join(TOP_KEYS)}")
+    if not is_mapping:
+        return problems
     runs = data.get("runs")
     if not isinstance(runs, list) or not runs:
         return problems + [f"{where}: runs: expected a non-empty list of runs, got {shown(runs)}"]
@@ -82,7 +82,7 @@ def validate_runs(data: Any, where: str) -> list[str]:
     for index, run in enumerate(runs, start=1):
         name = run.get("name") if isinstance(run, dict) else None
         label = f"{where}: run {index}" + (f" ({name})" if isinstance(name, str) else "")
-        problems += _check_run(run, label)
+        problems += _run_problems(run, label)
         if isinstance(name, str):
             if name.lower() in seen:
                 problems.append(f"{label}: name: listed twice")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from rung.advisor.answers import PROMPTING_RESULTS, SCHEMA
-from rung.core.checks import id_problem, unknown_key_problems
+from rung.core.checks import entry_problems, unknown_key_problems
 from rung.core.errors import RungError, did_you_mean
 from rung.core.fileio import short, shown
 from rung.core.vocab import ADAPTERS, METHODS, ROUTES
@@ -219,9 +219,7 @@ def validate_rules(rules: Any, thresholds: dict[str, Any], where: str = "rules.y
             continue
         rid = rule.get("id")
         at = f"{where}: rule {index + 1} ({shown(rid)})" if rid else f"{where}: rule {index + 1}"
-        problems += unknown_key_problems(rule, RULE_KEYS, at)
-        problem = id_problem(rid, seen, at, missing="missing id")
-        problems += [problem] if problem else []
+        problems += entry_problems(rule, RULE_KEYS, seen, at, missing="missing id")
         stage = rule.get("stage")
         if stage not in STAGES:
             problems.append(f'{at}: stage "{shown(stage)}" is not one of {", ".join(STAGES)}'

@@ -55,15 +55,10 @@ def could_pick(book: RuleBook, facts: dict[str, Any], routes: tuple[str, ...]) -
     whose known tests hold may fire (True if it picks one of `routes`); a rule that tests only known facts and holds
     fires for certain, so nothing after it can (False unless it picks one of `routes`).
     """
-    for rule in book.rules:
-        if rule["stage"] != "route":
-            continue
-        known = {fact: test for fact, test in rule["when"].items() if fact in facts}
-        if not matches({"when": known}, facts, book.thresholds):
-            continue
+    for rule, certain in _route_rules_that_may_fire(book, facts):
         if rule["recommend"]["route"] in routes:
             return True
-        if len(known) == len(rule["when"]):
+        if certain:
             return False
     return False
 
@@ -73,17 +68,23 @@ def could_turn_on(book: RuleBook, facts: dict[str, Any], fact: str) -> bool:
 
     The same walk as could_pick: a rule whose known tests fail cannot fire, the first that tests `fact` and may fire
     answers True, and a rule that certainly fires before any such rule answers False."""
+    for rule, certain in _route_rules_that_may_fire(book, facts):
+        if fact in rule["when"] and fact not in facts:
+            return True
+        if certain:
+            return False
+    return False
+
+
+def _route_rules_that_may_fire(book: RuleBook, facts: dict[str, Any]):
+    """The route rules, in order, whose tests on the known facts hold: (rule, certain), certain when the rule tests
+    only known facts (it fires, so no later rule can)."""
     for rule in book.rules:
         if rule["stage"] != "route":
             continue
         known = {name: test for name, test in rule["when"].items() if name in facts}
-        if not matches({"when": known}, facts, book.thresholds):
-            continue
-        if fact in rule["when"] and fact not in facts:
-            return True
-        if len(known) == len(rule["when"]):
-            return False
-    return False
+        if matches({"when": known}, facts, book.thresholds):
+            yield rule, len(known) == len(rule["when"])
 
 
 def render(text: str, facts: dict[str, Any], thresholds: dict[str, Any]) -> str:

@@ -40,6 +40,15 @@ def with_measured_model(answers: dict, evidence: dict | None, base_model: str | 
     return {**answers, "base_model": base_model} if base_model else answers
 
 
+# advise and plan (and estimate) read the same two files: one declaration of each option
+ANSWERS_OPTION = click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False),
+                              help="The answers file (from `rung ask`, or written by hand).")
+EVIDENCE_OPTION = click.option("--evidence", "evidence_path", default=None, type=click.Path(dir_okay=False),
+                               help="Scores measured on your model and held-out rows (evidence.yaml, what `rung "
+                                    "probe` writes); they decide prompting_result instead of the answer (a plan "
+                                    "records them).")
+
+
 def answers_and_evidence(answers_path: str, evidence_path: str | None) -> tuple[dict, dict | None]:
     """The validated answers, and the measured evidence when a file is given (advise and plan read both)."""
     from rung.advisor.answers import load_answers
@@ -49,11 +58,8 @@ def answers_and_evidence(answers_path: str, evidence_path: str | None) -> tuple[
 
 
 @click.command()
-@click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False),
-              help="The answers file (from `rung ask`, or written by hand).")
-@click.option("--evidence", "evidence_path", default=None, type=click.Path(dir_okay=False),
-              help="Scores measured on your model and held-out rows (evidence.yaml, what `rung probe` writes); "
-                   "they decide prompting_result instead of the answer.")
+@ANSWERS_OPTION
+@EVIDENCE_OPTION
 @click.option("--base-model", default=None, metavar="ID_OR_PATH",
               help="The model the estimate sizes (default: the model the evidence measured, else the answers' "
                    "base_model).")
@@ -75,8 +81,7 @@ def advise(answers_path: str, evidence_path: str | None, base_model: str | None,
 
 
 @click.command()
-@click.option("--answers", "answers_path", required=True, type=click.Path(dir_okay=False),
-              help="The answers file (from `rung ask`, or written by hand).")
+@ANSWERS_OPTION
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to write plan.yaml and PLAN.md into (created if missing).")
 @click.option("--base-model", default=None, metavar="ID_OR_PATH",
@@ -85,9 +90,7 @@ def advise(answers_path: str, evidence_path: str | None, base_model: str | None,
 @click.option("--data", "data", multiple=True, metavar="[ROLE=]PATH",
               help="A data file or folder, optionally with its role (train, eval, preferences, corpus, documents, "
                    "queries, examples, schema). A bare PATH gets the route's main role. Repeatable.")
-@click.option("--evidence", "evidence_path", default=None, type=click.Path(dir_okay=False),
-              help="Scores measured on your model and held-out rows (evidence.yaml); they decide prompting_result "
-                   "instead of the answer, and the plan records them.")
+@EVIDENCE_OPTION
 @click.option("--metric", default=None, metavar="FILE.py:NAME",
               help="Your own task metric, a function (prediction, reference, row) -> 0..1: the prompting and gate "
                    "steps score with it (written relative to the plan's folder).")

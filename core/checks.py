@@ -25,3 +25,17 @@ def id_problem(value: Any, seen: set[str], where: str, missing: str = 'missing "
         return f'{where}: duplicate id "{shown(value)}"'
     seen.add(value)
     return None
+
+
+def mapping_problems(value: Any, known: Iterable[str], where: str, expected: str) -> tuple[bool, list[str]]:
+    """(is a mapping, problems): `where: expected EXPECTED, got X` for anything else, else its unknown keys."""
+    if not isinstance(value, dict):
+        return False, [f"{where}: expected {expected}, got {shown(value)}"]
+    return True, unknown_key_problems(value, known, where)
+
+
+def entry_problems(entry: dict, known: Iterable[str], seen: set[str], where: str,
+                   missing: str = 'missing "id"') -> list[str]:
+    """One entry of a list of mappings with ids (plan steps, rules): its unknown keys, and its id."""
+    problem = id_problem(entry.get("id"), seen, where, missing)
+    return unknown_key_problems(entry, known, where) + ([problem] if problem else [])

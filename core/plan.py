@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rung.core.checks import id_problem, unknown_key_problems
+from rung.core.checks import entry_problems, unknown_key_problems
 from rung.core.errors import did_you_mean
 from rung.core.fileio import read_yaml, short, shown
 # The vocabulary lives in core/vocab.py; the plan schema re-exports it, because that is where readers look.
@@ -82,9 +82,7 @@ def validate_plan(plan: Any, where: str = "plan.yaml") -> list[str]:
         if not isinstance(step, dict):
             problems.append(f"{at}: expected a mapping")
             continue
-        problems += unknown_key_problems(step, STEP_KEYS, at)
-        problem = id_problem(step.get("id"), seen, at)
-        problems += [problem] if problem else []
+        problems += entry_problems(step, STEP_KEYS, seen, at)
         engine = step.get("engine")
         if engine not in ENGINES:
             problems.append(f'{at}: unknown engine "{shown(engine)}"{did_you_mean(str(engine), ENGINES)}'

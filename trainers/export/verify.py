@@ -30,6 +30,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from rung.trainers.generate import stop_ids
+
 MAX_NEW_TOKENS = 24      # greedy tokens per prompt
 MAX_PROMPT_TOKENS = 256  # longer prompts keep their end
 
@@ -102,14 +104,6 @@ class Verification:
 
 
 # ---------------------------------------------------------------------------------------------- models
-
-
-def stop_ids(model, tokenizer) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    stops = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in stops:
-        stops.insert(0, tokenizer.eos_token_id)
-    return stops
 
 
 def render(tokenizer, prompt: Any) -> str:
