@@ -208,34 +208,6 @@ BACKEND_HELP = ("Who answers a local model: auto (llama.cpp for a GGUF spec when
 
 
 @dataclass
-class PromptingSettings:
-    model_name_or_path: str | None = setting(None, "Model that answers (a folder, hub id, builtin:tiny, or openai:NAME "
-                                             "at an endpoint); the plan's base_model unless set; none: write the "
-                                             "prompts only.")
-    trust_remote_code: bool = setting(False, "Allow the model's own code to run.")
-    api_base: str | None = setting(None, "Base URL of the OpenAI-compatible endpoint for an openai:NAME model "
-                                   "(default: $OPENAI_BASE_URL).")
-    api_key_env: str = setting("OPENAI_API_KEY", "Environment variable that holds the endpoint's API key (the key is "
-                               "never written anywhere).")
-    concurrency: int = setting(4, "Endpoint requests in flight at once; for llama.cpp, answers generated at once "
-                               "(threads split across the cores).", minimum=1, maximum=MAX_CONCURRENCY)
-    backend: str = setting("auto", BACKEND_HELP, choices=BACKENDS)
-    system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
-    num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).",
-                               minimum=0)
-    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1, maximum=MAX_NEW_TOKENS)
-    max_eval_examples: int = setting(50, "Rows of data.eval scored (generation is the slow part).",
-                                    minimum=1)
-    batch_size: int = setting(8, "Prompts generated at once.", minimum=1)
-    target: float = setting(0.9, "Adherence you need; below it, climbing to fine-tuning is justified.",
-                            minimum=0, maximum=1)
-    zero_shot_baseline: bool = setting(True, "Also score the system prompt alone, to show what the examples add.")
-    metric: str | None = setting(None, "Your own metric, FILE.py:NAME (a function (prediction, reference, row) -> "
-                                 "0..1; the file relative to the plan's folder): the headline adherence figure and "
-                                 "the evidence's metric. A built-in name sets the evidence's metric only.")
-
-
-@dataclass
 class BiggerModelSettings:
     gpu: str | None = setting(None, "A GPU from advisor/gpus.yaml (sets memory, bandwidth and a list price).")
     gpu_memory_gb: float | None = setting(None, "Memory per GPU; default: the answers' gpu_memory_gb.",
@@ -331,6 +303,27 @@ class EndpointClientSettings:
                                flag="--timeout", metavar="SECONDS", gt=0, maximum=3600)
     max_retries: int = setting(2, "Retries of a failed endpoint request (429, 5xx, timeouts, lost connections); "
                                "0: fail at the first.", flag="--retries", metavar="N", minimum=0, maximum=20)
+
+
+@dataclass
+class PromptingSettings(EndpointClientSettings):
+    model_name_or_path: str | None = setting(None, "Model that answers (a folder, hub id, builtin:tiny, or openai:NAME "
+                                             "at an endpoint); the plan's base_model unless set; none: write the "
+                                             "prompts only.")
+    trust_remote_code: bool = setting(False, "Allow the model's own code to run.")
+    system_prompt: str | None = setting(None, "Your own instructions; rung writes them from the plan otherwise.")
+    num_examples: int = setting(4, "Few-shot examples taken from data.examples (in file order).",
+                               minimum=0)
+    max_new_tokens: int = setting(128, "Most tokens generated per answer.", minimum=1, maximum=MAX_NEW_TOKENS)
+    max_eval_examples: int = setting(50, "Rows of data.eval scored (generation is the slow part).",
+                                    minimum=1)
+    batch_size: int = setting(8, "Prompts generated at once.", minimum=1)
+    target: float = setting(0.9, "Adherence you need; below it, climbing to fine-tuning is justified.",
+                            minimum=0, maximum=1)
+    zero_shot_baseline: bool = setting(True, "Also score the system prompt alone, to show what the examples add.")
+    metric: str | None = setting(None, "Your own metric, FILE.py:NAME (a function (prediction, reference, row) -> "
+                                 "0..1; the file relative to the plan's folder): the headline adherence figure and "
+                                 "the evidence's metric. A built-in name sets the evidence's metric only.")
 
 
 @dataclass

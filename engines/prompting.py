@@ -80,14 +80,16 @@ def score(outputs: list[str], expected: list[str], *, json_goal: bool = False, s
 def evaluate(model_spec: str, prompts: dict[str, tuple[str, list[dict[str, Any]]]], rows: list[dict[str, Any]], *,
              max_new_tokens: int, batch_size: int = 8, json_goal: bool = False, schema: Any = None,
              metric: str | None = None, trust_remote_code: bool = False, api_base: str | None = None,
-             api_key_env: str | None = None, concurrency: int = 4, backend: str = "auto") -> dict[str, dict[str, Any]]:
+             api_key_env: str | None = None, concurrency: int = 4, backend: str = "auto", timeout_s: float = 30.0,
+             max_retries: int = 2) -> dict[str, dict[str, Any]]:
     """Ask one model (local, or openai:NAME at an endpoint) each prompt, given as (instructions, shots), over the
     eval rows (row_chats: each row keeps its system message): {variant: {"outputs", "metrics"}}, plus the
     model's usage under "usage"."""
     from rung.core.generation import open_chat_model
 
     model = open_chat_model(model_spec, api_base=api_base, api_key_env=api_key_env, concurrency=concurrency,
-                            trust_remote_code=trust_remote_code, batch_size=batch_size, backend=backend)
+                            trust_remote_code=trust_remote_code, batch_size=batch_size, backend=backend,
+                            timeout_s=timeout_s, max_retries=max_retries)
     expected = [r["output"] for r in rows]
     results: dict[str, Any] = {}
     for name, (instructions, shots) in prompts.items():
@@ -171,7 +173,7 @@ def run_step(step: dict[str, Any], ctx: StepContext) -> StepResult:
                        batch_size=settings.batch_size, json_goal=json_goal, schema=schema, metric=own_metric,
                        trust_remote_code=settings.trust_remote_code, api_base=settings.api_base,
                        api_key_env=settings.api_key_env, concurrency=settings.concurrency,
-                       backend=settings.backend)
+                       backend=settings.backend, timeout_s=settings.timeout_s, max_retries=settings.max_retries)
     usage = results.pop("usage")
     key = headline_metric(results["few_shot"]["metrics"], own_metric)
     best = max(result["metrics"][key] for result in results.values())
