@@ -54,7 +54,8 @@ test-fast: venv
 
 # Mutation testing (mutmut) of the modules that decide, against the fast tests: stages the package as rung/ in
 # build/mutation/ and runs mutmut there (tests/mutation/run.py says why); exits 1 when a mutant survives that neither
-# a test kills nor tests/mutation/survivors.yaml explains. About 20 minutes on 2 cores (docs/development.md).
+# a test kills nor tests/mutation/survivors.yaml explains. TARGETS now select ~4,000 mutants: longer than 30 minutes on
+# 2 cores (docs/development.md, "Mutation testing"); --only MODULE runs one module.
 mutate: venv
 	$(BIN)/python tests/mutation/run.py
 

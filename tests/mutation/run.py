@@ -216,7 +216,6 @@ def collect(only: list[str] | None) -> list[dict]:
             for key, code in sorted(m.exit_code_by_key.items()):
                 if not any(fnmatch.fnmatch(key, p) for p in selected):
                     continue
-                module = key.rpartition(".")[0].rpartition(".")[0] if "ǁ" in key.rpartition(".")[2] else None
                 module = module_of(path)
                 if only and module not in only:
                     continue
