@@ -18,7 +18,7 @@ TORCH_WHEELS ?= /opt/wheels
 # (measured with 0.3.36: SmolLM2's GGUF, and any q8_0 export), through the repacked CPU weight buffers.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: venv lock test test-fast demo bench docs clean
+.PHONY: venv lock test test-fast demo bench docs mutate clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,13 @@ test: venv
 test-fast: venv
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	$(BIN)/python -m pytest -m "not gpu and not slow" -q
+
+# Mutation testing (mutmut) of the modules that decide, against the fast tests: stages the package as rung/ in
+# build/mutation/ and runs mutmut there (tests/mutation/run.py says why); exits 1 when a mutant survives that neither
+# a test kills nor tests/mutation/survivors.yaml explains. TARGETS now select ~4,000 mutants: longer than 30 minutes on
+# 2 cores (docs/development.md, "Mutation testing"); --only MODULE runs one module.
+mutate: venv
+	$(BIN)/python tests/mutation/run.py
 
 # The measured journey offline on the CPU, on SmolLM2-135M-Instruct (cli/demo.py): probe, advise, plan, LoRA SFT,
 # the ship gate, a q8_0 GGUF export checked by reloading. Under 15 minutes on 2 quiet cores after the install.
