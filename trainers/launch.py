@@ -1,5 +1,5 @@
 """Starting a training run on many GPUs or nodes through `accelerate launch`: pure builders + an injectable runner.
-Used by every pipeline (`rung train sft|dpo|cpt --gpus N`, `rung run --gpus N`).
+Used by every pipeline (`rung train sft|dpo|cpt --gpus N`; `rung run --gpus N` through engines/training.py).
 
 rung never distributes anything itself. It writes an accelerate config (DDP, FSDP, or DeepSpeed ZeRO-2/3) and a
 job file (the resolved settings, the data, the output folder) into the run folder, and runs
@@ -9,9 +9,9 @@ job file (the resolved settings, the data, the output folder) into the run folde
         -m rung.trainers.worker --job RUN/sft_job.json
 
 on each node (changing only --machine_rank). Every process then runs the pipeline's entry function (train_sft,
-train_dpo, train_cpt) on the job; the Trainer reads the distributed setup accelerate prepared. CPT keeps its
-own entry, `-m rung.trainers.cpt --job RUN/cpt_job.json`. The config and the job stay in the run folder so the
-same run can be started again by hand.
+train_dpo, train_cpt) on the job; the Trainer reads the distributed setup accelerate prepared. GRPO's workers
+start `-m rung.engines.grpo` instead (its reward is resolved a layer above). The config and the job stay in the
+run folder so the same run can be started again by hand.
 
 Strategy (overridable with --strategy), from the estimator's per-GPU memory figure (advisor.estimator):
 - ddp:   the whole training state fits on one GPU (with 10% headroom): plain data parallel, the fastest.
@@ -26,7 +26,6 @@ Strategy (overridable with --strategy), from the estimator's per-GPU memory figu
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shlex
 import subprocess
@@ -281,11 +280,11 @@ def launch(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], 
            node_rank: int = 0, main_address: str | None = None, main_port: int = DEFAULT_PORT,
            strategy: str | None = None, cpu: bool = False, resume: bool = False, dry_run: bool = False,
            runner: Runner | None = None, echo: Echo = print, gpu_memory_gb: float | None = None,
-           module: str = WORKER_MODULE, job_path: Path | None = None) -> dict[str, Any]:
+           module: str = WORKER_MODULE) -> dict[str, Any]:
     """Write the job and the accelerate config into out_dir, then run (or with dry_run, print) the launch.
 
-    job: the pipeline's own fields (data paths, ...) written beside the settings; job_path: a job file the
-    caller already wrote (CPT's cpt_job.json). Returns what was decided and run."""
+    job: the pipeline's own fields (data paths, corpus, ...) written beside the settings (trainers/jobs.py).
+    Returns what was decided and run."""
     adapter = getattr(settings, "adapter", "full")
     problems = cluster_problems(gpus=gpus, nodes=nodes, node_rank=node_rank, main_address=main_address,
                                 main_port=main_port, strategy=strategy, cpu=cpu, adapter=adapter)
@@ -329,8 +328,7 @@ def launch(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], 
         atomic_write_yaml(out_dir / RUN_RECORD, {"pipeline": pipeline, **job, "launched": True,
                                                  "settings": dataclasses.asdict(settings)})
     config_path = write_config(config, out_dir)
-    if job_path is None:
-        job_path = write_job(out_dir, pipeline, settings, resume=resume, strategy=strategy, **job)
+    job_path = write_job(out_dir, pipeline, settings, resume=resume, strategy=strategy, **job)
     cmd = launch_command(config_path, job_path, module=module, num_processes=total, num_machines=nodes,
                          machine_rank=node_rank, main_address=main_address, main_port=main_port, resume=resume)
     echo(f"Strategy: {strategy} ({why})"
@@ -368,26 +366,6 @@ def _base_model(spec: str) -> str:
     return adapter_base(Path(spec)) if is_adapter_dir(spec) else spec
 
 
-def step_launches(ctx: Any) -> bool:
-    """Whether a `rung run` step runs through `accelerate launch`: --gpus above 1, or several nodes."""
-    return (ctx.gpus or 0) > 1 or int(ctx.nodes or 1) > 1
-
-
-def launch_step(pipeline: str, settings: Any, ctx: Any, *, job: dict[str, Any], runner: Runner | None = None,
-                echo: Echo = print, module: str = WORKER_MODULE) -> dict[str, Any]:
-    """A `rung run` step (core/protocol.py StepContext: gpus, nodes, node_rank, main_address, main_port) through
-    the launcher; returns the main process's metrics.json ({"node_rank": R} on a node that has none)."""
-    out_dir = Path(ctx.run_dir)
-    launch(pipeline, settings, out_dir, job=job, gpus=max(1, int(ctx.gpus or 1)), nodes=int(ctx.nodes or 1),
-           node_rank=int(ctx.node_rank or 0), main_address=ctx.main_address,
-           main_port=int(ctx.main_port if ctx.main_port is not None else DEFAULT_PORT), resume=ctx.resume,
-           runner=runner, echo=echo, module=module)
-    metrics = out_dir / "metrics.json"
-    if not metrics.is_file():  # another node's run folder: the node with rank 0 writes metrics.json
-        return {"node_rank": int(ctx.node_rank or 0)}
-    return json.loads(metrics.read_text())
-
-
 def _gpu_memory_gb() -> float:
     try:
         import torch
@@ -401,5 +379,4 @@ def _gpu_memory_gb() -> float:
 
 __all__ = ["CONFIG_FILE", "DEFAULT_PORT", "HEADROOM", "PIPELINES", "RUN_RECORD", "STRATEGIES", "WORKER_MODULE",
            "accelerate_config", "accelerate_executable", "choose_strategy", "cluster_problems", "deepspeed_available",
-           "estimate_strategy", "launch", "launch_command", "launch_step", "memory_terms", "step_launches",
-           "subprocess_runner", "write_config"]
+           "estimate_strategy", "launch", "launch_command", "memory_terms", "subprocess_runner", "write_config"]
