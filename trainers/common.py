@@ -84,15 +84,18 @@ def checkpoint_dir(out_dir: Path) -> Path:
     return out_dir / CHECKPOINTS
 
 
-def last_checkpoint(out_dir: Path) -> Path | None:
-    """The checkpoint with the highest step that has a trainer_state.json (a complete save)."""
+def last_checkpoint(out_dir: Path, complete: Callable[[Path], bool] | None = None) -> Path | None:
+    """The checkpoint with the highest step that is complete: it has a trainer_state.json (the Trainer's last
+    write, so a run killed mid-save falls back one checkpoint), or passes `complete` (CPT also needs its data
+    cursor in that file)."""
     folder = checkpoint_dir(out_dir)
     if not folder.is_dir():
         return None
+    complete = complete or (lambda child: (child / "trainer_state.json").exists())
     best: tuple[int, Path] | None = None
     for child in folder.iterdir():
         match = re.fullmatch(r"checkpoint-(\d+)", child.name)
-        if match and (child / "trainer_state.json").exists():
+        if match and complete(child):
             step = int(match.group(1))
             if best is None or step > best[0]:
                 best = (step, child)

@@ -36,16 +36,10 @@ def checkpoint_state(folder: Path) -> dict[str, Any] | None:
 
 
 def last_checkpoint(out_dir: Path) -> Path | None:
-    """The newest complete checkpoint under out_dir/checkpoints: trainer state and data cursor both written
-    (trainer_state.json is the Trainer's last write, so a run killed mid-save falls back one checkpoint)."""
-    from rung.trainers.common import checkpoint_dir
+    """The newest complete checkpoint under out_dir/checkpoints: trainer state and data cursor both written."""
+    from rung.trainers import common
 
-    candidates = []
-    for folder in checkpoint_dir(Path(out_dir)).glob("checkpoint-*"):
-        suffix = folder.name.split("-", 1)[1]
-        if suffix.isdigit() and checkpoint_state(folder) is not None:
-            candidates.append((int(suffix), folder))
-    return max(candidates)[1] if candidates else None
+    return common.last_checkpoint(Path(out_dir), complete=lambda folder: checkpoint_state(folder) is not None)
 
 
 def _callbacks(stream: BlockStream, global_batch: int):
