@@ -14,7 +14,6 @@ from rung.core.protocol import StepContext, StepResult
 from rung.core.resolve import step_settings
 from rung.core.settings import CPTSettings
 from rung.engines import training
-from rung.trainers import common
 from rung.trainers.cpt.corpus import MODEL_SUBDIR
 from rung.trainers.cpt.loop import cpt_job, report_markdown, train_cpt
 
@@ -46,5 +45,5 @@ def _metrics(summary: dict[str, Any]) -> dict[str, Any]:
         first, last = table[0], table[-1]
         ppl = {"domain_ppl_before": first["domain_ppl"], "domain_ppl_after": last["domain_ppl"],
                "general_ppl_before": first["general_ppl"], "general_ppl_after": last["general_ppl"]}
-    return common.step_metrics(summary, "global_step", "first_loss", "final_loss", "wall_s", "tokens_per_s",
-                               mfu=(summary.get("throughput") or {}).get("mfu"), **ppl)
+    return training.step_metrics(summary, "global_step", "first_loss", "final_loss", "wall_s", "tokens_per_s",
+                                 mfu=(summary.get("throughput") or {}).get("mfu"), **ppl)

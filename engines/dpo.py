@@ -29,9 +29,9 @@ def run_step(step: dict, ctx: StepContext) -> StepResult:
     after = summary.get("pairs_after") or {}  # the training pairs scored after training
     return StepResult(
         outputs=training.model_outputs(ctx, settings.adapter),
-        metrics=common.step_metrics(summary, "final_loss", reward_margin=after.get("reward_margin"),
-                                    accuracy=after.get("accuracy"),
-                                    eval_reward_margin=summary.get("eval_reward_margin")),
+        metrics=training.step_metrics(summary, "final_loss", reward_margin=after.get("reward_margin"),
+                                      accuracy=after.get("accuracy"),
+                                      eval_reward_margin=summary.get("eval_reward_margin")),
         summary=training.elsewhere(summary) or (
             f"DPO ({settings.adapter}) from {settings.model_name_or_path}: reference = "
             f"{summary.get('reference_model')}. Training pairs: reward margin "

@@ -91,8 +91,8 @@ def run_step(step: dict, ctx) -> Any:
     return StepResult(
         outputs=training.model_outputs(ctx, settings.adapter, metric=metric,
                                        reward_plot=str(Path(ctx.run_dir) / "reward.png")),
-        metrics=common.step_metrics(summary, "first_reward", "final_reward", "global_step", "wall_s", "s_per_step",
-                                    metric=metric),
+        metrics=training.step_metrics(summary, "first_reward", "final_reward", "global_step", "wall_s",
+                                      "s_per_step", metric=metric),
         summary=training.elsewhere(summary) or (
             f"GRPO ({settings.adapter}) of {settings.model_name_or_path}, reward {metric}: mean reward "
             f"{common.fmt(summary.get('first_reward'))} -> {common.fmt(summary.get('final_reward'))} over "

@@ -29,7 +29,7 @@ def run_step(step: dict, ctx: StepContext) -> StepResult:
                             show_config=False)  # `rung run` printed the resolved settings
     return StepResult(
         outputs=training.model_outputs(ctx, settings.adapter),
-        metrics=common.step_metrics(summary),
+        metrics=training.step_metrics(summary),
         summary=training.elsewhere(summary) or (
             f"SFT ({settings.adapter}) of {settings.model_name_or_path}: "
             f"loss {common.fmt(summary.get('first_loss'))} -> {common.fmt(summary.get('final_loss'))}, "

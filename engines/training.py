@@ -5,6 +5,8 @@ the training library below (trainers/): whether the step launches, the launch it
     launch_step(pipeline, settings, ctx, job) trainers/launch.py's launch with the step's cluster flags; returns
                                               rank 0's metrics.json, or {"node_rank": R} on a node that has none
     model_outputs(ctx, adapter)               the outputs every SFT/DPO/GRPO step reports (model_dir, samples, ...)
+    step_metrics(summary, *first, **values)   the summary's shared keys (trainers/common.py SUMMARY_KEYS) as the
+                                              step's metrics, after the engine's own
 
 trainers/ knows nothing of steps: it takes plain values (paths, counts, addresses), this module reads them off
 the StepContext (core/protocol.py).
@@ -20,7 +22,7 @@ import click
 
 from rung.core.protocol import StepContext
 from rung.trainers import launch
-from rung.trainers.common import HELDOUT
+from rung.trainers.common import HELDOUT, SUMMARY_KEYS
 
 
 def launches(ctx: StepContext) -> bool:
@@ -58,6 +60,15 @@ def model_outputs(ctx: StepContext, adapter: str, **more: Any) -> dict[str, Any]
     return {"model_dir": str(run_dir), "adapter": adapter != "full", **more,
             "samples": str(run_dir / "samples.md"), "loss_plot": str(run_dir / "loss.png"),
             **({"heldout": str(run_dir / HELDOUT)} if (run_dir / HELDOUT).exists() else {})}
+
+
+def step_metrics(summary: dict[str, Any], *first: str, **values: Any) -> dict[str, Any]:
+    """A trainer step's metrics: the summary keys named in `first`, then `values`, then the rest of SUMMARY_KEYS
+    (report.md's step table heads with the first three numbers)."""
+    metrics = {key: summary.get(key) for key in first}
+    metrics.update(values)
+    metrics.update({key: summary.get(key) for key in SUMMARY_KEYS if key not in metrics})
+    return metrics
 
 
 def elsewhere(summary: dict[str, Any]) -> str | None:

@@ -178,17 +178,8 @@ class Summary(TypedDict, total=False):
     forgetting: list[dict[str, Any]]   # trainers/forgetting.py: domain and general perplexity by step
 
 
-# the keys every trainer's StepResult reports (run/report.py's table), in this order after the engine's own
+# the keys every trainer reports, whatever it trains (engines/training.py hands them on as a step's metrics)
 SUMMARY_KEYS = ("final_loss", "final_eval_loss", "global_step", "wall_s", "tokens_per_s", "first_loss", "processes")
-
-
-def step_metrics(summary: dict[str, Any], *first: str, **values: Any) -> dict[str, Any]:
-    """A trainer step's metrics: the summary keys named in `first`, then `values`, then the rest of SUMMARY_KEYS
-    (report.md's step table heads with the first three numbers)."""
-    metrics = {key: summary.get(key) for key in first}
-    metrics.update(values)
-    metrics.update({key: summary.get(key) for key in SUMMARY_KEYS if key not in metrics})
-    return metrics
 
 
 # ---------------------------------------------------------------------------------------------- outputs

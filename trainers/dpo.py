@@ -32,7 +32,6 @@ from typing import Any, Callable
 
 import click
 
-from rung.core.errors import RungError
 from rung.trainers import common, data
 from rung.trainers import device as device_mod
 from rung.core.settings import DPOSettings
