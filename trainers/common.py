@@ -1,7 +1,11 @@
-"""What the SFT, DPO and CPT pipelines truly share: the run folder's files, the device, the memory check.
+"""What the SFT, DPO, GRPO and CPT pipelines truly share. Each pipeline file reads top to bottom through the same
+phases (check inputs, load, build the trainer, train, write outputs) and uses these pieces:
 
 - print the resolved settings and save `resolved_config.yaml` before any work (torchtune's habit);
-- `metrics.json` and `loss.png` from the trainer's log history; `samples.md`, before and after;
+- this process's place in a launched run (Process), phase timings (Laps), rung's progress lines and the step
+  counter (count_steps), the timed trainer.train() (timed_train), the final save (save_trained);
+- one summary (Summary: the same keys from every trainer) written as `metrics.json` from the trainer's log
+  history; `loss.png`; `samples.md`, before and after;
 - the last checkpoint for `--resume`, and a refusal to silently restart over existing checkpoints;
 - the device, its TrainingArguments and the memory check live in trainers/device.py.
 
@@ -145,8 +149,8 @@ def step_counter():
 class Summary(TypedDict, total=False):
     """What every train_* returns and metrics.json starts with: one set of keys for sft, dpo, cpt and grpo.
 
-    The shared keys (SUMMARY_KEYS) come first; each pipeline adds its own below them, and a key belongs to one
-    pipeline only. A number a pipeline does not measure is None (DPO and GRPO do not count tokens per second)."""
+    The shared keys (SUMMARY_KEYS) first; then keys several pipelines have; then each pipeline's own, which
+    only that pipeline writes. A number a pipeline does not measure is None (DPO and GRPO count no tokens/s)."""
 
     pipeline: str                      # "sft", "dpo", "cpt" or "grpo"
     first_loss: float | None           # the first logged training loss
@@ -156,26 +160,51 @@ class Summary(TypedDict, total=False):
     wall_s: float                      # seconds in trainer.train() this run
     tokens_per_s: float | None         # training tokens per second this run
     processes: int                     # 1, or the processes of a launched run
+    # several pipelines
     adapter: str
-    resumed_from_step: int             # sft, dpo, grpo: the checkpoint's step (0: from the start)
+    base_model: str                    # settings.model_name_or_path: where training started
+    resumed_from_step: int             # the checkpoint's step (0: from the start)
     steps_this_run: int
-    train_runtime_s: float | None      # the Trainer's own figures
+    train_runtime_s: float | None      # the Trainer's own figures (its last log record)
     train_loss_mean: float | None
+    trainable_params: int
+    total_params: int
+    replay_rows: int                   # sft, grpo: general rows mixed in against forgetting (trainers/replay.py)
+    task_rows: int
     memory: dict[str, Any] | None      # the memory check (one process only)
+    timings_s: dict[str, float]        # sft, grpo: seconds per phase around trainer.train()
     log_history: list[dict[str, Any]]
+    # sft
+    train_tokens_per_epoch: int
+    assistant_only_loss: bool
+    answers_only_as_completions: bool
+    eos_token: str | None
+    token_stats: dict[str, Any]
+    base_4bit_linears: int
     # dpo
+    reference_model: str               # what the reference is, in words
     pairs_before: dict[str, float] | None   # training pairs' reward margin, accuracy and loss before and after
     pairs_after: dict[str, float] | None
     eval_reward_margin: float | None
     eval_accuracy: float | None
     # grpo
+    metric: str                        # the reward's metric (engines/metrics.py)
     first_reward: float | None         # the mean reward of the first and the last logged step
     final_reward: float | None
     s_per_step: float | None
+    sample_reward: dict[str, float]    # the held-out samples' mean reward before and after
     # cpt
     model_dir: str
+    resumed_from: str | None           # the checkpoint's folder name
+    max_steps: int
+    global_batch_blocks: int
+    block_size: int
+    train_tokens_in_corpus: int
+    tokens_trained: int
     throughput: dict[str, Any]         # trainers/throughput.py: tokens_per_second, MFU, FLOPs per token
     forgetting: list[dict[str, Any]]   # trainers/forgetting.py: domain and general perplexity by step
+    warnings: list[str]
+    data: dict[str, Any]               # the block stream's cursor and counts (--resume's proof)
 
 
 # the keys every trainer reports, whatever it trains (engines/training.py hands them on as a step's metrics)

@@ -352,7 +352,7 @@ def _write_outputs(settings: DPOSettings, inputs: _Inputs, loaded: _Loaded, buil
     common.samples_or_note(out_dir, process, prompts, references, before or [], after, "DPO",
                            samples=before is not None, note_title="DPO")
     summary = common.write_metrics(out_dir, trainer.state.log_history, {
-        "pipeline": "dpo", "adapter": settings.adapter, "start": settings.model_name_or_path,
+        "pipeline": "dpo", "adapter": settings.adapter, "base_model": settings.model_name_or_path,
         "reference_model": loaded.reference, "global_step": trainer.state.global_step,
         "resumed_from_step": inputs.start_step, "steps_this_run": built.counter.steps, "wall_s": round(wall, 2),
         "tokens_per_s": None,                      # not counted for pairs
