@@ -83,7 +83,7 @@ def rung_run(out: Path, same: bool, extra: list[str] | None = None) -> dict:
         cmd += ["--learning-rate", str(SHARED["lr"]), "--batch-size", str(SHARED["batch"])]
     wall = run(cmd)
     m = json.loads((out / "metrics.json").read_text())
-    return {"wall_s": wall, "train_s": m["wall_s"], "final_loss": m["final_loss"], "eval_loss": m["eval_loss"],
+    return {"wall_s": wall, "train_s": m["wall_s"], "final_loss": m["final_loss"], "eval_loss": m["final_eval_loss"],
             "tokens_per_s": m["train_tokens_per_epoch"] / m["wall_s"], "steps": m["global_step"],
             "timings": m["timings_s"]}
 

@@ -69,13 +69,13 @@ def train_or_launch(settings: CPTSettings, corpus: tuple[Path, ...], out_dir: Pa
     """Train in this process, or write the launch files and start `accelerate launch` (or print it: --dry-run)."""
     if launches(cluster):
         require_gpus(cluster)
-        from rung.trainers.cpt.launch import launch_cpt
+        from rung.trainers.cpt import cpt_job
+        from rung.trainers.launch import launch
 
-        launch_cpt(settings, list(corpus), out_dir, gpus=cluster["gpus"], nodes=cluster["nodes"],
-                   node_rank=cluster["node_rank"], main_address=cluster["main_address"],
-                   main_port=cluster["main_port"], strategy=cluster["strategy"], cpu=cluster["cpu"], resume=resume,
-                   dry_run=cluster["dry_run"], general_text=str(general_text) if general_text else None,
-                   echo=click.echo)
+        launch("cpt", settings, out_dir, job=cpt_job(settings, list(corpus), general_text), gpus=cluster["gpus"],
+               nodes=cluster["nodes"], node_rank=cluster["node_rank"], main_address=cluster["main_address"],
+               main_port=cluster["main_port"], strategy=cluster["strategy"], cpu=cluster["cpu"], resume=resume,
+               dry_run=cluster["dry_run"], echo=click.echo)
         if cluster["dry_run"]:
             return
         metrics_path = out_dir / "metrics.json"

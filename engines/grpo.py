@@ -65,7 +65,8 @@ def run_step(step: dict, ctx) -> Any:
     from rung.core.protocol import StepResult
     from rung.core.resolve import step_settings
     from rung.core.settings import GRPOSettings
-    from rung.trainers import common, launch
+    from rung.engines import training
+    from rung.trainers import common
     from rung.trainers.grpo import grpo_job, train_grpo
 
     settings = step_settings(GRPOSettings, step, ctx)
@@ -81,22 +82,21 @@ def run_step(step: dict, ctx) -> Any:
 
         settings.metric_options = {**(settings.metric_options or {}), "schema": json.loads(read_text(schema))}
     metric, score, replay_score = prepare(settings, train_path, eval_path, str(ctx.plan.get("goal") or ""))
-    if launch.step_launches(ctx):
-        summary = launch.launch_step("grpo", settings, ctx, job=grpo_job(settings, train_path, eval_path, metric),
-                                     module=WORKER_MODULE)
+    if training.launches(ctx):
+        summary = training.launch_step("grpo", settings, ctx, job=grpo_job(settings, train_path, eval_path, metric),
+                                       module=WORKER_MODULE)
     else:
         summary = train_grpo(settings, train_path, ctx.run_dir, score=score, metric=metric, eval_path=eval_path,
                              resume=ctx.resume, replay_score=replay_score)
-    run_dir = Path(ctx.run_dir)
-    keys = ("first_reward", "final_reward", "global_step", "wall_s", "s_per_step")
     return StepResult(
-        outputs={"model_dir": str(run_dir), "adapter": settings.adapter != "full", "metric": metric,
-                 "samples": str(run_dir / "samples.md"), "reward_plot": str(run_dir / "reward.png"),
-                 **({"heldout": str(run_dir / common.HELDOUT)} if (run_dir / common.HELDOUT).exists() else {})},
-        metrics={k: summary.get(k) for k in keys} | {"metric": metric},
-        summary=(f"GRPO ({settings.adapter}) of {settings.model_name_or_path}, reward {metric}: mean reward "
-                 f"{common.fmt(summary.get('first_reward'))} -> {common.fmt(summary.get('final_reward'))} over "
-                 f"{summary.get('global_step')} steps. Reward curve: reward.png; samples before/after: samples.md."),
+        outputs=training.model_outputs(ctx, settings.adapter, metric=metric,
+                                       reward_plot=str(Path(ctx.run_dir) / "reward.png")),
+        metrics=training.step_metrics(summary, "first_reward", "final_reward", "global_step", "wall_s",
+                                      "s_per_step", metric=metric),
+        summary=training.elsewhere(summary) or (
+            f"GRPO ({settings.adapter}) of {settings.model_name_or_path}, reward {metric}: mean reward "
+            f"{common.fmt(summary.get('first_reward'))} -> {common.fmt(summary.get('final_reward'))} over "
+            f"{summary.get('global_step')} steps. Reward curve: reward.png; samples before/after: samples.md."),
     )
 
 

@@ -16,15 +16,15 @@ from rung.core.settings import SETTINGS_BY_ENGINE
 
 ENGINES: dict[str, str] = {
     "prompting": "rung.engines.prompting:run_step",        # system + few-shot prompt, adherence on an eval set
-    "rag_index": "rung.engines.rag:index_step",             # chunk, embed and index the documents
-    "rag_eval": "rung.engines.rag:eval_step",               # retrieval metrics on the eval queries
-    "sft": "rung.trainers.sft:run_step",                   # supervised fine-tuning (LoRA / QLoRA / full)
-    "dpo": "rung.trainers.dpo:run_step",                   # preference tuning, usually after sft
+    "rag_index": "rung.engines.rag:index_step",            # chunk, embed and index the documents
+    "rag_eval": "rung.engines.rag:eval_step",              # retrieval metrics on the eval queries
+    "sft": "rung.engines.sft:run_step",                    # supervised fine-tuning (LoRA / QLoRA / full)
+    "dpo": "rung.engines.dpo:run_step",                    # preference tuning, usually after sft
     "grpo": "rung.engines.grpo:run_step",                  # reinforcement with the task's metric as the reward
-    "cpt": "rung.trainers.cpt:run_step",                   # continued pretraining on a domain corpus
+    "cpt": "rung.engines.cpt:run_step",                    # continued pretraining on a domain corpus
     "bigger_model": "rung.engines.bigger_model:run_step",  # catalog of open models that fit, side-by-side eval
     "gate": "rung.engines.gate:run_step",                  # the trained model against the cheaper rung: SHIP or not
-    "export": "rung.engines.export:run_step",      # optional: merged safetensors or GGUF, checked by reloading
+    "export": "rung.engines.export:run_step",              # optional: merged safetensors or GGUF, checked by reloading
     "manual": "rung.engines.manual:run_step",              # a to-do for a person; the report lists it as open
 }
 

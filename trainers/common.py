@@ -1,7 +1,11 @@
-"""What the SFT, DPO and CPT pipelines truly share: the run folder's files, the device, the memory check.
+"""What the SFT, DPO, GRPO and CPT pipelines truly share. Each pipeline file reads top to bottom through the same
+phases (check inputs, load, build the trainer, train, write outputs) and uses these pieces:
 
 - print the resolved settings and save `resolved_config.yaml` before any work (torchtune's habit);
-- `metrics.json` and `loss.png` from the trainer's log history; `samples.md`, before and after;
+- this process's place in a launched run (Process), phase timings (Laps), rung's progress lines and the step
+  counter (count_steps), the timed trainer.train() (timed_train), the final save (save_trained);
+- one summary (Summary: the same keys from every trainer) written as `metrics.json` from the trainer's log
+  history; `loss.png`; `samples.md`, before and after;
 - the last checkpoint for `--resume`, and a refusal to silently restart over existing checkpoints;
 - the device, its TrainingArguments and the memory check live in trainers/device.py.
 
@@ -17,7 +21,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 import yaml
 
@@ -84,15 +88,18 @@ def checkpoint_dir(out_dir: Path) -> Path:
     return out_dir / CHECKPOINTS
 
 
-def last_checkpoint(out_dir: Path) -> Path | None:
-    """The checkpoint with the highest step that has a trainer_state.json (a complete save)."""
+def last_checkpoint(out_dir: Path, complete: Callable[[Path], bool] | None = None) -> Path | None:
+    """The checkpoint with the highest step that is complete: it has a trainer_state.json (the Trainer's last
+    write, so a run killed mid-save falls back one checkpoint), or passes `complete` (CPT also needs its data
+    cursor in that file)."""
     folder = checkpoint_dir(out_dir)
     if not folder.is_dir():
         return None
+    complete = complete or (lambda child: (child / "trainer_state.json").exists())
     best: tuple[int, Path] | None = None
     for child in folder.iterdir():
         match = re.fullmatch(r"checkpoint-(\d+)", child.name)
-        if match and (child / "trainer_state.json").exists():
+        if match and complete(child):
             step = int(match.group(1))
             if best is None or step > best[0]:
                 best = (step, child)
@@ -134,6 +141,74 @@ def step_counter():
                 control.should_log = True  # so "final loss" is the last step's, whatever logging_steps is
 
     return StepCounter()
+
+
+# ---------------------------------------------------------------------------------------------- the summary
+
+
+class Summary(TypedDict, total=False):
+    """What every train_* returns and metrics.json starts with: one set of keys for sft, dpo, cpt and grpo.
+
+    The shared keys (SUMMARY_KEYS) first; then keys several pipelines have; then each pipeline's own, which
+    only that pipeline writes. A number a pipeline does not measure is None (DPO and GRPO count no tokens/s)."""
+
+    pipeline: str                      # "sft", "dpo", "cpt" or "grpo"
+    first_loss: float | None           # the first logged training loss
+    final_loss: float | None           # the last one (the last step always logs: step_counter)
+    final_eval_loss: float | None      # the last held-out loss (CPT: the held-out domain blocks)
+    global_step: int                   # optimizer steps, a resumed run's earlier ones included
+    wall_s: float                      # seconds in trainer.train() this run
+    tokens_per_s: float | None         # training tokens per second this run
+    processes: int                     # 1, or the processes of a launched run
+    # several pipelines
+    adapter: str
+    base_model: str                    # settings.model_name_or_path: where training started
+    resumed_from_step: int             # the checkpoint's step (0: from the start)
+    steps_this_run: int
+    train_runtime_s: float | None      # the Trainer's own figures (its last log record)
+    train_loss_mean: float | None
+    trainable_params: int
+    total_params: int
+    replay_rows: int                   # sft, grpo: general rows mixed in against forgetting (trainers/replay.py)
+    task_rows: int
+    memory: dict[str, Any] | None      # the memory check (one process only)
+    timings_s: dict[str, float]        # sft, grpo: seconds per phase around trainer.train()
+    log_history: list[dict[str, Any]]
+    # sft
+    train_tokens_per_epoch: int
+    assistant_only_loss: bool
+    answers_only_as_completions: bool
+    eos_token: str | None
+    token_stats: dict[str, Any]
+    base_4bit_linears: int
+    # dpo
+    reference_model: str               # what the reference is, in words
+    pairs_before: dict[str, float] | None   # training pairs' reward margin, accuracy and loss before and after
+    pairs_after: dict[str, float] | None
+    eval_reward_margin: float | None
+    eval_accuracy: float | None
+    # grpo
+    metric: str                        # the reward's metric (engines/metrics.py)
+    first_reward: float | None         # the mean reward of the first and the last logged step
+    final_reward: float | None
+    s_per_step: float | None
+    sample_reward: dict[str, float]    # the held-out samples' mean reward before and after
+    # cpt
+    model_dir: str
+    resumed_from: str | None           # the checkpoint's folder name
+    max_steps: int
+    global_batch_blocks: int
+    block_size: int
+    train_tokens_in_corpus: int
+    tokens_trained: int
+    throughput: dict[str, Any]         # trainers/throughput.py: tokens_per_second, MFU, FLOPs per token
+    forgetting: list[dict[str, Any]]   # trainers/forgetting.py: domain and general perplexity by step
+    warnings: list[str]
+    data: dict[str, Any]               # the block stream's cursor and counts (--resume's proof)
+
+
+# the keys every trainer reports, whatever it trains (engines/training.py hands them on as a step's metrics)
+SUMMARY_KEYS = ("final_loss", "final_eval_loss", "global_step", "wall_s", "tokens_per_s", "first_loss", "processes")
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -265,11 +340,16 @@ def progress_callback(echo: Echo):
     return Progress()
 
 
-def use_rung_progress(trainer, echo: Echo) -> None:
+def remove_progress_bars(trainer) -> None:
+    """Take the Trainer's progress bar and raw log printing off (rung prints one line per log instead)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+
+
+def use_rung_progress(trainer, echo: Echo) -> None:
+    remove_progress_bars(trainer)
     trainer.add_callback(progress_callback(echo))
 
 
@@ -335,6 +415,79 @@ def join_processes(device_kind: str) -> None:
 
 def silent(_line: str) -> None:
     """The echo of every process but the main one in a launched run."""
+
+
+@dataclasses.dataclass
+class Process:
+    """This process's place in a run: rank 0 of 1 alone, or one of `world` processes `accelerate launch` started.
+    Only the main process prints (echo is silent elsewhere) and writes the run folder's files."""
+
+    rank: int
+    world: int
+    echo: Echo
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def this_process(echo: Echo) -> Process:
+    """Read from the environment (process_place), so a pipeline knows before any import whether it is the main one."""
+    rank, world = process_place()
+    return Process(rank=rank, world=world, echo=echo if rank == 0 else silent)
+
+
+class Laps:
+    """Seconds per phase, in metrics.json's timings_s: what rung adds around trainer.train()."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.clock = time.perf_counter()
+
+    def __call__(self, name: str, seconds: float | None = None) -> None:
+        """Close the phase `name` now (or record `seconds` for it) and start timing the next one."""
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.clock if seconds is None else seconds, 3)
+        self.clock = now
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """(trainable, total) parameters of the model the trainer wraps."""
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
+
+
+def count_steps(trainer, echo: Echo):
+    """rung's progress lines instead of the Trainer's, and the step counter (returned) that metrics.json reads."""
+    use_rung_progress(trainer, echo)
+    counter = step_counter()
+    trainer.add_callback(counter)
+    return counter
+
+
+def timed_train(trainer, checkpoint: str | None) -> float:
+    """run_trainer from `checkpoint`; the seconds it took (metrics.json's wall_s)."""
+    started = time.perf_counter()
+    run_trainer(trainer, checkpoint)
+    return time.perf_counter() - started
+
+
+def save_trained(trainer, tokenizer, out_dir: Path, main: bool) -> None:
+    """The trained adapter or weights (every process takes part: FSDP gathers the shards) and, from the main
+    process, the tokenizer; the Trainer's pickled arguments go (resolved_config.yaml holds the settings)."""
+    save_full_state(trainer)
+    trainer.save_model(str(out_dir))
+    if main:
+        (out_dir / "training_args.bin").unlink(missing_ok=True)
+        tokenizer.save_pretrained(str(out_dir))
+
+
+def samples_or_note(out_dir: Path, process: Process, prompts: list[Any], references: list[str], before: list[str],
+                    after: list[str], title: str, *, samples: bool, note_title: str) -> None:
+    """samples.md: the answers before and after (samples=True), else, on the main process, why there are none."""
+    if samples:
+        write_samples(out_dir, prompts, references, before, after, title)
+    elif process.main:
+        skipped_samples_note(out_dir, note_title, process.world)
 
 
 def run_trainer(trainer, checkpoint: str | None):

@@ -1,8 +1,7 @@
 """Direct preference optimisation (DPO) with TRL's DPOTrainer, from a base model or an SFT output. Top to bottom.
 
-    train_dpo(settings, data, out)         the pipeline; `rung train dpo` and the `dpo` engine both call it
+    train_dpo(settings, data, out)         the pipeline; `rung train dpo` and the `dpo` engine (engines/dpo.py) call it
     build_dpo_config(settings, ...)        DPOSettings -> (DPOConfig, LoraConfig | None), the only translation
-    run_step(step, ctx)                    the `dpo` engine for `rung run` (core/protocol.py)
     run_job(job)                           one process of `rung train dpo --gpus N` (trainers/worker.py)
 
 On several GPUs or nodes the shared launcher (trainers/launch.py) starts train_dpo once per GPU through
@@ -27,14 +26,12 @@ reference, which is the setup of the DPO paper. The output adapter is relative t
 from __future__ import annotations
 
 import copy
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from rung.core.errors import RungError
-from rung.core.resolve import step_settings
 from rung.trainers import common, data
 from rung.trainers import device as device_mod
 from rung.core.settings import DPOSettings
@@ -150,20 +147,77 @@ def _probe_at_start(trainer, probe):
     return callback
 
 
+# check inputs -> load -> build the trainer -> train -> write outputs; each phase hands the next what it made.
+
+
+@dataclass
+class _Inputs:
+    train_pairs: list[dict]
+    eval_pairs: list[dict]
+    checkpoint: str | None
+    start_step: int
+    starting_adapter: bool            # --base-model is an SFT adapter folder
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+    ref_model: Any                    # None: the reference is the policy with its adapter disabled (or TRL's "ref")
+    new_adapter: bool
+    reference: str                    # what the reference model is, in words
+    device: device_mod.Device
+    sharded: bool
+    memory: dict[str, Any] | None
+
+
+@dataclass
+class _Built:
+    trainer: Any
+    counter: Any                      # common.step_counter
+    probe: Any                        # the training pairs scored before and after (a Dataset)
+    n_trainable: int
+
+
 def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path, *,
               eval_path: str | Path | None = None, resume: bool = False,
-              echo: Callable[[str], None] = click.echo, show_config: bool = True) -> dict[str, Any]:
-    """Preference-tune settings.model_name_or_path (a base model or an SFT output) on pairs into out_dir."""
-    out_dir = Path(out_dir)
-    data_path = Path(data_path)
-    rank, world = common.process_place()      # (0, 1) unless `accelerate launch` started this process
-    main = rank == 0
-    echo = echo if main else common.silent
+              echo: Callable[[str], None] = click.echo, show_config: bool = True) -> common.Summary:
+    """Preference-tune settings.model_name_or_path (a base model or an SFT output) on pairs into out_dir.
+    Returns the summary (common.Summary: the shared keys, plus pairs_before/pairs_after and the eval rewards)."""
+    out_dir, data_path = Path(out_dir), Path(data_path)
+    process = common.this_process(echo)      # rank 0 of 1 unless `accelerate launch` started this process
+    inputs = _check_inputs(settings, data_path, eval_path, out_dir, resume, process, show_config)
+    loaded = _load(settings, inputs, process)
+    sample_rows = (inputs.eval_pairs or inputs.train_pairs)[:SAMPLE_PROMPTS]   # answered before and after
+    prompts, references = zip(*[common.prompt_of(r) for r in sample_rows]) if sample_rows else ((), ())
+    samples = process.main and not loaded.sharded  # generation needs the whole model: the main process's copy
+    before = _answers(loaded.model, loaded.tokenizer, prompts) if samples else None
+    built = _build_trainer(settings, inputs, loaded, out_dir, process)
+    before_probe = _probe_at_start(built.trainer, built.probe) if inputs.checkpoint is None else None
+    wall = common.timed_train(built.trainer, inputs.checkpoint)
+    pairs = (before_probe.scores if before_probe else None, _pair_scores(built.trainer, built.probe))
+    if pairs[0]:
+        process.echo(f"Training pairs ({len(built.probe)}): reward margin {pairs[0]['reward_margin']} -> "
+                     f"{pairs[1]['reward_margin']}, chosen>rejected {pairs[0]['accuracy']:.0%} -> "
+                     f"{pairs[1]['accuracy']:.0%}")
+    return _write_outputs(settings, inputs, loaded, built, out_dir, data_path, process, wall=wall, pairs=pairs,
+                          samples=(list(prompts), list(references), before))
 
-    # 1. Checks that write nothing: existing checkpoints, QLoRA on CPU, every pair problem with its line.
+
+def _answers(model, tokenizer, prompts) -> list[str]:
+    from rung.trainers.generate import answers
+
+    return answers(model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
+
+
+def _check_inputs(settings: DPOSettings, data_path: Path, eval_path: str | Path | None, out_dir: Path, resume: bool,
+                  process: common.Process, show_config: bool) -> _Inputs:
+    """Phase 1: checks that write nothing (existing checkpoints, QLoRA on CPU, every pair problem with its line),
+    then the settings printed and saved before any model loads."""
     from rung.core.fileio import make_dir
     from rung.core.models import adapter_base, is_adapter_dir
 
+    echo = process.echo
     starting_adapter = is_adapter_dir(settings.model_name_or_path)
     adapter_base_model = None
     if settings.adapter != "full":
@@ -173,26 +227,26 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
     device_mod.check_qlora(settings)
     train_pairs, eval_pairs, split = data.load_train_eval(data_path, eval_path, "dpo", settings.eval_fraction,
                                                           settings.seed)
-
-    # 2. Settings, printed and saved before any model loads.
     config = common.resolved_config(settings, pipeline="dpo", data=str(data_path),
                                     eval_data=str(eval_path) if eval_path else None,
                                     adapter_base_model=adapter_base_model)
     make_dir(out_dir, what="output folder")
-    if main:
+    if process.main:
         common.announce_config(config, out_dir, echo, show=show_config)
         common.write_heldout(out_dir, eval_pairs)
     echo(f"Data: {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data_path} ({split})")
+    return _Inputs(train_pairs=train_pairs, eval_pairs=eval_pairs, checkpoint=checkpoint, start_step=start_step,
+                   starting_adapter=starting_adapter)
 
-    # 3. Policy, reference, tokenizer.
+
+def _load(settings: DPOSettings, inputs: _Inputs, process: common.Process) -> _Loaded:
+    """Phase 2: policy, reference and tokenizer on the device, the end-of-turn token, token statistics and
+    truncation, the memory check."""
     common.quiet_libraries()
-    from datasets import Dataset
-    from trl import DPOTrainer
-
-    from rung.trainers.generate import answers
+    from rung.core.models import adapter_base, resolve_model
     from rung.trainers.jobs import weights_sharded
-    from rung.core.models import resolve_model
 
+    echo = process.echo
     device = device_mod.detect_device()
     common.join_processes(device.kind)       # a launched run: this rank's GPU is torch's current device
     sharded = weights_sharded()              # FSDP / ZeRO-3: each process will hold a shard of the weights
@@ -203,148 +257,120 @@ def train_dpo(settings: DPOSettings, data_path: str | Path, out_dir: str | Path,
             device_mod.place_on_device(ref_model, device)
     device_mod.warn_learning_rate(settings, echo, lora_floor=1e-5, suggested="5e-7")
     echo(f"Reference model: {reference}")
-    conversational = isinstance(train_pairs[0]["prompt"], list)
-    if conversational:
-        token, note = common.end_of_turn_token(tokenizer)
-        echo(f"Template: {note}")
-        if token and token != tokenizer.eos_token:  # DPO has no eos_token option: set it on tokenizer and model
-            tokenizer.eos_token = token
-            ids = model.generation_config.eos_token_id
-            ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
-            model.generation_config.eos_token_id = [tokenizer.eos_token_id, *ids]
-
-    # 4. Token statistics, truncation, memory.
-    stats = data.token_stats(train_pairs, tokenizer, settings.max_length)
+    if isinstance(inputs.train_pairs[0]["prompt"], list):   # conversational pairs
+        _end_turns_with_eos(model, tokenizer, echo)
+    stats = data.token_stats(inputs.train_pairs, tokenizer, settings.max_length)
     echo(f"Tokens per pair (prompt + longer answer): min {stats['min']}, mean {stats['mean']}, "
          f"p95 {stats['p95']}, max {stats['max']}")
     note = data.truncation_note("dpo", len(stats["over_max_length"]), len(stats["prompt_fills_max_length"]),
                                 settings.max_length or 0, False)
     if note:
         echo("Warning: " + note)
-    base_path = resolve_model(adapter_base(Path(settings.model_name_or_path)) if starting_adapter
+    base_path = resolve_model(adapter_base(Path(settings.model_name_or_path)) if inputs.starting_adapter
                               else settings.model_name_or_path)
     memory = None
-    if world == 1:  # launched: the launcher sized the run per GPU for its strategy (trainers/launch.py)
+    if process.world == 1:  # launched: the launcher sized the run per GPU for its strategy (trainers/launch.py)
         memory = device_mod.memory_check(base_path, settings, method="dpo", tokens=2 * stats["total_tokens"],
                                          seq_len=min(settings.max_length or stats["max"], stats["max"]),
                                          device=device, echo=echo)
+    return _Loaded(model=model, tokenizer=tokenizer, ref_model=ref_model, new_adapter=new_adapter,
+                   reference=reference, device=device, sharded=sharded, memory=memory)
 
-    # 5. Samples before training.
-    sample_rows = (eval_pairs or train_pairs)[:SAMPLE_PROMPTS]
-    prompts, references = zip(*[common.prompt_of(r) for r in sample_rows]) if sample_rows else ((), ())
-    samples = main and not sharded  # generation needs the whole model: the main process's copy
-    before = answers(model, tokenizer, list(prompts), SAMPLE_NEW_TOKENS) if samples else []
 
-    # 6. The trainer. Each step sees batch x accumulation pairs, i.e. twice as many sequences (chosen + rejected).
-    dpo_config, lora = build_dpo_config(settings, common.checkpoint_dir(out_dir), device,
-                                        has_eval=bool(eval_pairs), new_adapter=new_adapter)
+def _end_turns_with_eos(model, tokenizer, echo) -> None:
+    """DPO has no eos_token option: when the template ends assistant turns with another token, it becomes the
+    tokenizer's EOS and joins the model's generation stop tokens."""
+    token, note = common.end_of_turn_token(tokenizer)
+    echo(f"Template: {note}")
+    if token and token != tokenizer.eos_token:
+        tokenizer.eos_token = token
+        ids = model.generation_config.eos_token_id
+        ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
+        model.generation_config.eos_token_id = [tokenizer.eos_token_id, *ids]
+
+
+def _build_trainer(settings: DPOSettings, inputs: _Inputs, loaded: _Loaded, out_dir: Path,
+                   process: common.Process) -> _Built:
+    """Phase 3: the DPOTrainer, its step counter, and the probe pairs scored before and after training.
+    Each step sees batch x accumulation pairs, i.e. twice as many sequences (chosen + rejected)."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    world = process.world
+    dpo_config, lora = build_dpo_config(settings, common.checkpoint_dir(out_dir), loaded.device,
+                                        has_eval=bool(inputs.eval_pairs), new_adapter=loaded.new_adapter)
     trainer = DPOTrainer(
-        model=model, ref_model=ref_model, args=dpo_config, train_dataset=Dataset.from_list(train_pairs),
-        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
-        processing_class=tokenizer, peft_config=lora,
+        model=loaded.model, ref_model=loaded.ref_model, args=dpo_config,
+        train_dataset=Dataset.from_list(inputs.train_pairs),
+        eval_dataset=Dataset.from_list(inputs.eval_pairs) if inputs.eval_pairs else None,
+        processing_class=loaded.tokenizer, peft_config=lora,
     )
-    common.use_rung_progress(trainer, echo)
-    counter = common.step_counter()
-    trainer.add_callback(counter)
-    n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    echo(f"Training: DPO ({settings.adapter}, beta {settings.beta}, loss {settings.loss_type}), "
-         f"{n_trainable:,} parameters trainable; {len(trainer.train_dataset)} pairs"
-         # per device x accumulation x processes: 4 x 1 x 2 GPUs = 8 pairs per optimizer step
-         + (f", {settings.per_device_train_batch_size * settings.gradient_accumulation_steps * world} per step "
-            f"over {world} processes" if world > 1 else ""))
-    probe = Dataset.from_list(train_pairs[:PROBE_PAIRS])
-    before_probe = _probe_at_start(trainer, probe) if checkpoint is None else None
-    started = time.perf_counter()
-    common.run_trainer(trainer, checkpoint)
-    wall = time.perf_counter() - started
-    pairs_before = before_probe.scores if before_probe else None
-    pairs_after = _pair_scores(trainer, probe)
-    if pairs_before:
-        echo(f"Training pairs ({len(probe)}): reward margin {pairs_before['reward_margin']} -> "
-             f"{pairs_after['reward_margin']}, chosen>rejected {pairs_before['accuracy']:.0%} -> "
-             f"{pairs_after['accuracy']:.0%}")
+    counter = common.count_steps(trainer, process.echo)
+    n_trainable = common.parameter_counts(trainer.model)[0]
+    process.echo(f"Training: DPO ({settings.adapter}, beta {settings.beta}, loss {settings.loss_type}), "
+                 f"{n_trainable:,} parameters trainable; {len(trainer.train_dataset)} pairs"
+                 # per device x accumulation x processes: 4 x 1 x 2 GPUs = 8 pairs per optimizer step
+                 + (f", {settings.per_device_train_batch_size * settings.gradient_accumulation_steps * world} "
+                    f"per step over {world} processes" if world > 1 else ""))
+    return _Built(trainer=trainer, counter=counter, probe=Dataset.from_list(inputs.train_pairs[:PROBE_PAIRS]),
+                  n_trainable=n_trainable)
 
-    # 7. Outputs: only the trained adapter (not TRL's "ref" copy), tokenizer, metrics, loss curve, samples.
-    #    Sharded weights (FSDP, ZeRO-3): every process takes part in the Trainer's save, which gathers them.
+
+def _save(trainer, tokenizer, out_dir: Path, process: common.Process, sharded: bool):
+    """Only the trained adapter (not TRL's "ref" copy) and the tokenizer. Sharded weights (FSDP, ZeRO-3): every
+    process takes part in the Trainer's save, which gathers them. Returns the unwrapped trained model."""
     import shutil
 
     from accelerate.utils import is_peft_model
 
     final = trainer.accelerator.unwrap_model(trainer.model)
     if is_peft_model(final) and not sharded:
-        if main:
+        if process.main:
             final.save_pretrained(str(out_dir), selected_adapters=["default"])
     else:
         common.save_full_state(trainer)
         trainer.save_model(str(out_dir))
-        if main:
+        if process.main:
             (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds it
             shutil.rmtree(out_dir / "ref", ignore_errors=True)    # TRL's frozen copy of a starting adapter
-    if main:
+    if process.main:
         tokenizer.save_pretrained(str(out_dir))
-    eval_metrics = common.final_eval(trainer, bool(eval_pairs))
-    if samples:
-        after = answers(final, tokenizer, list(prompts), SAMPLE_NEW_TOKENS)
-        common.write_samples(out_dir, list(prompts), list(references), before, after, "DPO")
-    elif main:
-        common.skipped_samples_note(out_dir, "DPO", world)
+    return final
+
+
+def _write_outputs(settings: DPOSettings, inputs: _Inputs, loaded: _Loaded, built: _Built, out_dir: Path,
+                   data_path: Path, process: common.Process, *, wall: float, pairs: tuple[dict | None, dict],
+                   samples: tuple[list, list, list[str] | None]) -> common.Summary:
+    """Phase 5: the adapter or weights, tokenizer, samples, metrics, loss curve."""
+    from accelerate.utils import is_peft_model
+
+    trainer, echo = built.trainer, process.echo
+    final = _save(trainer, loaded.tokenizer, out_dir, process, loaded.sharded)
+    eval_metrics = common.final_eval(trainer, bool(inputs.eval_pairs))
+    prompts, references, before = samples
+    after = _answers(final, loaded.tokenizer, prompts) if before is not None else []
+    common.samples_or_note(out_dir, process, prompts, references, before or [], after, "DPO",
+                           samples=before is not None, note_title="DPO")
     summary = common.write_metrics(out_dir, trainer.state.log_history, {
-        "pipeline": "dpo", "adapter": settings.adapter, "start": settings.model_name_or_path,
-        "reference_model": reference, "global_step": trainer.state.global_step,
-        "resumed_from_step": start_step, "steps_this_run": counter.steps, "wall_s": round(wall, 2),
-        "pairs_before": pairs_before, "pairs_after": pairs_after,
-        "eval_loss": eval_metrics.get("eval_loss"),
+        "pipeline": "dpo", "adapter": settings.adapter, "base_model": settings.model_name_or_path,
+        "reference_model": loaded.reference, "global_step": trainer.state.global_step,
+        "resumed_from_step": inputs.start_step, "steps_this_run": built.counter.steps, "wall_s": round(wall, 2),
+        "tokens_per_s": None,                      # not counted for pairs
+        "pairs_before": pairs[0], "pairs_after": pairs[1],
         "eval_reward_margin": eval_metrics.get("eval_rewards/margins"),
         "eval_accuracy": eval_metrics.get("eval_rewards/accuracies"),
-        "trainable_params": n_trainable, "memory": memory, "processes": world,
-    }, write=main)
-    if main:
+        "trainable_params": built.n_trainable, "memory": loaded.memory, "processes": process.world,
+    }, write=process.main)
+    if process.main:
         common.plot_loss(out_dir, trainer.state.log_history, f"DPO ({settings.adapter}) on {data_path.name}")
     common.wait_for_everyone()  # the launcher returns once every file is written
     last = summary.get("final_loss")
     echo(f"Done in {wall:.1f} s: step {trainer.state.global_step}, final loss {last if last is None else round(last, 4)}"
          + (f", eval reward margin {eval_metrics.get('eval_rewards/margins', 0):.3f}, eval chosen>rejected "
-            f"{eval_metrics.get('eval_rewards/accuracies', 0):.0%}" if eval_pairs else ""))
+            f"{eval_metrics.get('eval_rewards/accuracies', 0):.0%}" if inputs.eval_pairs else ""))
     echo(f"Outputs in {out_dir}: {'adapter (PEFT)' if is_peft_model(final) else 'model weights'}, tokenizer, "
          "resolved_config.yaml, metrics.json, loss.png, samples.md")
     return summary
-
-
-# ---------------------------------------------------------------------------------------------- engine
-
-
-def run_step(step: dict, ctx) -> Any:
-    """The `dpo` engine: starts from an earlier step's model_dir (sft_then_dpo) or the plan's base model;
-    pairs from data.preferences. With `rung run --gpus N` (N > 1) or --nodes, the step runs through
-    `accelerate launch` (trainers/launch.py)."""
-    from rung.core.protocol import StepResult
-    from rung.trainers import launch
-
-    settings = step_settings(DPOSettings, step, ctx)
-    pairs = ctx.data_path("preferences")
-    if pairs is None:
-        raise RungError(f"step {step['id']}: the plan has no data.preferences (prompt/chosen/rejected pairs)")
-    if launch.step_launches(ctx):
-        summary = launch.launch_step("dpo", settings, ctx, job=dpo_job(settings, pairs, None), echo=click.echo)
-    else:
-        summary = train_dpo(settings, pairs, ctx.run_dir, resume=ctx.resume,
-                            show_config=False)  # `rung run` printed the resolved settings
-    after = summary.get("pairs_after") or {}
-    heldout = Path(ctx.run_dir) / common.HELDOUT
-    return StepResult(
-        outputs={"model_dir": str(ctx.run_dir), "adapter": settings.adapter != "full",
-                 "samples": str(Path(ctx.run_dir) / "samples.md"), "loss_plot": str(Path(ctx.run_dir) / "loss.png"),
-                 **({"heldout": str(heldout)} if heldout.exists() else {})},
-        metrics={"final_loss": summary.get("final_loss"), "reward_margin": after.get("reward_margin"),
-                 "accuracy": after.get("accuracy"), "eval_reward_margin": summary.get("eval_reward_margin"),
-                 "global_step": summary.get("global_step"), "wall_s": summary.get("wall_s")},
-        summary=(f"DPO ({settings.adapter}) from {settings.model_name_or_path}: reference = "
-                 f"{summary.get('reference_model')}. Training pairs: reward margin "
-                 f"{common.fmt((summary.get('pairs_before') or {}).get('reward_margin'))} -> "
-                 f"{common.fmt(after.get('reward_margin'))}, chosen>rejected {common.fmt(after.get('accuracy'))}"
-                 + (f"; {summary['processes']} processes" if (summary.get("processes") or 1) > 1 else "")
-                 + ". Samples before/after: samples.md."),
-    )
 
 
 # ---------------------------------------------------------------------------------------------- launched

@@ -19,7 +19,7 @@ heldout.jsonl (the gate's rows), checkpoints/checkpoint-<step>/ for --resume.
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,28 +97,81 @@ def replay_row(pair: tuple[list[dict], str], like: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
+# check inputs -> load -> build the trainer -> train -> write outputs, as in trainers/sft.py.
+
+
+@dataclass
+class _Inputs:
+    train_rows: list[dict]
+    eval_rows: list[dict]
+    checkpoint: str | None
+    start_step: int
+    n_task: int                       # training prompts before replay rows joined them
+    replayed: int
+    generation_batch: int             # completions per optimizer step (batch x accumulation x processes)
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+    device: device_mod.Device
+    sharded: bool
+    memory: dict[str, Any] | None
+
+
+@dataclass
+class _Built:
+    trainer: Any
+    counter: Any                      # common.step_counter
+    n_trainable: int
+    n_total: int
 
 
 def train_grpo(settings: GRPOSettings, data_path: str | Path, out_dir: str | Path, *, score: Score,
                metric: str, eval_path: str | Path | None = None, resume: bool = False,
-               replay_score: Score | None = None, echo: Callable[[str], None] = click.echo) -> dict[str, Any]:
+               replay_score: Score | None = None, echo: Callable[[str], None] = click.echo) -> common.Summary:
     """GRPO of settings.model_name_or_path on the prompts in data_path into out_dir, rewarded by `score` (the metric
-    named `metric`). Returns the metrics summary."""
+    named `metric`). Returns the summary (common.Summary: the shared keys, plus first_reward/final_reward)."""
     out_dir, data_path = Path(out_dir), Path(data_path)
-    rank, world = common.process_place()
-    main = rank == 0
-    echo = echo if main else common.silent
-    started_prepare = time.perf_counter()
+    process = common.this_process(echo)
+    laps = common.Laps()
+    inputs = _check_inputs(settings, data_path, eval_path, out_dir, resume, process, metric)
+    loaded = _load(settings, inputs, process)
+    # held-out prompts answered (greedy) and scored before training (samples.md)
+    sample_rows = (inputs.eval_rows or [r for r in inputs.train_rows
+                                        if r[replay.REPLAY_SOURCE] == "task"])[:SAMPLE_PROMPTS]
+    prompts, references = [r["prompt"] for r in sample_rows], [r["reference"] for r in sample_rows]
+    samples = process.main and not loaded.sharded
+    before = answers_of(loaded.model, loaded.tokenizer, prompts, settings) if samples else None
+    laps("prepare")
+    built = _build_trainer(settings, inputs, loaded, out_dir, process, reward=trl_reward(score, metric, replay_score))
+    wall = common.timed_train(built.trainer, inputs.checkpoint)
+    laps("train", wall)
+    return _write_outputs(settings, inputs, loaded, built, out_dir, data_path, process, laps, wall=wall,
+                          metric=metric, score=score, samples=(prompts, references, before))
 
-    # 1. Checks that write nothing: checkpoints, QLoRA on CPU, the group arithmetic, every data problem with its line.
+
+def answers_of(model, tokenizer, prompts: list, settings: GRPOSettings) -> list[str]:
+    from rung.trainers.generate import answers
+
+    return answers(model, tokenizer, prompts, settings.max_completion_length)
+
+
+def _check_inputs(settings: GRPOSettings, data_path: Path, eval_path: str | Path | None, out_dir: Path, resume: bool,
+                  process: common.Process, metric: str) -> _Inputs:
+    """Phase 1: checks that write nothing (checkpoints, QLoRA on CPU, the group arithmetic, every data problem
+    with its line), then the settings printed and saved before any model loads."""
+    echo = process.echo
     checkpoint, start_step = common.resume_point(out_dir, resume, echo)
     device_mod.check_qlora(settings)
     problems = replay.replay_problems(settings.replay, settings.replay_ratio)
-    generation_batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * world
+    generation_batch = settings.per_device_train_batch_size * settings.gradient_accumulation_steps * process.world
     if generation_batch % settings.num_generations:
         problems.append(f"--batch-size {settings.per_device_train_batch_size} x --gradient-accumulation-steps "
-                        f"{settings.gradient_accumulation_steps} x {world} processes = {generation_batch} completions "
-                        f"per step does not divide into groups of --num-generations {settings.num_generations}")
+                        f"{settings.gradient_accumulation_steps} x {process.world} processes = {generation_batch} "
+                        f"completions per step does not divide into groups of --num-generations "
+                        f"{settings.num_generations}")
     if settings.use_vllm:
         import importlib.util
 
@@ -132,8 +185,17 @@ def train_grpo(settings: GRPOSettings, data_path: str | Path, out_dir: str | Pat
     train_rows, replayed = replay.mix_rows(train_rows, settings.replay, settings.replay_ratio, settings.seed,
                                            shape=replay_row)
     train_rows = [{**row, replay.REPLAY_SOURCE: row.get(replay.REPLAY_SOURCE, "task")} for row in train_rows]
+    _announce(settings, data_path, eval_path, out_dir, process, metric, eval_rows)
+    echo(f"Data: {n_task} train prompts / {len(eval_rows)} held out from {data_path} ({split}); reward: {metric}")
+    if replayed:
+        echo(replay.replay_note(settings.replay, replayed, n_task) + " (rewarded by token F1 against their answer)")
+    return _Inputs(train_rows=train_rows, eval_rows=eval_rows, checkpoint=checkpoint, start_step=start_step,
+                   n_task=n_task, replayed=replayed, generation_batch=generation_batch)
 
-    # 2. Settings printed and saved before any model loads.
+
+def _announce(settings: GRPOSettings, data_path: Path, eval_path: str | Path | None, out_dir: Path,
+              process: common.Process, metric: str, eval_rows: list[dict]) -> None:
+    """resolved_config.yaml (printed) and heldout.jsonl, the gate's rows, from the main process."""
     from rung.core.models import adapter_base, is_adapter_dir
 
     spec = settings.model_name_or_path
@@ -142,22 +204,19 @@ def train_grpo(settings: GRPOSettings, data_path: str | Path, out_dir: str | Pat
                                     adapter_base_model=None if settings.adapter == "full" else
                                     adapter_base(Path(spec)) if is_adapter_dir(spec) else spec)
     make_dir(out_dir, what="output folder")
-    if main:
-        common.announce_config(config, out_dir, echo)
+    if process.main:
+        common.announce_config(config, out_dir, process.echo)
         common.write_heldout(out_dir, [{"prompt": r["prompt"], "completion": r["reference"]} for r in eval_rows])
-    echo(f"Data: {n_task} train prompts / {len(eval_rows)} held out from {data_path} ({split}); reward: {metric}")
-    if replayed:
-        echo(replay.replay_note(settings.replay, replayed, n_task) + " (rewarded by token F1 against their answer)")
 
-    # 3. Model and tokenizer. Generation pads on the left (the prompt's end must touch the completion).
+
+def _load(settings: GRPOSettings, inputs: _Inputs, process: common.Process) -> _Loaded:
+    """Phase 2: model and tokenizer (generation pads on the left: the prompt's end must touch the completion),
+    prompt lengths and the memory check: a step holds per_device_train_batch_size sequences of prompt + completion."""
     common.quiet_libraries()
-    from datasets import Dataset
-    from trl import GRPOTrainer
-
     from rung.core.models import resolve_model
-    from rung.trainers.generate import answers
     from rung.trainers.jobs import weights_sharded
 
+    echo = process.echo
     device = device_mod.detect_device()
     common.join_processes(device.kind)
     sharded = weights_sharded()
@@ -169,85 +228,80 @@ def train_grpo(settings: GRPOSettings, data_path: str | Path, out_dir: str | Pat
     device_mod.warn_learning_rate(settings, echo, lora_floor=1e-5, suggested="1e-6")
     if settings.use_vllm and device.kind != "cuda":
         raise RungError("--use-vllm needs a CUDA GPU (vLLM does not generate on this CPU); drop --use-vllm")
-
-    # 4. Prompt lengths and memory: a step holds per_device_train_batch_size sequences of prompt + completion.
-    prompt_tokens = [data.render_lengths({"prompt": r["prompt"]}, tokenizer)["prompt"]
-                     for r in train_rows]
+    prompt_tokens = [data.render_lengths({"prompt": r["prompt"]}, tokenizer)["prompt"] for r in inputs.train_rows]
     seq_len = max(prompt_tokens) + settings.max_completion_length
     echo(f"Prompt tokens: min {min(prompt_tokens)}, max {max(prompt_tokens)}; up to {settings.max_completion_length} "
          f"generated per completion, {settings.num_generations} completions per prompt")
     memory = None
-    if world == 1:
+    if process.world == 1:
         memory = device_mod.memory_check(model_path, settings, method="grpo",
-                                         tokens=seq_len * len(train_rows) * settings.num_generations,
+                                         tokens=seq_len * len(inputs.train_rows) * settings.num_generations,
                                          seq_len=seq_len, device=device, echo=echo)
+    return _Loaded(model=model, tokenizer=tokenizer, device=device, sharded=sharded, memory=memory)
 
-    # 5. Held-out prompts answered (greedy) and scored before training (samples.md).
-    sample_rows = (eval_rows or [r for r in train_rows if r[replay.REPLAY_SOURCE] == "task"])[:SAMPLE_PROMPTS]
-    prompts = [r["prompt"] for r in sample_rows]
-    references = [r["reference"] for r in sample_rows]
-    samples = main and not sharded
-    before = answers(model, tokenizer, prompts, settings.max_completion_length) if samples else []
-    timings = {"prepare": round(time.perf_counter() - started_prepare, 3)}
 
-    # 6. The trainer. Per optimizer step: batch x accumulation x processes completions = that / num_generations
-    #    prompts (8 x 1 x 1 = 8 completions = 2 prompts of 4), each completion one generation of up to
-    #    max_completion_length tokens plus a forward and backward pass over prompt + completion.
-    grpo_config, lora = build_grpo_config(settings, common.checkpoint_dir(out_dir), device,
-                                          has_eval=bool(eval_rows) and settings.eval_strategy != "no")
+def _build_trainer(settings: GRPOSettings, inputs: _Inputs, loaded: _Loaded, out_dir: Path, process: common.Process,
+                   *, reward) -> _Built:
+    """Phase 3: the GRPOTrainer. Per optimizer step: batch x accumulation x processes completions = that /
+    num_generations prompts (8 x 1 x 1 = 8 completions = 2 prompts of 4), each completion one generation of up to
+    max_completion_length tokens plus a forward and backward pass over prompt + completion."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    grpo_config, lora = build_grpo_config(settings, common.checkpoint_dir(out_dir), loaded.device,
+                                          has_eval=bool(inputs.eval_rows) and settings.eval_strategy != "no")
     if not new_adapter(settings):
         lora = None  # an SFT adapter keeps training (sft_then_grpo); full weights have none
-    trainer = GRPOTrainer(model=model, reward_funcs=trl_reward(score, metric, replay_score), args=grpo_config,
-                          train_dataset=Dataset.from_list(train_rows),
-                          eval_dataset=Dataset.from_list(eval_rows) if eval_rows and grpo_config.eval_strategy != "no"
-                          else None, processing_class=tokenizer, peft_config=lora)
-    common.use_rung_progress(trainer, echo)
-    counter = common.step_counter()
-    trainer.add_callback(counter)
-    n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    n_total = sum(p.numel() for p in trainer.model.parameters())
-    echo(f"Training: GRPO ({settings.adapter}), {n_trainable:,} of {n_total:,} parameters trainable; "
-         f"{generation_batch // settings.num_generations} prompts x {settings.num_generations} completions per step"
-         + (f" over {world} processes" if world > 1 else ""))
-    started = time.perf_counter()
-    common.run_trainer(trainer, checkpoint)
-    wall = time.perf_counter() - started
-    timings["train"] = round(wall, 3)
+    trainer = GRPOTrainer(model=loaded.model, reward_funcs=reward, args=grpo_config,
+                          train_dataset=Dataset.from_list(inputs.train_rows),
+                          eval_dataset=Dataset.from_list(inputs.eval_rows)
+                          if inputs.eval_rows and grpo_config.eval_strategy != "no" else None,
+                          processing_class=loaded.tokenizer, peft_config=lora)
+    counter = common.count_steps(trainer, process.echo)
+    n_trainable, n_total = common.parameter_counts(trainer.model)
+    process.echo(f"Training: GRPO ({settings.adapter}), {n_trainable:,} of {n_total:,} parameters trainable; "
+                 f"{inputs.generation_batch // settings.num_generations} prompts x {settings.num_generations} "
+                 "completions per step" + (f" over {process.world} processes" if process.world > 1 else ""))
+    return _Built(trainer=trainer, counter=counter, n_trainable=n_trainable, n_total=n_total)
 
-    # 7. Outputs: adapter or weights, tokenizer, metrics, loss and reward curves, samples.
-    common.save_full_state(trainer)
-    trainer.save_model(str(out_dir))
-    if main:
-        (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; resolved_config.yaml holds the settings
-        tokenizer.save_pretrained(str(out_dir))
-    after = answers(trainer.model, tokenizer, prompts, settings.max_completion_length) if samples else []
+
+def _write_outputs(settings: GRPOSettings, inputs: _Inputs, loaded: _Loaded, built: _Built, out_dir: Path,
+                   data_path: Path, process: common.Process, laps: common.Laps, *, wall: float, metric: str,
+                   score: Score, samples: tuple[list, list, list[str] | None]) -> common.Summary:
+    """Phase 5: adapter or weights, tokenizer, metrics, loss and reward curves, samples."""
+    trainer, echo = built.trainer, process.echo
+    common.save_trained(trainer, loaded.tokenizer, out_dir, process.main)
+    prompts, references, before = samples
     sample_rewards = {}
-    if samples:
+    if before is not None:
+        after = answers_of(trainer.model, loaded.tokenizer, prompts, settings)
         sample_rewards = {"before": _mean(score(before, references)), "after": _mean(score(after, references))}
         common.write_samples(out_dir, prompts, references, before, after,
                              f"GRPO (reward {metric}: {sample_rewards['before']:.2f} before, "
                              f"{sample_rewards['after']:.2f} after)")
-    elif main:
-        common.skipped_samples_note(out_dir, "GRPO", world)
+    elif process.main:
+        common.skipped_samples_note(out_dir, "GRPO", process.world)
     history = trainer.state.log_history
-    if main:
+    if process.main:
         common.plot_loss(out_dir, history, f"GRPO ({settings.adapter}) on {data_path.name}")
         plot_reward(out_dir, history, f"GRPO reward ({metric}) on {data_path.name}")
     rewards = [h["reward"] for h in history if "reward" in h and "step" in h]
+    steps = built.counter.steps
     summary = common.write_metrics(out_dir, history, {
         "pipeline": "grpo", "adapter": settings.adapter, "base_model": settings.model_name_or_path, "metric": metric,
-        "global_step": trainer.state.global_step, "resumed_from_step": start_step, "steps_this_run": counter.steps,
-        "wall_s": round(wall, 2), "s_per_step": round(wall / counter.steps, 3) if counter.steps else None,
+        "global_step": trainer.state.global_step, "resumed_from_step": inputs.start_step, "steps_this_run": steps,
+        "wall_s": round(wall, 2), "tokens_per_s": None,            # completions vary in length: not counted
+        "s_per_step": round(wall / steps, 3) if steps else None,
         "first_reward": rewards[0] if rewards else None, "final_reward": rewards[-1] if rewards else None,
-        "sample_reward": sample_rewards, "replay_rows": replayed, "task_rows": n_task,
-        "trainable_params": n_trainable, "total_params": n_total, "memory": memory, "processes": world,
-        "timings_s": timings,
-    }, write=main)
+        "sample_reward": sample_rewards, "replay_rows": inputs.replayed, "task_rows": inputs.n_task,
+        "trainable_params": built.n_trainable, "total_params": built.n_total, "memory": loaded.memory,
+        "processes": process.world, "timings_s": laps.timings,
+    }, write=process.main)
     common.wait_for_everyone()
     echo(f"Done in {wall:.1f} s: step {trainer.state.global_step}, mean reward "
          f"{common.fmt(summary['first_reward'])} -> {common.fmt(summary['final_reward'])}")
-    echo(f"Outputs in {out_dir}: {'adapter (PEFT)' if settings.adapter != 'full' else 'model weights'}, tokenizer, resolved_config.yaml, "
-         "metrics.json, loss.png, reward.png, samples.md")
+    echo(f"Outputs in {out_dir}: {'adapter (PEFT)' if settings.adapter != 'full' else 'model weights'}, tokenizer, "
+         "resolved_config.yaml, metrics.json, loss.png, reward.png, samples.md")
     return summary
 
 

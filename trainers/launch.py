@@ -1,5 +1,5 @@
 """Starting a training run on many GPUs or nodes through `accelerate launch`: pure builders + an injectable runner.
-Used by every pipeline (`rung train sft|dpo|cpt --gpus N`, `rung run --gpus N`).
+Used by every pipeline (`rung train sft|dpo|cpt --gpus N`; `rung run --gpus N` through engines/training.py).
 
 rung never distributes anything itself. It writes an accelerate config (DDP, FSDP, or DeepSpeed ZeRO-2/3) and a
 job file (the resolved settings, the data, the output folder) into the run folder, and runs
@@ -9,9 +9,9 @@ job file (the resolved settings, the data, the output folder) into the run folde
         -m rung.trainers.worker --job RUN/sft_job.json
 
 on each node (changing only --machine_rank). Every process then runs the pipeline's entry function (train_sft,
-train_dpo, train_cpt) on the job; the Trainer reads the distributed setup accelerate prepared. CPT keeps its
-own entry, `-m rung.trainers.cpt --job RUN/cpt_job.json`. The config and the job stay in the run folder so the
-same run can be started again by hand.
+train_dpo, train_cpt) on the job; the Trainer reads the distributed setup accelerate prepared. GRPO's workers
+start `-m rung.engines.grpo` instead (its reward is resolved a layer above). The config and the job stay in the
+run folder so the same run can be started again by hand.
 
 Strategy (overridable with --strategy), from the estimator's per-GPU memory figure (advisor.estimator):
 - ddp:   the whole training state fits on one GPU (with 10% headroom): plain data parallel, the fastest.
@@ -26,7 +26,6 @@ Strategy (overridable with --strategy), from the estimator's per-GPU memory figu
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shlex
 import subprocess
@@ -151,65 +150,77 @@ def accelerate_config(strategy: str, *, num_processes: int, num_machines: int = 
     if num_machines > 1:
         config["main_process_ip"] = main_address
         config["main_process_port"] = main_port
-    if strategy == "fsdp" and qlora:
-        # FSDP + QLoRA, as PEFT documents it ("Use PEFT QLoRA and FSDP for finetuning large models on multiple
-        # GPUs", huggingface.co/docs/peft/accelerate/fsdp, peft v0.21.2 docs/source/accelerate/fsdp.md) and
-        # bitsandbytes (huggingface.co/docs/bitsandbytes/fsdp_qlora):
-        # - FSDP1: FSDP2's fully_shard turns Params4bit into plain tensors and loses the quantization state;
-        #   accelerate 1.15 leaves such weights unsharded (accelerate PR #3987) and FSDP2 QLoRA is an open
-        #   feature request (accelerate #3874), so the documented FSDP1 path is the one that shards 4-bit weights;
-        # - use_orig_params false (PEFT: needed "to realize GPU memory savings"; the Trainer then wraps the LoRA
-        #   layers apart from the frozen ones with peft's fsdp_auto_wrap_policy, transformers update_fsdp_plugin_peft);
-        # - cpu_ram_efficient_loading + sync_module_states: rank 0 reads the weights, the others receive them;
-        # - the 4-bit weights must be stored in the compute dtype (bnb_4bit_quant_storage=bfloat16, the model
-        #   loaded in bfloat16) so FSDP can flatten them with the rest: the worker loads them that way
-        #   (trainers/jobs.py quant_storage_dtype, core/models.py);
-        # - SHARDED_STATE_DICT checkpoints (no 35 GB gather per save); the final adapter is saved after switching
-        #   to FULL_STATE_DICT (trainers/common.py save_full_state), as PEFT's examples/sft/train.py does.
+    if strategy == "fsdp":
         config["distributed_type"] = "FSDP"
-        config["fsdp_config"] = {
-            "fsdp_version": 1,
-            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-            "fsdp_reshard_after_forward": "FULL_SHARD",
-            "fsdp_backward_prefetch": "BACKWARD_PRE",
-            "fsdp_forward_prefetch": False,
-            "fsdp_offload_params": offload_params,  # PEFT's 2 x 24 GB example offloads: 19.6 GB/GPU, 35.6 without
-            "fsdp_state_dict_type": "SHARDED_STATE_DICT",
-            "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_sync_module_states": True,
-            "fsdp_use_orig_params": False,
-            "fsdp_activation_checkpointing": False,  # the Trainer's gradient_checkpointing does it (PEFT's recipe)
-        }
-    elif strategy == "fsdp":
-        config["distributed_type"] = "FSDP"
-        config["fsdp_config"] = {
-            "fsdp_version": 2,
-            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # wraps the model's _no_split_modules (decoder layers)
-            "fsdp_reshard_after_forward": True,                 # full shard (ZeRO-3 equivalent)
-            "fsdp_offload_params": offload_params,
-            "fsdp_state_dict_type": "FULL_STATE_DICT",          # save_pretrained writes ordinary safetensors
-            "fsdp_cpu_ram_efficient_loading": True,             # rank 0 loads the weights, the others receive them
-            "fsdp_sync_module_states": True,
-            "fsdp_activation_checkpointing": activation_checkpointing,
-        }
+        config["fsdp_config"] = (_fsdp_qlora_config(offload_params) if qlora
+                                 else _fsdp_config(offload_params, activation_checkpointing))
     elif strategy in ("zero2", "zero3"):
         config["distributed_type"] = "DEEPSPEED"
-        ds: dict[str, Any] = {
-            "zero_stage": 2 if strategy == "zero2" else 3,
-            "gradient_accumulation_steps": gradient_accumulation_steps,
-            "gradient_clipping": max_grad_norm,
-            "offload_optimizer_device": "none",
-            "offload_param_device": "none",
-        }
-        if strategy == "zero3":
-            # build the model already partitioned (transformers turns zero.Init off itself for a 4-bit model,
-            # transformers PR #29587 "Add support for FSDP+QLoRA and DeepSpeed ZeRO3+QLoRA")
-            ds["zero3_init_flag"] = True
-            ds["zero3_save_16bit_model"] = True   # gather full weights when saving
-        if num_machines > 1:
-            ds["deepspeed_multinode_launcher"] = "standard"  # torchrun on each node: no pdsh, no hostfile
-        config["deepspeed_config"] = ds
+        config["deepspeed_config"] = _deepspeed_config(strategy, gradient_accumulation_steps, max_grad_norm,
+                                                       num_machines)
     return config
+
+
+def _fsdp_qlora_config(offload_params: bool) -> dict[str, Any]:
+    """FSDP + QLoRA, as PEFT documents it ("Use PEFT QLoRA and FSDP for finetuning large models on multiple
+    GPUs", huggingface.co/docs/peft/accelerate/fsdp, peft v0.21.2 docs/source/accelerate/fsdp.md) and
+    bitsandbytes (huggingface.co/docs/bitsandbytes/fsdp_qlora):
+    - FSDP1: FSDP2's fully_shard turns Params4bit into plain tensors and loses the quantization state;
+      accelerate 1.15 leaves such weights unsharded (accelerate PR #3987) and FSDP2 QLoRA is an open
+      feature request (accelerate #3874), so the documented FSDP1 path is the one that shards 4-bit weights;
+    - use_orig_params false (PEFT: needed "to realize GPU memory savings"; the Trainer then wraps the LoRA
+      layers apart from the frozen ones with peft's fsdp_auto_wrap_policy, transformers update_fsdp_plugin_peft);
+    - cpu_ram_efficient_loading + sync_module_states: rank 0 reads the weights, the others receive them;
+    - the 4-bit weights must be stored in the compute dtype (bnb_4bit_quant_storage=bfloat16, the model
+      loaded in bfloat16) so FSDP can flatten them with the rest: the worker loads them that way
+      (trainers/jobs.py quant_storage_dtype, core/models.py);
+    - SHARDED_STATE_DICT checkpoints (no 35 GB gather per save); the final adapter is saved after switching
+      to FULL_STATE_DICT (trainers/common.py save_full_state), as PEFT's examples/sft/train.py does."""
+    return {
+        "fsdp_version": 1,
+        "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "fsdp_reshard_after_forward": "FULL_SHARD",
+        "fsdp_backward_prefetch": "BACKWARD_PRE",
+        "fsdp_forward_prefetch": False,
+        "fsdp_offload_params": offload_params,  # PEFT's 2 x 24 GB example offloads: 19.6 GB/GPU, 35.6 without
+        "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+        "fsdp_cpu_ram_efficient_loading": True,
+        "fsdp_sync_module_states": True,
+        "fsdp_use_orig_params": False,
+        "fsdp_activation_checkpointing": False,  # the Trainer's gradient_checkpointing does it (PEFT's recipe)
+    }
+
+
+def _fsdp_config(offload_params: bool, activation_checkpointing: bool) -> dict[str, Any]:
+    return {
+        "fsdp_version": 2,
+        "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # wraps the model's _no_split_modules (decoder layers)
+        "fsdp_reshard_after_forward": True,                 # full shard (ZeRO-3 equivalent)
+        "fsdp_offload_params": offload_params,
+        "fsdp_state_dict_type": "FULL_STATE_DICT",          # save_pretrained writes ordinary safetensors
+        "fsdp_cpu_ram_efficient_loading": True,             # rank 0 loads the weights, the others receive them
+        "fsdp_sync_module_states": True,
+        "fsdp_activation_checkpointing": activation_checkpointing,
+    }
+
+
+def _deepspeed_config(strategy: str, gradient_accumulation_steps: int, max_grad_norm: float,
+                      num_machines: int) -> dict[str, Any]:
+    ds: dict[str, Any] = {
+        "zero_stage": 2 if strategy == "zero2" else 3,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "gradient_clipping": max_grad_norm,
+        "offload_optimizer_device": "none",
+        "offload_param_device": "none",
+    }
+    if strategy == "zero3":
+        # build the model already partitioned (transformers turns zero.Init off itself for a 4-bit model,
+        # transformers PR #29587 "Add support for FSDP+QLoRA and DeepSpeed ZeRO3+QLoRA")
+        ds["zero3_init_flag"] = True
+        ds["zero3_save_16bit_model"] = True   # gather full weights when saving
+    if num_machines > 1:
+        ds["deepspeed_multinode_launcher"] = "standard"  # torchrun on each node: no pdsh, no hostfile
+    return ds
 
 
 def write_config(config: dict[str, Any], run_dir: Path) -> Path:
@@ -281,11 +292,11 @@ def launch(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], 
            node_rank: int = 0, main_address: str | None = None, main_port: int = DEFAULT_PORT,
            strategy: str | None = None, cpu: bool = False, resume: bool = False, dry_run: bool = False,
            runner: Runner | None = None, echo: Echo = print, gpu_memory_gb: float | None = None,
-           module: str = WORKER_MODULE, job_path: Path | None = None) -> dict[str, Any]:
+           module: str = WORKER_MODULE) -> dict[str, Any]:
     """Write the job and the accelerate config into out_dir, then run (or with dry_run, print) the launch.
 
-    job: the pipeline's own fields (data paths, ...) written beside the settings; job_path: a job file the
-    caller already wrote (CPT's cpt_job.json). Returns what was decided and run."""
+    job: the pipeline's own fields (data paths, corpus, ...) written beside the settings (trainers/jobs.py).
+    Returns what was decided and run."""
     adapter = getattr(settings, "adapter", "full")
     problems = cluster_problems(gpus=gpus, nodes=nodes, node_rank=node_rank, main_address=main_address,
                                 main_port=main_port, strategy=strategy, cpu=cpu, adapter=adapter)
@@ -295,23 +306,9 @@ def launch(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], 
 
     out_dir = Path(out_dir)
     total = gpus * nodes  # 8 GPUs per node × 2 nodes = 16 processes, one per GPU
-    why = "set with --strategy"
+    strategy, why, checkpointing, terms, memory = _decide(pipeline, settings, strategy, cpu=cpu, total=total,
+                                                          gpu_memory_gb=gpu_memory_gb)
     offload = False
-    memory = gpu_memory_gb if gpu_memory_gb is not None else (None if cpu else _gpu_memory_gb())
-    checkpointing = getattr(settings, "gradient_checkpointing", None) is not False
-    if pipeline != "cpt":
-        checkpointing = bool(getattr(settings, "gradient_checkpointing", False))
-    terms = None
-    if not cpu:
-        terms = memory_terms(_base_model(settings.model_name_or_path), adapter, method=pipeline, gpus=total,
-                             seq_len=getattr(settings, "max_length", None) or 1024,  # GRPO has no max_length
-                             micro_batch=settings.per_device_train_batch_size, gradient_checkpointing=checkpointing)
-    if strategy is None:
-        if cpu:
-            strategy, why = "ddp", "CPU processes (gloo): data parallel"
-        else:
-            strategy, why = choose_strategy(*terms, gpus=total, gpu_memory_gb=memory,
-                                            have_deepspeed=deepspeed_available())
     if strategy == "fsdp" and terms is not None:
         offload = sum(terms[1].values()) > memory * HEADROOM  # even 1/N of the state does not fit: CPU RAM holds it
     if strategy in ("zero2", "zero3") and not deepspeed_available() and not dry_run:
@@ -329,18 +326,10 @@ def launch(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], 
         atomic_write_yaml(out_dir / RUN_RECORD, {"pipeline": pipeline, **job, "launched": True,
                                                  "settings": dataclasses.asdict(settings)})
     config_path = write_config(config, out_dir)
-    if job_path is None:
-        job_path = write_job(out_dir, pipeline, settings, resume=resume, strategy=strategy, **job)
+    job_path = write_job(out_dir, pipeline, settings, resume=resume, strategy=strategy, **job)
     cmd = launch_command(config_path, job_path, module=module, num_processes=total, num_machines=nodes,
                          machine_rank=node_rank, main_address=main_address, main_port=main_port, resume=resume)
-    echo(f"Strategy: {strategy} ({why})"
-         + ("; FSDP + QLoRA: FSDP1, 4-bit weights stored as bfloat16" if strategy == "fsdp" and qlora else "")
-         + ("; parameters offloaded to CPU RAM" if offload else ""))
-    if strategy == "fsdp" and qlora and terms is not None and terms[0].get("weights", 0) > memory * HEADROOM:
-        # transformers 5.24 loads a bitsandbytes model whole on every rank (its FSDP rank-0-only loading skips
-        # quantized models); FSDP shards it afterwards. Read in its loading code, not measured on GPUs.
-        echo(f"Warning: each process first loads the whole 4-bit model ({terms[0]['weights']:.1f} GB) onto its GPU "
-             f"before FSDP shards it; that does not fit {memory:.0f} GB. Use GPUs with more memory.")
+    _say(echo, strategy, why, qlora=qlora, offload=offload, terms=terms, memory=memory)
     echo(f"Accelerate config: {config_path}")
     echo("Command: " + shlex.join(cmd))
     result = {"strategy": strategy, "why": why, "config_path": str(config_path), "config": config,
@@ -350,6 +339,48 @@ def launch(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], 
 
         echo(yaml.safe_dump(config, sort_keys=False).rstrip())
         return result
+    result["returncode"] = _run(cmd, cpu=cpu, runner=runner, out_dir=out_dir)
+    return result
+
+
+def _say(echo: Echo, strategy: str, why: str, *, qlora: bool, offload: bool, terms: Any,
+         memory: float | None) -> None:
+    """The strategy and why, and the warning when a 4-bit model cannot even be loaded whole before sharding."""
+    echo(f"Strategy: {strategy} ({why})"
+         + ("; FSDP + QLoRA: FSDP1, 4-bit weights stored as bfloat16" if strategy == "fsdp" and qlora else "")
+         + ("; parameters offloaded to CPU RAM" if offload else ""))
+    if strategy == "fsdp" and qlora and terms is not None and terms[0].get("weights", 0) > memory * HEADROOM:
+        # transformers 5.24 loads a bitsandbytes model whole on every rank (its FSDP rank-0-only loading skips
+        # quantized models); FSDP shards it afterwards. Read in its loading code, not measured on GPUs.
+        echo(f"Warning: each process first loads the whole 4-bit model ({terms[0]['weights']:.1f} GB) onto its GPU "
+             f"before FSDP shards it; that does not fit {memory:.0f} GB. Use GPUs with more memory.")
+
+
+def _decide(pipeline: str, settings: Any, strategy: str | None, *, cpu: bool, total: int,
+            gpu_memory_gb: float | None) -> tuple[str, str, bool, Any, float | None]:
+    """(strategy, why, gradient checkpointing, the estimator's memory terms or None on CPU, GB per GPU)."""
+    adapter = getattr(settings, "adapter", "full")
+    why = "set with --strategy"
+    memory = gpu_memory_gb if gpu_memory_gb is not None else (None if cpu else _gpu_memory_gb())
+    checkpointing = getattr(settings, "gradient_checkpointing", None) is not False
+    if pipeline != "cpt":
+        checkpointing = bool(getattr(settings, "gradient_checkpointing", False))
+    terms = None
+    if not cpu:
+        terms = memory_terms(_base_model(settings.model_name_or_path), adapter, method=pipeline, gpus=total,
+                             seq_len=getattr(settings, "max_length", None) or 1024,  # GRPO has no max_length
+                             micro_batch=settings.per_device_train_batch_size, gradient_checkpointing=checkpointing)
+    if strategy is None:
+        if cpu:
+            strategy, why = "ddp", "CPU processes (gloo): data parallel"
+        else:
+            strategy, why = choose_strategy(*terms, gpus=total, gpu_memory_gb=memory,
+                                            have_deepspeed=deepspeed_available())
+    return strategy, why, checkpointing, terms, memory
+
+
+def _run(cmd: list[str], *, cpu: bool, runner: Runner | None, out_dir: Path) -> int:
+    """Run the launch (CPU: no GPU visible, one thread per process unless OMP_NUM_THREADS says otherwise)."""
     env = None
     if cpu:
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
@@ -357,8 +388,7 @@ def launch(pipeline: str, settings: Any, out_dir: Path, *, job: dict[str, Any], 
     if code != 0:
         raise RungError(f"accelerate launch exited with code {code}; the workers' errors are above. "
                         f"Rerun with --resume to continue from the last checkpoint in {out_dir / 'checkpoints'}")
-    result["returncode"] = code
-    return result
+    return code
 
 
 def _base_model(spec: str) -> str:
@@ -366,26 +396,6 @@ def _base_model(spec: str) -> str:
     from rung.core.models import adapter_base, is_adapter_dir
 
     return adapter_base(Path(spec)) if is_adapter_dir(spec) else spec
-
-
-def step_launches(ctx: Any) -> bool:
-    """Whether a `rung run` step runs through `accelerate launch`: --gpus above 1, or several nodes."""
-    return (ctx.gpus or 0) > 1 or int(ctx.nodes or 1) > 1
-
-
-def launch_step(pipeline: str, settings: Any, ctx: Any, *, job: dict[str, Any], runner: Runner | None = None,
-                echo: Echo = print, module: str = WORKER_MODULE) -> dict[str, Any]:
-    """A `rung run` step (core/protocol.py StepContext: gpus, nodes, node_rank, main_address, main_port) through
-    the launcher; returns the main process's metrics.json ({"node_rank": R} on a node that has none)."""
-    out_dir = Path(ctx.run_dir)
-    launch(pipeline, settings, out_dir, job=job, gpus=max(1, int(ctx.gpus or 1)), nodes=int(ctx.nodes or 1),
-           node_rank=int(ctx.node_rank or 0), main_address=ctx.main_address,
-           main_port=int(ctx.main_port if ctx.main_port is not None else DEFAULT_PORT), resume=ctx.resume,
-           runner=runner, echo=echo, module=module)
-    metrics = out_dir / "metrics.json"
-    if not metrics.is_file():  # another node's run folder: the node with rank 0 writes metrics.json
-        return {"node_rank": int(ctx.node_rank or 0)}
-    return json.loads(metrics.read_text())
 
 
 def _gpu_memory_gb() -> float:
@@ -401,5 +411,4 @@ def _gpu_memory_gb() -> float:
 
 __all__ = ["CONFIG_FILE", "DEFAULT_PORT", "HEADROOM", "PIPELINES", "RUN_RECORD", "STRATEGIES", "WORKER_MODULE",
            "accelerate_config", "accelerate_executable", "choose_strategy", "cluster_problems", "deepspeed_available",
-           "estimate_strategy", "launch", "launch_command", "launch_step", "memory_terms", "step_launches",
-           "subprocess_runner", "write_config"]
+           "estimate_strategy", "launch", "launch_command", "memory_terms", "subprocess_runner", "write_config"]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rung.core.errors import RungError
+from rung.core.rows import conversation, normalise
 
 BUILTIN = "builtin"
 BUILTIN_CHARS = 900          # one builtin replay row: up to ~900 characters of a help topic, cut at blank lines
@@ -79,15 +80,13 @@ def builtin_pairs(max_chars: int = BUILTIN_CHARS) -> list[tuple[str, str]]:
 
 
 def _pair_of(example: dict) -> tuple[list[dict], str]:
-    """(prompt messages, answer text) from a checked SFT row (messages, or prompt/completion as text or lists)."""
-    if "messages" in example:
-        messages = example["messages"]
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        return [dict(m) for m in messages[:last]], messages[last]["content"]
-    prompt, completion = example["prompt"], example["completion"]
-    prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-    answer = completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
-    return [dict(m) for m in prompt], answer
+    """(prompt messages, answer text) from a checked SFT row (messages, or prompt/completion as text or lists),
+    through core/rows.py, the one normaliser: the conversation before the answer (a text prompt as the user
+    turn), and the answer (assistant messages joined)."""
+    row = normalise(example)
+    if row is None:
+        raise RungError(f"not a chat or prompt/completion row: keys {', '.join(sorted(example))}")
+    return conversation(row), row["output"]
 
 
 def source_pairs(replay: str) -> list[tuple[list[dict], str]]:

@@ -25,7 +25,7 @@ def _dpo(job: dict[str, Any], resume: bool) -> dict[str, Any]:
 
 
 def _cpt(job: dict[str, Any], resume: bool) -> dict[str, Any]:
-    from rung.trainers.cpt.worker import run_job
+    from rung.trainers.cpt.loop import run_job
 
     return run_job(job, resume)
 

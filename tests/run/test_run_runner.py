@@ -325,7 +325,7 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
     """`rung run --gpus 8 --nodes 2 --node-rank 1 --main-address H` hands the cluster to accelerate's launcher."""
     import yaml
 
-    from rung.trainers.cpt import launch
+    from rung.trainers import launch
     from rung.core.errors import RungError
 
     corpus = Path(__file__).resolve().parents[2] / "examples" / "domain_corpus" / "corpus"
@@ -335,18 +335,19 @@ def test_multi_node_flags_reach_the_cpt_launcher(rung, tmp_path, monkeypatch):
         "data": {"corpus": str(corpus)}, "steps": [{"id": "cpt", "engine": "cpt", "settings": {"max_steps": 2}}]}))
     launched = {}
 
-    def fake_launch(settings, corpus_paths, out_dir, **kwargs):
-        launched.update(kwargs, corpus=[str(p) for p in corpus_paths], out_dir=str(out_dir))
+    def fake_launch(pipeline, settings, out_dir, *, job, **kwargs):
+        launched.update(kwargs, pipeline=pipeline, corpus=job["corpus"], out_dir=str(out_dir))
         raise RungError("launch recorded")
 
     monkeypatch.setattr(run_prepare, "visible_gpus", lambda: 8)
-    monkeypatch.setattr(launch, "launch_cpt", fake_launch)
+    monkeypatch.setattr(launch, "launch", fake_launch)
     result = rung("run", plan, "--gpus", 8, "--nodes", 2, "--node-rank", 1, "--main-address", "10.1.2.3",
                   "--main-port", 29600)
     assert result.exit_code == 2
     assert {k: launched[k] for k in ("gpus", "nodes", "node_rank", "main_address", "main_port")} == {
         "gpus": 8, "nodes": 2, "node_rank": 1, "main_address": "10.1.2.3", "main_port": 29600}
     assert launched["corpus"] == [str(corpus)] and launched["out_dir"] == str(tmp_path / "cpt")
+    assert launched["pipeline"] == "cpt"
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -20,7 +20,7 @@ def test_cpt_on_one_gpu_uses_bf16_and_reports_mfu(tmp_path, tiny_model_dir):
     settings = CPTSettings(model_name_or_path=str(tiny_model_dir), max_length=256, per_device_train_batch_size=16,
                            max_steps=30, eval_steps=15, save_steps=15, logging_steps=5, learning_rate=2e-3)
     result = train_cpt(settings, [EXAMPLE], tmp_path / "gpu")
-    assert result["last_loss"] < result["first_loss"]
+    assert result["final_loss"] < result["first_loss"]
     from rung.trainers.cpt import training_arguments
 
     args = training_arguments(settings, tmp_path / "args", max_steps=1, on_gpu=True)
@@ -33,11 +33,12 @@ def test_cpt_on_one_gpu_uses_bf16_and_reports_mfu(tmp_path, tiny_model_dir):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_cpt_on_two_gpus_through_accelerate(tmp_path, tiny_model_dir):
-    from rung.trainers.cpt.launch import launch_cpt
     from rung.core.settings import CPTSettings
+    from rung.trainers.cpt import cpt_job
+    from rung.trainers.launch import launch
 
     settings = CPTSettings(model_name_or_path=str(tiny_model_dir), max_length=256, per_device_train_batch_size=8,
                            max_steps=20, eval_steps=10, save_steps=10, logging_steps=5, learning_rate=2e-3)
-    result = launch_cpt(settings, [EXAMPLE], tmp_path / "ddp", gpus=2, strategy="ddp", main_port=0,
-                        echo=lambda line: None)
+    result = launch("cpt", settings, tmp_path / "ddp", job=cpt_job(settings, [EXAMPLE]), gpus=2, strategy="ddp",
+                    main_port=0, echo=lambda line: None)
     assert result["returncode"] == 0 and (tmp_path / "ddp" / "model" / "model.safetensors").exists()

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from rung.core.errors import RungError
-from rung.trainers.cpt.launch import accelerate_config, choose_strategy, launch_command, write_config
+from rung.trainers.cpt import cpt_job
+from rung.trainers.launch import accelerate_config, choose_strategy, launch, launch_command, write_config
 from rung.core.settings import CPTSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "domain_corpus" / "corpus"
@@ -22,7 +23,7 @@ def test_launch_command_is_exact_for_two_nodes(tmp_path):
     assert cmd == ["accelerate", "launch", "--config_file", str(tmp_path / "accelerate_config.yaml"),
                    "--num_processes", "16", "--num_machines", "2", "--machine_rank", "1",
                    "--main_process_ip", "10.0.0.1", "--main_process_port", "29501",
-                   "-m", "rung.trainers.cpt", "--job", str(tmp_path / "cpt_job.json"), "--resume"]
+                   "-m", "rung.trainers.worker", "--job", str(tmp_path / "cpt_job.json"), "--resume"]
 
 
 def _accelerate_reads(config: dict, tmp_path: Path, **launch):
@@ -44,7 +45,7 @@ def test_fsdp_config_is_what_accelerate_builds_its_plugin_from(tmp_path):
                                activation_checkpointing=True)
     loaded, args = _accelerate_reads(config, tmp_path, num_processes=16, num_machines=2, machine_rank=0,
                                      main_address="10.0.0.1", main_port=29500)
-    assert args.module and args.training_script == "rung.trainers.cpt"
+    assert args.module and args.training_script == "rung.trainers.worker"
     assert (args.num_processes, args.num_machines, args.machine_rank) == (16, 2, 0)
     assert (args.main_process_ip, args.main_process_port) == ("10.0.0.1", 29500)
     assert loaded.distributed_type == "FSDP" and loaded.mixed_precision == "bf16"
@@ -95,7 +96,7 @@ def test_strategy_follows_the_memory_figure():
 
 
 def test_estimator_picks_sharding_for_a_70b_model():
-    from rung.trainers.cpt.launch import estimate_strategy
+    from rung.trainers.launch import estimate_strategy
 
     strategy, why = estimate_strategy("meta-llama/Llama-3.1-70B", "full", gpus=8, gpu_memory_gb=80, seq_len=2048,
                                       micro_batch=1, gradient_checkpointing=True)
@@ -111,8 +112,6 @@ def test_estimator_picks_sharding_for_a_70b_model():
 
 
 def test_runner_is_injected_and_failure_is_one_line(tmp_path):
-    from rung.trainers.cpt.launch import launch_cpt
-
     calls = []
 
     def runner(cmd, env=None):
@@ -120,13 +119,13 @@ def test_runner_is_injected_and_failure_is_one_line(tmp_path):
         return 0
 
     settings = CPTSettings(max_length=64)
-    result = launch_cpt(settings, [EXAMPLE], tmp_path, gpus=2, cpu=True, main_port=0, runner=runner,
-                        echo=lambda line: None)
+    result = launch("cpt", settings, tmp_path, job=cpt_job(settings, [EXAMPLE]), gpus=2, cpu=True, main_port=0,
+                    runner=runner, echo=lambda line: None)
     assert calls[0][0] == result["command"] and calls[0][1]["CUDA_VISIBLE_DEVICES"] == ""
     assert yaml.safe_load((tmp_path / "accelerate_config.yaml").read_text())["num_processes"] == 2
     with pytest.raises(RungError, match="exited with code 3.*--resume"):
-        launch_cpt(settings, [EXAMPLE], tmp_path, gpus=2, cpu=True, runner=lambda cmd, env=None: 3,
-                   echo=lambda line: None)
+        launch("cpt", settings, tmp_path, job=cpt_job(settings, [EXAMPLE]), gpus=2, cpu=True,
+               runner=lambda cmd, env=None: 3, echo=lambda line: None)
 
 
 def test_dry_run_prints_command_and_config(rung, tmp_path):
@@ -138,7 +137,7 @@ def test_dry_run_prints_command_and_config(rung, tmp_path):
     argv = shlex.split(command[len("Command: "):])
     assert argv[1:] == ["launch", "--config_file", str(out / "accelerate_config.yaml"), "--num_processes", "16",
                         "--num_machines", "2", "--machine_rank", "1", "--main_process_ip", "10.0.0.1",
-                        "--main_process_port", "29500", "-m", "rung.trainers.cpt", "--job", str(out / "cpt_job.json")]
+                        "--main_process_port", "29500", "-m", "rung.trainers.worker", "--job", str(out / "cpt_job.json")]
     config = yaml.safe_load((out / "accelerate_config.yaml").read_text())
     assert config["distributed_type"] == "FSDP" and "distributed_type: FSDP" in result.output
     assert not (out / "checkpoints").exists()  # nothing trained

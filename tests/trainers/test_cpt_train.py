@@ -52,7 +52,7 @@ def test_single_process_run(single):
 
     settings, out, result = single
     assert result["global_step"] == 12 and result["processes"] == 1
-    assert result["last_loss"] < result["first_loss"] - 0.5
+    assert result["final_loss"] < result["first_loss"] - 0.5
     for name in ("metrics.json", "report.md", "loss.png", "resolved_config.yaml", "data_plan.json"):
         assert (out / name).stat().st_size > 0, name
     model = AutoModelForCausalLM.from_pretrained(result["model_dir"])
@@ -129,7 +129,7 @@ def test_two_processes_through_the_launcher_match_one(single, rung, tmp_path):
     assert [r["global_step"] for r in ranks] == [12, 12] == [one["global_step"]] * 2  # both ranks finished
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["global_batch_blocks"] == 4
-    assert metrics["last_loss"] < metrics["first_loss"] - 0.5
+    assert metrics["final_loss"] < metrics["first_loss"] - 0.5
     AutoModelForCausalLM.from_pretrained(str(out / "model"))
     # data parallel with the same global batch is the same optimisation, up to float summation order
     assert _max_diff(_weights(out / "model"), _weights(one["model_dir"])) < 1e-4
@@ -143,15 +143,16 @@ def yaml_load(path: Path):
 
 
 def test_sigkill_then_resume_continues_at_the_checkpoint_without_rereading(tmp_path, tiny_model_dir):
-    from rung.trainers.cpt import last_checkpoint, train_cpt, write_job
+    from rung.trainers.cpt import cpt_job, last_checkpoint, train_cpt
+    from rung.trainers.jobs import write_job
 
     settings = CPTSettings(model_name_or_path=str(tiny_model_dir), max_length=32, per_device_train_batch_size=4,
                            max_steps=60, save_steps=3, save_total_limit=None, eval_strategy="no",
                            logging_steps=5, learning_rate=2e-3, max_eval_samples=4)
     out = tmp_path / "killed"
-    job = write_job(out, settings, [EXAMPLE], resume=False)
+    job = write_job(out, "cpt", settings, resume=False, **cpt_job(settings, [EXAMPLE]))
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    process = subprocess.Popen([sys.executable, "-m", "rung.trainers.cpt", "--job", str(job)], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "rung.trainers.worker", "--job", str(job)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
@@ -181,7 +182,7 @@ def test_sigkill_then_resume_continues_at_the_checkpoint_without_rereading(tmp_p
 
 def test_lora_with_trainable_embeddings_through_the_engine(tmp_path, tiny_model_dir):
     from rung.core.protocol import StepContext
-    from rung.trainers.cpt import run_step
+    from rung.engines.cpt import run_step
 
     plan = {"base_model": str(tiny_model_dir), "data": {"corpus": "corpus"}}
     step = {"id": "cpt", "engine": "cpt", "settings": {

@@ -197,7 +197,7 @@ def test_job_files_and_the_worker(tmp_path):
         f'Error: {bad}: pipeline "rlhf" is not one of sft, dpo, cpt, grpo']
     from rung.trainers.worker import main
 
-    assert main(["--job", str(path)], only="cpt") == 2  # `python -m rung.trainers.cpt` runs CPT jobs only
+    assert main(["--job", str(path)], only="grpo") == 2  # `python -m rung.engines.grpo` runs GRPO jobs only
 
 
 def test_launched_strategy_from_the_environment(monkeypatch):
@@ -219,7 +219,7 @@ def test_rung_run_hands_sft_and_dpo_steps_to_the_launcher(engine, tmp_path, monk
     """--gpus 2 on a step: the same launcher as `rung train`, the step's metrics read back from metrics.json, and
     no "runs in this one process" warning any more."""
     from rung.core.protocol import StepContext
-    from rung.trainers import dpo, sft
+    from rung.engines import dpo, sft
 
     calls = []
 

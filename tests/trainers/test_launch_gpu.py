@@ -66,7 +66,7 @@ def test_fsdp_qlora_plugin_is_the_documented_one(tmp_path):
 
 
 def test_cpt_fsdp_plugin_is_fsdp2_with_full_state_dict(tmp_path):
-    from rung.trainers.cpt.launch import accelerate_config, write_config
+    from rung.trainers.launch import accelerate_config, write_config
 
     path = write_config(accelerate_config("fsdp", num_processes=1, activation_checkpointing=True), tmp_path)
     state = _launched_state(tmp_path, path)

@@ -20,7 +20,7 @@ def test_sft_then_dpo_engines_raise_margin_and_accuracy(tmp_path, capsys):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from rung.trainers import dpo, sft
+    from rung.engines import dpo, sft
     from rung.core.models import builtin_tiny_path
 
     sft_rows = (EXAMPLES / "preferences" / "data" / "train.jsonl").read_text().splitlines()[:8]

@@ -25,21 +25,20 @@ The document separator is `<|endoftext|>` when the tokenizer has it, else the to
 settings.eos_token when set: never a chat end-of-turn token such as <|im_end|>, which would teach the
 model to stop mid-text.
 
-Entry points: `train_cpt(settings, corpus, out_dir)`, the engine `run_step(step, ctx)`,
-`python -m rung.trainers.cpt --job cpt_job.json` (what `accelerate launch` runs), and `pretrained_tiny_path()`.
+Entry points: `train_cpt(settings, corpus, out_dir)`, `cpt_job(settings, corpus)` (the fields of a launched
+run's job file) and `pretrained_tiny_path()`. A launched run goes through the shared launcher and worker, as SFT
+and DPO do (trainers/launch.py, `python -m rung.trainers.worker --job RUN/cpt_job.json`); the `cpt` engine for
+`rung run` is engines/cpt.py.
 
-Files: corpus.py (pieces, split, packing, the stream), loop.py (the Trainer run), engine.py (`rung run`),
-launch.py (CPT's use of the shared launcher, trainers/launch.py), worker.py (CPT's job file and what one
-launched process runs), base_model.py (builtin:tiny-base).
+Files: corpus.py (pieces, split, packing, the stream), loop.py (the Trainer run, the job), base_model.py
+(builtin:tiny-base).
 """
 
 from rung.trainers.cpt.base_model import TINY_BASE_SPEC, pretrained_tiny_path
 from rung.trainers.cpt.corpus import (PIECE_BYTES, BlockStream, corpus_files, held_out_blocks, plan_corpus,
                                       read_pieces, separator_id, start_cursor)
-from rung.trainers.cpt.engine import run_step
-from rung.trainers.cpt.loop import last_checkpoint, train_cpt, training_arguments
-from rung.trainers.cpt.worker import write_job
+from rung.trainers.cpt.loop import cpt_job, last_checkpoint, train_cpt, training_arguments
 
-__all__ = ["TINY_BASE_SPEC", "PIECE_BYTES", "BlockStream", "corpus_files", "held_out_blocks", "last_checkpoint",
-           "plan_corpus", "pretrained_tiny_path", "read_pieces", "run_step", "separator_id", "start_cursor",
-           "train_cpt", "training_arguments", "write_job"]
+__all__ = ["TINY_BASE_SPEC", "PIECE_BYTES", "BlockStream", "corpus_files", "cpt_job", "held_out_blocks",
+           "last_checkpoint", "plan_corpus", "pretrained_tiny_path", "read_pieces", "separator_id", "start_cursor",
+           "train_cpt", "training_arguments"]

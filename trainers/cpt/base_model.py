@@ -48,7 +48,7 @@ def pretrained_tiny_path() -> Path:
         model = Path(result["model_dir"])
         (model / "RUNG_BUILTIN.md").write_text(
             "builtin:tiny-base — builtin:tiny after a short pretraining on Python's help topics "
-            f"(PSF licence), by rung. Train loss {result['first_loss']:.2f} → {result['last_loss']:.2f}.\n"
+            f"(PSF licence), by rung. Train loss {result['first_loss']:.2f} → {result['final_loss']:.2f}.\n"
             f"spec: {json.dumps(TINY_BASE_SPEC)}\n")
         return model
 

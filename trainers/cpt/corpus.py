@@ -21,7 +21,6 @@ from rung.core.settings import CPTSettings
 CORPUS_SUFFIXES = (".txt", ".md", ".jsonl")
 PIECE_BYTES = 4096            # a .txt/.md file is read in pieces of ~4 KB, cut at blank lines
 DATA_PLAN = "data_plan.json"  # the corpus plan (files, held-out pieces, block counts), cached per run dir
-JOB_FILE = "cpt_job.json"     # what a launched worker reads: settings, corpus, out_dir, resume
 MODEL_SUBDIR = "model"
 
 

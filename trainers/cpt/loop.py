@@ -10,12 +10,14 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from rung.core.errors import RungError
 from rung.core.fileio import atomic_write_json, atomic_write_text
 from rung.core.settings import CPTSettings
+from rung.trainers.common import Summary
 from rung.trainers.cpt.corpus import (MODEL_SUBDIR, BlockCollator, BlockStream, corpus_files, held_out_blocks,
                                       load_or_plan, separator_id, start_cursor)
 
@@ -34,16 +36,10 @@ def checkpoint_state(folder: Path) -> dict[str, Any] | None:
 
 
 def last_checkpoint(out_dir: Path) -> Path | None:
-    """The newest complete checkpoint under out_dir/checkpoints: trainer state and data cursor both written
-    (trainer_state.json is the Trainer's last write, so a run killed mid-save falls back one checkpoint)."""
-    from rung.trainers.common import checkpoint_dir
+    """The newest complete checkpoint under out_dir/checkpoints: trainer state and data cursor both written."""
+    from rung.trainers import common
 
-    candidates = []
-    for folder in checkpoint_dir(Path(out_dir)).glob("checkpoint-*"):
-        suffix = folder.name.split("-", 1)[1]
-        if suffix.isdigit() and checkpoint_state(folder) is not None:
-            candidates.append((int(suffix), folder))
-    return max(candidates)[1] if candidates else None
+    return common.last_checkpoint(Path(out_dir), complete=lambda folder: checkpoint_state(folder) is not None)
 
 
 def _callbacks(stream: BlockStream, global_batch: int):
@@ -175,58 +171,72 @@ def _load_model(settings: CPTSettings, on_gpu: bool):
     return model, tokenizer
 
 
-def _write_loss_png(log_history: list[dict], path: Path) -> None:
-    import matplotlib
+# the run's pieces as the phases below hand them on: what was checked, what was loaded, what trains it
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    train = [(r["step"], r["loss"]) for r in log_history if "loss" in r]
-    domain = [(r["step"], r["eval_domain_loss"]) for r in log_history if "eval_domain_loss" in r]
-    general = [(r["step"], r["eval_general_loss"]) for r in log_history if "eval_general_loss" in r]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for series, label in ((train, "train loss"), (domain, "held-out domain"), (general, "general text")):
-        if series:
-            ax.plot(*zip(*series), label=label, marker="." if len(series) < 30 else None)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.set_title("continued pretraining")
-    ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+@dataclass
+class _Inputs:
+    state: Any                        # accelerate's PartialState: this process's rank among `world`
+    on_gpu: bool
+    files: list[Path]                 # the corpus files, the replay text last
+    checkpoint: Path | None           # --resume: the checkpoint to continue from
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+    sep: int                          # the document separator's token id
+    plan: dict[str, Any]              # the corpus plan (corpus.py plan_corpus)
+    memory: dict[str, Any] | None
+
+
+@dataclass
+class _Built:
+    trainer: Any
+    stream: BlockStream
+    collator: BlockCollator
+    meter: Any                        # throughput.ThroughputCallback
+    cursor: dict[str, Any]            # where the stream starts reading
+    max_steps: int
+    global_batch: int
 
 
 def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
               resume: bool = False, general_text: str | os.PathLike | None = None,
-              callbacks: Sequence[Any] = (), show_config: bool = True) -> dict[str, Any]:
-    """Continue pretraining settings.model_name_or_path on `corpus`; writes out_dir/model and returns metrics.
+              callbacks: Sequence[Any] = (), show_config: bool = True) -> Summary:
+    """Continue pretraining settings.model_name_or_path on `corpus`; writes out_dir/model and returns the summary
+    (trainers/common.py Summary, the keys every trainer reports, plus CPT's: forgetting, throughput, data, ...).
 
-    Works as one process or as each process of an `accelerate launch` (see trainers/cpt/launch.py).
+    Works as one process or as each process of an `accelerate launch` (trainers/launch.py, trainers/worker.py).
     `callbacks`: extra transformers TrainerCallbacks (the benchmark times steps with one).
     """
-    from accelerate import PartialState
-
-    from rung.trainers import forgetting, throughput
-    from rung.trainers.common import (announce_config, quiet_libraries, resolved_config, save_full_state,
-                                      write_metrics)
+    from rung.trainers.common import quiet_libraries
 
     quiet_libraries()
+    out_dir = Path(out_dir)
+    inputs = _check_inputs(settings, corpus, out_dir, resume)
+    loaded = _load(settings, inputs, out_dir)
+    built = _build_trainer(settings, inputs, loaded, out_dir, corpus=corpus, general_text=general_text,
+                           callbacks=callbacks, show_config=show_config)
+    wall = _train(built.trainer, inputs.checkpoint)
+    return _write_outputs(settings, inputs, loaded, built, out_dir, wall=wall)
+
+
+def _check_inputs(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_dir: Path,
+                  resume: bool) -> _Inputs:
+    """Phase 1: replay settings, the corpus files (and the replay text mixed into them), existing checkpoints."""
+    from accelerate import PartialState
 
     from rung.core.fileio import make_dir
-
     from rung.trainers import replay
 
     problems = replay.replay_problems(settings.replay, settings.replay_ratio)
     if problems:
         raise RungError(problems)
-    out_dir = Path(out_dir)
     make_dir(out_dir, what="output folder")
     on_gpu = _on_gpu()
     state = PartialState(cpu=not on_gpu)
-    world = state.num_processes
     files = corpus_files(corpus)
     with state.main_process_first():  # rank 0 writes the replay text; the others find it identical
         replay_file, replay_bytes = replay.write_replay_corpus(files, settings.replay, settings.replay_ratio,
@@ -238,141 +248,190 @@ def train_cpt(settings: CPTSettings, corpus: Sequence[str | os.PathLike], out_di
             print(f"Replay: {replay_bytes:,} bytes of {source} mixed into {corpus_bytes:,} bytes of corpus "
                   f"({replay_bytes / (corpus_bytes + replay_bytes):.1%} of the text, by bytes)")
         files = files + [replay_file]
-
     checkpoint = last_checkpoint(out_dir)
     if checkpoint is not None and not resume:
         raise RungError(f"{out_dir} already holds {checkpoint.name}: pass --resume to continue that run, "
                         "or choose another --out folder")
+    return _Inputs(state=state, on_gpu=on_gpu, files=files, checkpoint=checkpoint)
 
+
+def _load(settings: CPTSettings, inputs: _Inputs, out_dir: Path) -> _Loaded:
+    """Phase 2: the memory check, the model and tokenizer, the corpus plan (rank 0 plans, the others read it)."""
     memory = None
-    if world == 1:  # one process: the estimator's figure against this device, before any weight loads
-        from rung.trainers.device import detect_device, memory_check
+    if inputs.state.num_processes == 1:  # one process: the estimator's figure against this device, before loading
         from rung.core.models import resolve_model
+        from rung.trainers.device import detect_device, memory_check
 
         memory = memory_check(resolve_model(settings.model_name_or_path), settings, method="cpt", tokens=0,
                               seq_len=settings.max_length, device=detect_device(), echo=print)
-    model, tokenizer = _load_model(settings, on_gpu)
+    model, tokenizer = _load_model(settings, inputs.on_gpu)
     sep = separator_id(tokenizer, settings.eos_token)
-    with state.main_process_first():  # rank 0 plans the corpus once; the others read its data_plan.json
-        plan = load_or_plan(files, tokenizer, settings, sep, out_dir, must_match=checkpoint is not None)
+    with inputs.state.main_process_first():  # rank 0 plans the corpus once; the others read its data_plan.json
+        plan = load_or_plan(inputs.files, tokenizer, settings, sep, out_dir, must_match=inputs.checkpoint is not None)
     if plan["train_blocks"] == 0:
         raise RungError(f"the corpus has {plan['train_tokens']} training tokens, less than one block of "
                         f"max_length={settings.max_length}: lower --max-length or add text")
+    return _Loaded(model=model, tokenizer=tokenizer, sep=sep, plan=plan, memory=memory)
 
+
+def _steps_and_cursor(settings: CPTSettings, plan: dict[str, Any], world: int,
+                      checkpoint: Path | None) -> tuple[int, int, dict[str, Any]]:
+    """(global batch in blocks, max_steps, the stream's start cursor: the checkpoint's, else the beginning)."""
     # global batch = per-device batch × processes × accumulation: 4 × 8 GPUs × 4 = 128 blocks per step
     global_batch = settings.per_device_train_batch_size * world * settings.gradient_accumulation_steps
     if settings.max_steps > 0:
         max_steps = settings.max_steps
     else:  # e.g. 1 epoch × 1,200,000 blocks / 128 = 9,375 steps
         max_steps = max(1, math.ceil(settings.num_train_epochs * plan["train_blocks"] / global_batch))
+    if checkpoint is None:
+        return global_batch, max_steps, start_cursor()
+    saved = checkpoint_state(checkpoint)["stateful_callbacks"]["DataCursorCallback"]["attributes"]
+    if saved["global_batch"] != global_batch:
+        raise RungError(f"{checkpoint}: it was trained with a global batch of {saved['global_batch']} blocks, "
+                        f"this run has {global_batch}; resume with the same batch size × processes × "
+                        "accumulation steps")
+    return global_batch, max_steps, saved["cursor"]
 
-    cursor = start_cursor()
-    if checkpoint is not None:
-        saved = checkpoint_state(checkpoint)["stateful_callbacks"]["DataCursorCallback"]["attributes"]
-        if saved["global_batch"] != global_batch:
-            raise RungError(f"{checkpoint}: it was trained with a global batch of {saved['global_batch']} blocks, "
-                            f"this run has {global_batch}; resume with the same batch size × processes × "
-                            "accumulation steps")
-        cursor = saved["cursor"]
 
+def _build_trainer(settings: CPTSettings, inputs: _Inputs, loaded: _Loaded, out_dir: Path, *,
+                   corpus: Sequence[str | os.PathLike], general_text: str | os.PathLike | None,
+                   callbacks: Sequence[Any], show_config: bool) -> _Built:
+    """Phase 3: the block stream from the cursor, the held-out domain and general blocks, the Trainer with the
+    data cursor, the forgetting monitor and the throughput meter; the resolved config printed and saved."""
     from datasets import Dataset, IterableDataset
+    from transformers import Trainer
 
-    stream = BlockStream(plan, tokenizer, settings.seed)
+    from rung.trainers import forgetting, throughput
+    from rung.trainers.common import remove_progress_bars
+
+    plan, world = loaded.plan, inputs.state.num_processes
+    global_batch, max_steps, cursor = _steps_and_cursor(settings, plan, world, inputs.checkpoint)
+    stream = BlockStream(plan, loaded.tokenizer, settings.seed)
     train_dataset = IterableDataset.from_generator(stream.generate, gen_kwargs={"start": cursor})
-    domain = held_out_blocks(plan, tokenizer, settings.max_eval_samples)
-    general = forgetting.general_blocks(tokenizer, plan["block_size"], settings.max_eval_samples, sep,
+    domain = held_out_blocks(plan, loaded.tokenizer, settings.max_eval_samples)
+    general = forgetting.general_blocks(loaded.tokenizer, plan["block_size"], settings.max_eval_samples, loaded.sep,
                                         general_text)
     eval_dataset = {"general": Dataset.from_dict({"input_ids": general})}
     if domain:  # eval_fraction=0 holds nothing out
         eval_dataset = {"domain": Dataset.from_dict({"input_ids": domain}), **eval_dataset}
-
     fsdp_ckpt = os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() == "true"
-    args = training_arguments(settings, out_dir, max_steps=max_steps, on_gpu=on_gpu,
+    args = training_arguments(settings, out_dir, max_steps=max_steps, on_gpu=inputs.on_gpu,
                               fsdp_activation_checkpointing=fsdp_ckpt)
-    tokens_per_step = global_batch * plan["block_size"]
-    meter = throughput.ThroughputCallback(tokens_per_step=tokens_per_step, model=model,
+    meter = throughput.ThroughputCallback(tokens_per_step=global_batch * plan["block_size"], model=loaded.model,
                                           adapter=settings.adapter, world_size=world)
     monitor = forgetting.ForgettingMonitor(warn_ratio=settings.general_ppl_warn_ratio)
     collator = BlockCollator()
-
-    from transformers import Trainer
-
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      data_collator=collator, processing_class=tokenizer,
+    trainer = Trainer(model=loaded.model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      data_collator=collator, processing_class=loaded.tokenizer,
                       callbacks=[_callbacks(stream, global_batch), monitor, meter, *callbacks])
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)  # the meter and the monitor print one line per log instead
-    trainer.remove_callback(ProgressCallback)
-    if state.is_main_process:
-        announce_config(resolved_config(
-            settings, engine="cpt", corpus=[str(c) for c in corpus], corpus_files=len(files),
-            general_text=str(general_text) if general_text else "builtin: held-out Python help topics",
-            separator=tokenizer.convert_ids_to_tokens(sep), max_steps=max_steps, global_batch_blocks=global_batch,
-            processes=world, resume_from=str(checkpoint) if checkpoint else None), out_dir, print, show=show_config)
-        print(f"rung cpt: {plan['train_tokens']:,} training tokens in {plan['train_blocks']:,} blocks of "
-              f"{plan['block_size']}, {len(domain)} held-out domain blocks, {len(general)} general blocks; "
-              f"{max_steps} steps × {global_batch} blocks ({world} process{'es' if world > 1 else ''})"
-              + (f"; resuming from {checkpoint.name} at block {cursor['block']}" if checkpoint else ""),
-              flush=True)
+    remove_progress_bars(trainer)  # the meter and the monitor print one line per log instead
+    if inputs.state.is_main_process:
+        _announce(settings, inputs, loaded, out_dir, corpus=corpus, general_text=general_text, max_steps=max_steps,
+                  global_batch=global_batch, cursor=cursor, eval_blocks=(len(domain), len(general)),
+                  show_config=show_config)
     monitor.trainer = trainer  # runs the "before" evaluation at the start of training (see forgetting.py)
+    return _Built(trainer=trainer, stream=stream, collator=collator, meter=meter, cursor=cursor,
+                  max_steps=max_steps, global_batch=global_batch)
+
+
+def _announce(settings: CPTSettings, inputs: _Inputs, loaded: _Loaded, out_dir: Path, *,
+              corpus: Sequence[str | os.PathLike], general_text: str | os.PathLike | None, max_steps: int,
+              global_batch: int, cursor: dict[str, Any], eval_blocks: tuple[int, int], show_config: bool) -> None:
+    """The resolved config (printed and saved as resolved_config.yaml) and one line on the corpus and the steps."""
+    from rung.trainers.common import announce_config, resolved_config
+
+    plan, world, checkpoint = loaded.plan, inputs.state.num_processes, inputs.checkpoint
+    announce_config(resolved_config(
+        settings, engine="cpt", corpus=[str(c) for c in corpus], corpus_files=len(inputs.files),
+        general_text=str(general_text) if general_text else "builtin: held-out Python help topics",
+        separator=loaded.tokenizer.convert_ids_to_tokens(loaded.sep), max_steps=max_steps,
+        global_batch_blocks=global_batch, processes=world, resume_from=str(checkpoint) if checkpoint else None),
+        out_dir, print, show=show_config)
+    print(f"rung cpt: {plan['train_tokens']:,} training tokens in {plan['train_blocks']:,} blocks of "
+          f"{plan['block_size']}, {eval_blocks[0]} held-out domain blocks, {eval_blocks[1]} general blocks; "
+          f"{max_steps} steps × {global_batch} blocks ({world} process{'es' if world > 1 else ''})"
+          + (f"; resuming from {checkpoint.name} at block {cursor['block']}" if checkpoint else ""),
+          flush=True)
+
+
+def _train(trainer, checkpoint: Path | None) -> float:
+    """Phase 4: trainer.train() from the checkpoint, then the "after" evaluation unless the last step ran one.
+    Returns the seconds trainer.train() took."""
+    from rung.trainers import forgetting
+    from rung.trainers.common import run_trainer
+
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    train_seconds = time.perf_counter() - started
+    run_trainer(trainer, str(checkpoint) if checkpoint else None)
+    wall = time.perf_counter() - started
     evaluated = forgetting.forgetting_table(trainer.state.log_history)
     if not evaluated or evaluated[-1]["step"] != trainer.state.global_step:
         trainer.evaluate()  # "after" (unless the last step's evaluation already ran)
+    return wall
 
+
+def _write_outputs(settings: CPTSettings, inputs: _Inputs, loaded: _Loaded, built: _Built, out_dir: Path, *,
+                   wall: float) -> Summary:
+    """Phase 5: the model (or the adapter, then merged), metrics.json, report.md, loss.png, each rank's record."""
+    from rung.trainers import forgetting
+    from rung.trainers.common import plot_curves, save_full_state, write_metrics
+
+    trainer, state, checkpoint = built.trainer, inputs.state, inputs.checkpoint
     model_dir = out_dir / MODEL_SUBDIR
     save_full_state(trainer)  # FSDP + QLoRA checkpoints are sharded; the saved adapter is not
-    if settings.adapter == "full":
-        trainer.save_model(str(model_dir))  # gathers FSDP / ZeRO-3 shards; safetensors
-    else:
-        trainer.save_model(str(out_dir / "adapter"))
+    trainer.save_model(str(model_dir if settings.adapter == "full" else out_dir / "adapter"))  # gathers shards
     state.wait_for_everyone()
     for folder in (model_dir, out_dir / "adapter"):  # the Trainer's pickled arguments: not part of a model
         (folder / "training_args.bin").unlink(missing_ok=True)
-
     history = trainer.state.log_history
     table = forgetting.forgetting_table(history)
     warnings = forgetting.warnings_for(table, settings.general_ppl_warn_ratio)
-    losses = [r["loss"] for r in history if "loss" in r]
-    result: dict[str, Any] = {
-        "model_dir": str(model_dir),
-        "global_step": trainer.state.global_step,
-        "max_steps": max_steps,
-        "global_batch_blocks": global_batch,
-        "block_size": plan["block_size"],
-        "processes": world,
-        "resumed_from": checkpoint.name if checkpoint else None,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
-        "train_loss": output.training_loss,
-        "train_tokens_in_corpus": plan["train_tokens"],
-        "tokens_trained": (trainer.state.global_step - (int(checkpoint.name.split("-")[1]) if checkpoint else 0))
-        * tokens_per_step,
-        "train_seconds": round(train_seconds, 2),
-        "throughput": meter.summary(),
-        "forgetting": table,
-        "warnings": warnings,
-        "data": {"first_block_read": stream.first_block, "blocks_read": stream.blocks_read,
-                 "start_cursor": cursor, "blocks_collated": len(collator.seen)},
-        "memory": memory,
-    }
+    if state.is_main_process and settings.adapter != "full":
+        _merge_adapter(settings, out_dir / "adapter", model_dir)
+    summary = write_metrics(out_dir, history, _extras(settings, inputs, loaded, built, model_dir, wall=wall,
+                                                      table=table, warnings=warnings),
+                            write=state.is_main_process)
     if state.is_main_process:
-        if settings.adapter != "full":
-            _merge_adapter(settings, out_dir / "adapter", model_dir)
-        write_metrics(out_dir, history, result)
-        atomic_write_text(out_dir / "report.md", report_markdown(result))
-        _write_loss_png(history, out_dir / "loss.png")
+        atomic_write_text(out_dir / "report.md", report_markdown(summary))
+        plot_curves(out_dir / "loss.png", {
+            "train loss": [(r["step"], r["loss"]) for r in history if "loss" in r],
+            "held-out domain": [(r["step"], r["eval_domain_loss"]) for r in history if "eval_domain_loss" in r],
+            "general text": [(r["step"], r["eval_general_loss"]) for r in history if "eval_general_loss" in r]},
+            "loss (nats/token)", "continued pretraining")
         for line in warnings:
             print(f"WARNING: {line}", file=sys.stderr, flush=True)
     atomic_write_json(out_dir / "ranks" / f"rank{state.process_index}.json",
                       {"rank": state.process_index, "global_step": trainer.state.global_step,
-                       "blocks_collated": len(collator.seen)})
-    result["blocks_seen"] = list(collator.seen)
+                       "blocks_collated": len(built.collator.seen)})
+    summary["blocks_seen"] = list(built.collator.seen)
     state.wait_for_everyone()
-    return result
+    return summary
+
+
+def _extras(settings: CPTSettings, inputs: _Inputs, loaded: _Loaded, built: _Built, model_dir: Path, *,
+            wall: float, table: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
+    """The summary's keys beside those write_metrics takes from the log history (first/final loss)."""
+    trainer, plan, checkpoint = built.trainer, loaded.plan, inputs.checkpoint
+    start_step = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+    tokens_per_step = built.global_batch * plan["block_size"]
+    domain = [r["eval_domain_loss"] for r in trainer.state.log_history if "eval_domain_loss" in r]
+    rate = built.meter.summary()
+    return {
+        "pipeline": "cpt", "adapter": settings.adapter, "base_model": settings.model_name_or_path,
+        "model_dir": str(model_dir),
+        "global_step": trainer.state.global_step, "wall_s": round(wall, 2),
+        "tokens_per_s": rate.get("tokens_per_second"),
+        "final_eval_loss": domain[-1] if domain else None,  # the held-out domain blocks' loss
+        "processes": inputs.state.num_processes,
+        "resumed_from_step": start_step, "steps_this_run": trainer.state.global_step - start_step,
+        "resumed_from": checkpoint.name if checkpoint else None,
+        "max_steps": built.max_steps, "global_batch_blocks": built.global_batch, "block_size": plan["block_size"],
+        "train_tokens_in_corpus": plan["train_tokens"],
+        "tokens_trained": (trainer.state.global_step - start_step) * tokens_per_step,
+        "throughput": rate, "forgetting": table, "warnings": warnings,
+        "data": {"first_block_read": built.stream.first_block, "blocks_read": built.stream.blocks_read,
+                 "start_cursor": built.cursor, "blocks_collated": len(built.collator.seen)},
+        "memory": loaded.memory,
+    }
 
 
 def _merge_adapter(settings: CPTSettings, adapter_dir: Path, model_dir: Path) -> None:
@@ -401,7 +460,7 @@ def report_markdown(result: dict[str, Any]) -> str:
         f"- {result['global_step']} optimizer steps × {result['global_batch_blocks']} blocks of "
         f"{result['block_size']} tokens on {result['processes']} process(es)"
         + (f", resumed from {result['resumed_from']}" if result["resumed_from"] else ""),
-        f"- train loss {result['first_loss']:.3f} → {result['last_loss']:.3f}" if result["first_loss"] else "",
+        f"- train loss {result['first_loss']:.3f} → {result['final_loss']:.3f}" if result["first_loss"] else "",
         f"- throughput {tp.get('tokens_per_second', 0):,.0f} tokens/s; MFU "
         + (f"{tp['mfu']:.1%}" if tp.get("mfu") is not None else f"n/a ({tp.get('mfu_note', 'CPU')})"),
         "",
@@ -413,3 +472,23 @@ def report_markdown(result: dict[str, Any]) -> str:
     return "\n".join(line for line in lines if line is not None) + "\n"
 
 
+
+
+# ─────────────────────────────────────────── launched ───────────────────────────────────────────
+
+
+def cpt_job(settings: CPTSettings, corpus: Sequence[str | os.PathLike],
+            general_text: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The job's CPT fields (trainers/jobs.py writes them beside the settings), after every corpus problem has
+    been reported here, once, before any process starts."""
+    corpus_files(corpus)
+    return {"corpus": [str(Path(c).resolve()) for c in corpus],
+            "general_text": str(general_text) if general_text else None}
+
+
+def run_job(job: dict[str, Any], resume: bool = False) -> dict[str, Any]:
+    """One process of a launched CPT run: `python -m rung.trainers.worker --job cpt_job.json`."""
+    from rung.trainers.jobs import job_settings
+
+    return train_cpt(job_settings(CPTSettings, job), job["corpus"], job["out_dir"],
+                     resume=bool(job.get("resume")) or resume, general_text=job.get("general_text"))
