@@ -39,14 +39,14 @@ def _no_cuda() -> bool:
 def launch_step(pipeline: str, settings: Any, ctx: StepContext, *, job: dict[str, Any],
                 module: str = launch.WORKER_MODULE) -> dict[str, Any]:
     """A launched step: the shared launcher with the step's --gpus/--nodes/--node-rank/--main-address/--main-port.
-    On a machine without CUDA the processes run on CPU (gloo), as `rung train --cpu` does. Returns the main
-    process's metrics.json, or {"node_rank": R} on a node other than rank 0's (that node writes metrics.json)."""
+    With --cpu, or on a machine without CUDA, the processes run on CPU (gloo), as `rung train --cpu` does. Returns
+    the main process's metrics.json, or {"node_rank": R} on a node other than rank 0's (that node writes metrics.json)."""
     out_dir = Path(ctx.run_dir)
     node_rank = int(ctx.node_rank or 0)
     launch.launch(pipeline, settings, out_dir, job=job, gpus=max(1, int(ctx.gpus or 1)), nodes=int(ctx.nodes or 1),
                   node_rank=node_rank, main_address=ctx.main_address,
                   main_port=int(ctx.main_port if ctx.main_port is not None else launch.DEFAULT_PORT),
-                  cpu=_no_cuda(), resume=ctx.resume, echo=click.echo, module=module)
+                  cpu=ctx.cpu or _no_cuda(), resume=ctx.resume, echo=click.echo, module=module)
     metrics = out_dir / "metrics.json"
     if not metrics.is_file():  # another node's run folder: the node with rank 0 writes metrics.json
         return {"node_rank": node_rank}

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import click
 
-from rung.trainers import common, data
+from rung.trainers import common, data, jobs
 from rung.trainers import device as device_mod
 from rung.core.settings import DPOSettings
 
@@ -130,8 +130,9 @@ def _probe_at_start(trainer, probe):
     """A TrainerCallback that scores the probe pairs when training starts (step 0), into its .scores.
 
     Not before trainer.train(): an evaluate() first leaves the model marked as prepared by accelerate but not
-    wrapped in DistributedDataParallel, and every DDP rank then trains on its own (transformers 5.24 + accelerate
-    1.15; measured: the two ranks' LoRA weights differed after one step; trainers/forgetting.py has the same note).
+    wrapped in DistributedDataParallel, and every DDP rank then trains on its own (measured with transformers 5.24 +
+    accelerate 1.15: the two ranks' LoRA weights differed after one step; tests/trainers/test_launch_train.py checks
+    that 2 processes train as 1 does; trainers/forgetting.py has the same note).
     In on_train_begin the Trainer has already wrapped the model."""
     from transformers import TrainerCallback
 
@@ -167,7 +168,7 @@ class _Loaded:
     new_adapter: bool
     reference: str                    # what the reference model is, in words
     device: device_mod.Device
-    sharded: bool
+    sharded: bool                     # FSDP / ZeRO-3: this process holds a shard of the weights
     memory: dict[str, Any] | None
 
 
@@ -377,16 +378,10 @@ def _write_outputs(settings: DPOSettings, inputs: _Inputs, loaded: _Loaded, buil
 
 
 def dpo_job(settings: DPOSettings, data_path: str | Path, eval_path: str | Path | None) -> dict[str, Any]:
-    """The job's DPO fields (trainers/jobs.py writes them beside the settings), after every pair problem has
-    been reported here, once, before any process starts."""
-    data.load_train_eval(Path(data_path), Path(eval_path) if eval_path else None, "dpo", settings.eval_fraction,
-                         settings.seed)
-    return {"data": str(Path(data_path).resolve()), "eval_data": str(Path(eval_path).resolve()) if eval_path else None}
+    """The launched job's fields, every data problem reported before any process starts (trainers/jobs.py)."""
+    return jobs.data_job("dpo", settings, data_path, eval_path)
 
 
 def run_job(job: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """One process of a launched DPO run: `python -m rung.trainers.worker --job dpo_job.json`."""
-    from rung.trainers.jobs import job_settings
-
-    return train_dpo(job_settings(DPOSettings, job), job["data"], job["out_dir"], eval_path=job.get("eval_data"),
-                     resume=bool(job.get("resume")) or resume)
+    return jobs.run_data_job(train_dpo, DPOSettings, job, resume)

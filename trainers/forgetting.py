@@ -166,7 +166,8 @@ def _monitor_class():
             # The "before" evaluation runs here, once the Trainer has wrapped the model for training, and not
             # before trainer.train(): an evaluate() first leaves the model marked as prepared by accelerate
             # but not wrapped in DistributedDataParallel, and every DDP rank would then train on its own
-            # (transformers 5.24 + accelerate 1.15; seen as different gradients per rank). Logged at step 0,
+            # (seen with transformers 5.24 + accelerate 1.15 as different gradients per rank; with the locked versions
+            # tests/trainers/test_launch_train.py checks that 2 processes train as 1 does). Logged at step 0,
             # it is part of the log history that checkpoints keep, so a resumed run keeps its baseline.
             if state.global_step == 0 and self.trainer is not None:
                 self.trainer.evaluate()

@@ -80,3 +80,19 @@ def quant_storage_dtype() -> str | None:
     ZeRO-3 can only shard floating-point tensors; PEFT's docs: the storage dtype matches the model's dtype),
     else None (bitsandbytes' default, uint8)."""
     return "bfloat16" if weights_sharded() else None
+
+
+def data_job(kind: str, settings: Any, data_path: str | os.PathLike, eval_path: str | os.PathLike | None) -> dict[str, Any]:
+    """The job fields of a pipeline that reads a data file and an optional eval file (SFT, DPO): every data
+    problem is reported here, once, before any process starts (trainers/data.py load_train_eval)."""
+    from rung.trainers import data
+
+    data.load_train_eval(Path(data_path), Path(eval_path) if eval_path else None, kind, settings.eval_fraction,
+                         settings.seed)
+    return {"data": str(Path(data_path).resolve()), "eval_data": str(Path(eval_path).resolve()) if eval_path else None}
+
+
+def run_data_job(train: Any, cls: type, job: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """One process of a launched SFT or DPO run: `train(settings, data, out_dir, eval_path=..., resume=...)`."""
+    return train(job_settings(cls, job), job["data"], job["out_dir"], eval_path=job.get("eval_data"),
+                 resume=bool(job.get("resume")) or resume)

@@ -166,8 +166,9 @@ def _fsdp_qlora_config(offload_params: bool) -> dict[str, Any]:
     GPUs", huggingface.co/docs/peft/accelerate/fsdp, peft v0.21.2 docs/source/accelerate/fsdp.md) and
     bitsandbytes (huggingface.co/docs/bitsandbytes/fsdp_qlora):
     - FSDP1: FSDP2's fully_shard turns Params4bit into plain tensors and loses the quantization state;
-      accelerate 1.15 leaves such weights unsharded (accelerate PR #3987) and FSDP2 QLoRA is an open
-      feature request (accelerate #3874), so the documented FSDP1 path is the one that shards 4-bit weights;
+      accelerate leaves such weights unsharded (accelerate PR #3987, merged: it excludes them from fully_shard;
+      tests/trainers/test_launch_gpu.py checks the FSDP1 plugin this builds under a real launch) and FSDP2 QLoRA
+      is an open feature request (accelerate #3874), so the documented FSDP1 path is the one that shards 4-bit weights;
     - use_orig_params false (PEFT: needed "to realize GPU memory savings"; the Trainer then wraps the LoRA
       layers apart from the frozen ones with peft's fsdp_auto_wrap_policy, transformers update_fsdp_plugin_peft);
     - cpu_ram_efficient_loading + sync_module_states: rank 0 reads the weights, the others receive them;

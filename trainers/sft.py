@@ -38,7 +38,7 @@ import click
 
 from rung.core.errors import RungError
 from rung.core.fileio import make_dir
-from rung.trainers import common, data, replay
+from rung.trainers import common, data, jobs, replay
 from rung.trainers import device as device_mod
 from rung.core.settings import SFTSettings, to_dict
 
@@ -352,19 +352,13 @@ def _extras(settings: SFTSettings, inputs: _Inputs, loaded: _Loaded, built: _Bui
 
 
 def sft_job(settings: SFTSettings, data_path: str | Path, eval_path: str | Path | None) -> dict[str, Any]:
-    """The job's SFT fields (trainers/jobs.py writes them beside the settings), after every data problem has
-    been reported here, once, before any process starts."""
-    data.load_train_eval(Path(data_path), Path(eval_path) if eval_path else None, "sft", settings.eval_fraction,
-                         settings.seed)
-    return {"data": str(Path(data_path).resolve()), "eval_data": str(Path(eval_path).resolve()) if eval_path else None}
+    """The launched job's fields, every data problem reported before any process starts (trainers/jobs.py)."""
+    return jobs.data_job("sft", settings, data_path, eval_path)
 
 
 def run_job(job: dict[str, Any], resume: bool = False) -> dict[str, Any]:
     """One process of a launched SFT run: `python -m rung.trainers.worker --job sft_job.json`."""
-    from rung.trainers.jobs import job_settings
-
-    return train_sft(job_settings(SFTSettings, job), job["data"], job["out_dir"], eval_path=job.get("eval_data"),
-                     resume=bool(job.get("resume")) or resume)
+    return jobs.run_data_job(train_sft, SFTSettings, job, resume)
 
 
 __all__ = ["build_sft_config", "train_sft", "run_job", "sft_job", "to_dict"]

@@ -375,7 +375,7 @@ def _write_outputs(settings: CPTSettings, inputs: _Inputs, loaded: _Loaded, buil
     from rung.trainers import forgetting
     from rung.trainers.common import plot_curves, save_full_state, write_metrics
 
-    trainer, state, checkpoint = built.trainer, inputs.state, inputs.checkpoint
+    trainer, state = built.trainer, inputs.state
     model_dir = out_dir / MODEL_SUBDIR
     save_full_state(trainer)  # FSDP + QLoRA checkpoints are sharded; the saved adapter is not
     trainer.save_model(str(model_dir if settings.adapter == "full" else out_dir / "adapter"))  # gathers shards
