@@ -18,10 +18,8 @@ import yaml
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-# `rung run --gpus 1` checks that torch sees a GPU; on this CPU machine the check answers 1, and the launcher
-# then runs the processes on CPU (gloo), as `rung train --cpu` does. Everything else is the real CLI.
-RUNG = ("import sys; import rung.run.prepare as prepare; prepare.visible_gpus = lambda: 1; "
-        "from rung.cli.main import main; sys.argv[0] = 'rung'; sys.exit(main())")
+# The real command line, as a console script runs it: `rung run ... --nodes 2 --cpu` (one process per node, gloo).
+RUNG = "import sys; from rung.cli.main import main; sys.argv[0] = 'rung'; sys.exit(main())"
 
 
 def _free_port() -> int:
@@ -45,7 +43,7 @@ def test_cpt_step_on_two_nodes(tmp_path, tiny_model_dir):
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     nodes = [subprocess.Popen(
-        [sys.executable, "-c", RUNG, "run", str(plan), "--out", str(tmp_path / f"node{rank}"), "--gpus", "1",
+        [sys.executable, "-c", RUNG, "run", str(plan), "--out", str(tmp_path / f"node{rank}"), "--cpu",
          "--nodes", "2", "--node-rank", str(rank), "--main-address", "127.0.0.1", "--main-port", str(port)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
     try:
