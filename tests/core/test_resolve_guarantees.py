@@ -54,8 +54,8 @@ def test_problems_name_the_flag_the_set_key_or_the_file_key():
     assert problems == ["--set epochs: must be an integer at least 1 and at most 10, got 0"]
     _, problems = merge(Demo, [("plan.yaml: steps[0].settings", {"epochs": "x"})])
     assert problems == ["plan.yaml: steps[0].settings.epochs: expected int, got 'x'"]
-    _, problems = merge(Demo, [("option", {"epochs": 11})])   # a field without a flag: named like --set
-    assert problems == ["option epochs: must be an integer at least 1 and at most 10, got 11"]
+    _, problems = merge(Demo, [("option", {"epochs": 11})])   # a field without a flag of its own: --its-name
+    assert problems == ["--epochs: must be an integer at least 1 and at most 10, got 11"]
 
 
 def test_an_unknown_key_is_named_with_its_layer():
