@@ -67,3 +67,25 @@ def test_a_worse_candidate_that_also_forgot_is_refused_for_its_score():
 def test_no_forgetting_key_at_all_is_no_warning():
     verdict, _ = decide(diff(0.3, True, low=0.1, high=0.5), {"checked": True}, 1.2)
     assert verdict == SHIP
+
+
+# --------------------------------------------------------------------------------------- what a DON'T SHIP asks
+
+def test_forgetting_advice_says_retrain_with_replay_and_gate_again():
+    from rung.engines.gate import next_move
+
+    line = next_move({"verdict": DONT_SHIP, "forgetting": FORGOT}, "base", "sft")
+    assert line.startswith(" — the candidate won on the task but forgot general text: retrain with replay, ")
+    assert line.endswith("leaves the base weights alone), a lower learning rate or fewer steps, and gate again.")
+
+
+def test_the_replay_step_is_the_gated_step_or_the_last_training_step_before_it_never_one_after():
+    from rung.engines.gate import replay_step
+
+    plan = {"steps": [{"id": "corpus", "engine": "cpt"}, {"id": "pref", "engine": "dpo", "from_step": "corpus"},
+                      {"id": "late", "engine": "sft"}]}
+    assert replay_step(plan, "corpus") == "corpus"   # continued pretraining takes replay
+    assert replay_step(plan, "pref") == "corpus"     # not "late": it comes after the gated step
+    assert replay_step(plan, "unknown") == "late"    # a source the plan does not name: the last training step
+    assert replay_step(plan, None) == "late"
+    assert replay_step({}, "x") is None

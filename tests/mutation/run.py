@@ -55,8 +55,9 @@ TARGETS: dict[str, list[str] | None] = {
                          "_budget_stage"],
     # threshold references in rules ({ref: name}) resolved before a test is applied
     "advisor/rulebook.py": ["is_reference", "resolve"],
-    # the evidence stage's input: a probe's evidence.yaml checked, then turned into facts for the rules
-    "advisor/evidence.py": ["_fraction", "validate_evidence", "evidence_facts", "summary"],
+    # the evidence stage's input: a probe's evidence.yaml turned into facts for the rules, and its summary
+    # (validate_evidence, the file's checks and their messages, is not mutated)
+    "advisor/evidence.py": ["_fraction", "evidence_facts", "summary"],
     # scores, the metric choice, bootstrap CIs, the paired test (not the option and name messages)
     "engines/metrics.py": ["normalize", "parse_json", "same_json", "exact_match", "normalized_match", "token_f1",
                            "json_valid", "json_schema", "json_match", "chrf", "rouge_l", "regex", "_looks_like_json",
@@ -78,8 +79,10 @@ TARGETS: dict[str, list[str] | None] = {
     "rag/ingest.py": ["_find_changes", "_nothing_changed"],
     "rag/chunking.py": ["resolve_settings", "Chunker._hard_cut", "Chunker.split", "Chunker._clip", "_only_headings",
                         "embed_text"],
-    # settings resolution: defaults < plan.yaml < --set, coercion and range checks
-    "core/resolve.py": None,
+    # settings resolution: defaults < plan.yaml < --set, coercion and range checks (not range_text: the
+    # wording of a range in a message)
+    "core/resolve.py": ["parse_value", "coerce", "range_problem", "is_integer_hint", "unknown_keys", "value_name",
+                        "merge", "resolve", "plan_layers", "step_settings"],
 }
 
 # The fast tests that cover those modules (mutmut runs, for each mutant, only the ones that reach its function).
@@ -91,11 +94,16 @@ TESTS = [
     "tests/advisor/test_rule_boundaries.py",
     "tests/advisor/test_thresholds_are_data.py",
     "tests/advisor/test_evidence.py",
+    "tests/advisor/test_evidence_guarantees.py",
+    "tests/advisor/test_rules_guarantees.py",
     "tests/advisor/test_advisor_estimator.py",
     "tests/advisor/test_estimator_by_hand.py",
     "tests/engines/test_metrics.py",
+    "tests/engines/test_gate_guarantees.py",
     "tests/engines/test_gate_replay_advice.py",
+    "tests/engines/test_prompts_guarantees.py",
     "tests/rag/test_rag_chunking.py",
+    "tests/rag/test_ingest_guarantees.py",
     "tests/core/test_settings.py",
     "tests/core/test_step_settings.py",
     "tests/core/test_resolve_guarantees.py",
