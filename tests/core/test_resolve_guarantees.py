@@ -83,3 +83,99 @@ def test_every_problem_is_reported_at_once():
         resolve(Demo, [("--set", {"epochs": 0, "learning_rate": 0.0, "mode": "x"})])
     text = str(caught.value)
     assert "epochs" in text and "--set learning_rate" in text and '"x" is not one of' in text
+
+
+# --------------------------------------------------------------------------------------- types, item by item
+
+def test_a_typed_list_checks_every_item_and_names_the_first_bad_one():
+    assert coerce("ids", list[int], [1, 2]) == ([1, 2], None)
+    assert coerce("ids", list[int], [1, "a", "b"]) == ([1, "a", "b"], "ids: expected a list of int, got an item 'a'")
+    assert coerce("names", list[str], ("a", "b")) == (["a", "b"], None)   # a tuple becomes a list
+    assert coerce("anything", list, [1, "a"]) == ([1, "a"], None)         # an untyped list takes any items
+
+
+def test_a_boolean_is_not_a_number_and_a_number_is_not_a_boolean():
+    assert coerce("b", bool, True) == (True, None)
+    assert coerce("n", int, True)[1] == "n: expected int, got True"
+    assert coerce("b", bool, 1)[1] == "b: expected bool, got 1"
+
+
+def test_a_mapping_is_only_a_mapping():
+    assert coerce("m", dict, {"a": 1}) == ({"a": 1}, None)
+    assert coerce("m", dict, "a: 1")[1] == "m: expected dict, got 'a: 1'"
+    assert coerce("s", str, {"a": 1})[1] is not None
+
+
+def test_a_number_written_as_text_becomes_a_float_only_where_a_float_is_wanted():
+    assert coerce("lr", float, "2e-4") == (0.0002, None)        # YAML 1.1 reads 2e-4 as a string
+    assert coerce("lr", float | None, "1e-3") == (0.001, None)
+    assert coerce("steps", int, "3")[1] == "steps: expected int, got '3'"
+    assert coerce("lr", float, "fast")[1] == "lr: expected float, got 'fast'"
+
+
+def test_a_union_names_every_type_it_takes():
+    assert coerce("x", int | str, [1])[1] == "x: expected int or str, got [1]"
+
+
+# --------------------------------------------------------------------------------------- names and plan layers
+
+def test_an_option_without_a_flag_of_its_own_is_named_by_its_field_with_dashes():
+    from rung.core.resolve import value_name
+
+    @dataclasses.dataclass
+    class WithUnderscore:
+        max_new_tokens: int = setting(8, "tokens", minimum=1)
+
+    field = dataclasses.fields(WithUnderscore)[0]
+    assert value_name("option", "max_new_tokens", field) == "--max-new-tokens"
+    assert value_name("--set", "max_new_tokens", field) == "--set max_new_tokens"
+    assert value_name("plan.yaml: steps[0].settings", "max_new_tokens", field) == \
+        "plan.yaml: steps[0].settings.max_new_tokens"
+
+
+def test_the_plans_base_model_and_adapter_are_layers_only_where_they_apply():
+    from rung.core.resolve import plan_layers
+
+    plan = {"base_model": "m", "adapter": "qlora"}
+    assert plan_layers("sft", plan, {}, "plan") == [("plan: base_model", {"model_name_or_path": "m"}),
+                                                     ("plan: adapter", {"adapter": "qlora"})]
+    assert plan_layers("sft", plan, {"from_step": "earlier"}, "plan") == [("plan: adapter", {"adapter": "qlora"})]
+    assert plan_layers("cpt", plan, {}, "plan") == [("plan: base_model", {"model_name_or_path": "m"})]
+    assert plan_layers("gate", plan, {}, "plan") == []
+    assert plan_layers("sft", {}, {}, "plan") == []
+
+
+def ctx(plan: dict, outputs: dict | None = None, cli: dict | None = None):
+    from pathlib import Path
+
+    from rung.core.protocol import StepContext
+
+    return StepContext(plan=plan, plan_dir=Path("."), run_dir=Path("."), outputs=outputs or {}, cli_settings=cli or {})
+
+
+def test_a_step_from_another_step_trains_that_steps_model_even_when_its_setting_is_empty():
+    from rung.core.resolve import step_settings
+    from rung.core.settings import SFTSettings
+
+    step = {"id": "s2", "engine": "sft", "from_step": "s1", "settings": {"model_name_or_path": None}}
+    settings = step_settings(SFTSettings, step, ctx({"base_model": "base"}, {"s1": {"model_dir": "/runs/s1/model"}}))
+    assert settings.model_name_or_path == "/runs/s1/model"
+    plain = step_settings(SFTSettings, {"id": "s1", "engine": "sft"}, ctx({"base_model": "base"}))
+    assert plain.model_name_or_path == "base"
+    named = step_settings(SFTSettings, {"id": "s2", "engine": "sft", "from_step": "s1",
+                                        "settings": {"model_name_or_path": "mine"}},
+                          ctx({"base_model": "base"}, {"s1": {"model_dir": "/runs/s1/model"}}))
+    assert named.model_name_or_path == "mine"
+
+
+def test_a_steps_problems_name_the_plan_the_step_and_the_set_flag():
+    from rung.core.resolve import step_settings
+    from rung.core.settings import SFTSettings
+
+    with pytest.raises(RungError) as error:
+        step_settings(SFTSettings, {"id": "s1", "engine": "sft", "settings": {"learning_rate": -1.0}},
+                      ctx({"base_model": 5}, cli={"lora_r": 0}))
+    text = str(error.value)
+    assert "plan: base_model.model_name_or_path: expected str, got 5" in text
+    assert "steps.s1.settings.learning_rate: must be" in text
+    assert "--set s1.lora_r: must be" in text

@@ -162,3 +162,43 @@ def test_nothing_changed_records_the_sources_named_another_way(tmp_path):
     summary = _nothing_changed(s, IngestSummary(), 0, time.perf_counter())
     assert target.updated == [sorted([str((tmp_path / "docs").resolve()), str((tmp_path / "b").resolve())])]
     assert summary.index_type == "flat"
+
+
+def test_an_old_manifest_without_a_chunker_or_skipped_record_reads_every_file(tmp_path):
+    old = manifest({"a.md": "alpha"})
+    del old["chunker"], old["skipped"]
+    s, _, _ = changes(tmp_path, old, {"a.md": "alpha"})
+    assert names(s.changed) == ["a.md"]
+    old = manifest({"a.md": "alpha"})
+    del old["skipped"]
+    s, _, _ = changes(tmp_path, old, {"a.md": "alpha"})
+    assert s.changed == []
+
+
+def test_every_skipped_file_is_counted_and_kept_in_the_sync(tmp_path):
+    s, summary, files = changes(tmp_path, None, {"a.xyz": "1", "b.xyz": "2", "c.md": "text"})
+    assert summary.skipped == {"unsupported type (.xyz)": 2}
+    assert s.files == list(files.values())   # skipped files too: their skip is recorded in the new manifest
+
+
+def test_nothing_changed_with_an_old_manifest_missing_its_index_type_and_sources(tmp_path):
+    old = manifest({})
+    target = Target()
+    s = sync(old, target=target)
+    s.sources = []
+    summary = _nothing_changed(s, IngestSummary(), 0, time.perf_counter())
+    assert summary.index_type == "" and target.updated == []
+
+
+def test_nothing_changed_rewrites_the_sources_of_the_manifest_it_read(tmp_path):
+    old = manifest({}, sources=["/elsewhere"])
+    seen = []
+
+    class Recording:
+        def update_sources(self, manifest, resolved):
+            seen.append(manifest)
+
+    s = sync(old, target=Recording())
+    s.sources = [str(tmp_path)]
+    _nothing_changed(s, IngestSummary(), 0, time.perf_counter())
+    assert seen == [old]
