@@ -176,3 +176,106 @@ def test_the_method_adapter_and_gpus_all_count():
                                                  ("rag", None, "sft")])
 def test_the_memory_kind_of_a_route(route, method, kind):
     assert _kind_for(route, method) == kind
+
+
+# --------------------------------------------------------------------------------------- memory
+
+from rung.advisor.estimate_math import memory_breakdown, method_adapter  # noqa: E402
+from rung.advisor.estimator import memory_facts, training_steps  # noqa: E402
+from rung.core.errors import RungError  # noqa: E402
+
+
+def test_memory_defaults_are_2048_tokens_one_sequence_no_checkpointing_one_gpu():
+    assert memory_breakdown(SHAPE, "lora") == memory_breakdown(SHAPE, "lora", None, seq_len=2048, micro_batch=1,
+                                                               gradient_checkpointing=False, gpus=1)
+    assert memory_gb(SHAPE, "lora") == round(sum(memory_breakdown(SHAPE, "lora").values()), 2)
+
+
+def test_only_full_training_is_sharded_and_the_reference_copy_is_sharded_with_it():
+    assert memory_breakdown(SHAPE, "lora", gpus=4) == memory_breakdown(SHAPE, "lora", gpus=1)
+    one, four = memory_breakdown(SHAPE, "dpo", "full", gpus=1), memory_breakdown(SHAPE, "dpo", "full", gpus=4)
+    assert one["reference_model"] == 2.0 and four["reference_model"] == 0.5   # 2 bytes x 1B params, over 4 GPUs
+    assert four["weights"] == one["weights"] / 4 and four["activations"] == one["activations"]
+
+
+def test_the_method_names_the_adapter_or_the_stage():
+    assert method_adapter("full", None) == ("sft", "full") and method_adapter("LoRA", "full") == ("sft", "lora")
+    assert method_adapter("dpo", None) == ("dpo", "lora") and method_adapter("cpt", None) == ("cpt", "full")
+    assert method_adapter("dpo", "qlora") == ("dpo", "qlora")
+    with pytest.raises(RungError) as error:
+        method_adapter("ful", None)
+    assert error.value.message == 'method "ful" is not one of full, lora, qlora, dpo, cpt (did you mean "full"?)'
+    with pytest.raises(RungError) as error:
+        method_adapter("dpo", "qlor")
+    assert error.value.message == 'adapter "qlor" is not one of lora, qlora, full (did you mean "qlora"?)'
+
+
+MINIMAL = dict(seq_len=1024, micro_batch=1, gradient_checkpointing=True)
+
+
+@pytest.mark.parametrize("method, route, kind", [("sft", "fine_tuning", None), ("dpo", "fine_tuning", "dpo"),
+                                                 (None, "continued_pretraining", "cpt")])
+def test_memory_facts_are_the_smallest_setup_of_the_routes_kind(method, route, kind):
+    facts = memory_facts(SMALL, method, route, 24, 2)
+    assert facts["lora_gb"] == round(memory_gb(SMALL, kind or "lora", "lora", **MINIMAL), 1)
+    assert facts["qlora_gb"] == round(memory_gb(SMALL, kind or "qlora", "qlora", **MINIMAL), 1)
+    assert facts["full_gb"] == round(memory_gb(SMALL, kind or "full", "full", **MINIMAL, gpus=2), 1)
+
+
+def test_lora_fits_the_gpus_together_full_training_fits_one_sharded_gpu():
+    lora = memory_gb(SHAPE, "lora", "lora", **MINIMAL)
+    full = memory_gb(SHAPE, "full", "full", **MINIMAL, gpus=1)
+    at_limit = memory_facts(SHAPE, "sft", "fine_tuning", lora, 1)
+    assert at_limit["lora_fits"] is True                       # exactly the memory needed fits
+    assert memory_facts(SHAPE, "sft", "fine_tuning", lora / 2 + 0.01, 2)["lora_fits"] is True
+    assert memory_facts(SHAPE, "sft", "fine_tuning", lora - 0.01, 1)["lora_fits"] is False
+    assert memory_facts(SHAPE, "sft", "fine_tuning", full, 1)["full_fits"] is True
+    assert memory_facts(SHAPE, "sft", "fine_tuning", full - 0.01, 1)["full_fits"] is False
+    qlora = memory_gb(SHAPE, "qlora", "qlora", **MINIMAL)
+    assert memory_facts(SHAPE, "sft", "fine_tuning", qlora, 1)["qlora_fits"] is True
+    assert memory_facts(SHAPE, "sft", "fine_tuning", qlora - 0.01, 1)["qlora_fits"] is False
+    assert memory_facts(SHAPE, "sft", "fine_tuning", 0.5, 1)["lora_fits"] is False    # a GPU, if a small one
+
+
+@pytest.mark.parametrize("memory, count", [(0, 1), (24, 0), (0, 0)])
+def test_without_a_gpu_nothing_fits_or_fails(memory, count):
+    facts = memory_facts(SHAPE, "sft", "fine_tuning", memory, count)
+    assert facts["lora_fits"] is None and facts["qlora_fits"] is None and facts["full_fits"] is None
+    assert facts["full_gb"] == round(memory_gb(SHAPE, "full", "full", **MINIMAL, gpus=1), 1)
+
+
+# --------------------------------------------------------------------------------------- training tokens
+# SFT: examples x 512 tokens x 3 epochs; DPO: pairs x 2 sides x 512 x 1 epoch; GRPO: max(examples, 500) prompts x
+# 8 completions x 512 tokens x (1 + 3 for decoding) x 1 epoch; CPT: corpus tokens x 1 epoch, then SFT.
+
+@pytest.mark.parametrize("method, expected", [
+    (None, [("sft", "sft", 1000 * 512 * 3)]),
+    ("sft", [("sft", "sft", 1000 * 512 * 3)]),
+    ("dpo", [("dpo", "dpo", 300 * 2 * 512)]),
+    ("sft_then_dpo", [("sft", "sft", 1000 * 512 * 3), ("dpo", "dpo", 300 * 2 * 512)]),
+    ("grpo", [("grpo", "sft", 1000 * 8 * 512 * 4)]),
+    ("sft_then_grpo", [("sft", "sft", 1000 * 512 * 3), ("grpo", "sft", 1000 * 8 * 512 * 4)]),
+])
+def test_training_tokens_per_fine_tuning_method(method, expected):
+    answers = {"labeled_examples": 1000, "preference_pairs": 300}
+    assert training_steps(answers, {"route": "fine_tuning", "method": method}) == expected
+
+
+def test_missing_counts_are_zero_and_grpo_assumes_500_prompts():
+    assert training_steps({}, {"route": "fine_tuning", "method": "sft"}) == [("sft", "sft", 0)]
+    assert training_steps({}, {"route": "fine_tuning", "method": "dpo"}) == [("dpo", "dpo", 0)]
+    assert training_steps({}, {"route": "fine_tuning", "method": "grpo"}) == [("grpo", "sft", 500 * 8 * 512 * 4)]
+    assert training_steps({}, {"route": "continued_pretraining"}) == [("cpt", "cpt", 0), ("sft", "sft", 0)]
+
+
+def test_generated_pairs_stand_in_for_missing_examples_only():
+    assert training_steps({}, {"route": "fine_tuning", "method": "sft", "generate_pairs": True}) == \
+        [("sft", "sft", 2000 * 512 * 3)]
+    assert training_steps({"labeled_examples": 10}, {"route": "fine_tuning", "generate_pairs": True}) == \
+        [("sft", "sft", 10 * 512 * 3)]
+
+
+def test_continued_pretraining_reads_the_corpus_then_fine_tunes_on_the_examples():
+    assert training_steps({"domain_corpus_tokens": 5e6, "labeled_examples": 100}, {"route": "continued_pretraining"}) \
+        == [("cpt", "cpt", 5e6), ("sft", "sft", 100 * 512 * 3)]
+    assert training_steps({"labeled_examples": 100}, {"route": "rag"}) == []

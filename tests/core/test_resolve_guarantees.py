@@ -179,3 +179,52 @@ def test_a_steps_problems_name_the_plan_the_step_and_the_set_flag():
     assert "plan: base_model.model_name_or_path: expected str, got 5" in text
     assert "steps.s1.settings.learning_rate: must be" in text
     assert "--set s1.lora_r: must be" in text
+
+
+# --------------------------------------------------------------------------------------- ranges at their edges
+
+def test_range_edges():
+    from rung.core.resolve import INT_LIMIT, range_problem
+
+    assert range_problem(float("inf"), {}, False) == "must be a finite number, got inf"
+    assert range_problem(float("nan"), {"gt": 0}, False) is not None
+    assert range_problem(10, {"maximum": 10}, True) is None and range_problem(11, {"maximum": 10}, True) is not None
+    assert range_problem(INT_LIMIT, {}, True) is None
+    assert range_problem(INT_LIMIT + 1, {}, True) == f"must be an integer at most {INT_LIMIT:,}, got {INT_LIMIT + 1}"
+    assert range_problem(-INT_LIMIT - 1, {}, True) is not None
+    assert range_problem(2**32, {"maximum": 2**40}, True) is None       # its own maximum replaces the int limit
+    assert range_problem(INT_LIMIT, {"minimum": 2**31}, True) == \
+        f"must be an integer at least {2**31:,}, got {INT_LIMIT}"       # in the int range: no ceiling in the words
+
+
+@dataclasses.dataclass
+class Training:
+    num_train_epochs: float = setting(0.0, "epochs")
+    max_steps: int = setting(-1, "steps")
+    mode: str = setting("medium", "mode", choices=("fast", "slow"))
+
+
+def test_zero_epochs_without_max_steps_is_named_by_where_the_epochs_came_from():
+    _, problems = merge(Training, [("--set", {"mode": "fast"})])
+    assert problems[-1] == ("num_train_epochs: 0.0 epochs and no max_steps would train nothing: give epochs above "
+                            "0, or max_steps")
+    _, problems = merge(Training, [("--set", {"num_train_epochs": 0, "mode": "fast"})])
+    assert problems == ["--set num_train_epochs: 0.0 epochs and no max_steps would train nothing: give epochs "
+                        "above 0, or max_steps"]
+    assert merge(Training, [("--set", {"num_train_epochs": 0, "max_steps": 5, "mode": "fast"})])[1] == []
+
+
+def test_a_bad_choice_is_named_by_its_flag_its_layer_or_the_defaults():
+    _, problems = merge(Training, [("--set", {"num_train_epochs": 1})])
+    assert problems == ['settings: mode "medium" is not one of fast, slow']
+    _, problems = merge(Training, [("option", {"num_train_epochs": 1, "mode": "fsat"})])
+    assert problems == ['--mode "fsat" is not one of fast, slow (did you mean "fast"?)']
+    _, problems = merge(Training, [("plan.yaml", {"num_train_epochs": 1, "mode": "slwo"})])
+    assert problems == ['plan.yaml: mode "slwo" is not one of fast, slow (did you mean "slow"?)']
+
+
+def test_an_optional_int_is_an_integer_hint():
+    from rung.core.resolve import is_integer_hint
+
+    assert is_integer_hint(int) and is_integer_hint(int | None) and not is_integer_hint(float | None)
+    assert not is_integer_hint(int | str) and not is_integer_hint(type(None))

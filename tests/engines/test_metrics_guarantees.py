@@ -67,3 +67,89 @@ def test_a_runaway_pattern_is_stopped_and_named(monkeypatch):
         regex("a" * 40 + "!", "", pattern="^(a|aa)+$")
     assert error.value.message == ("regex: the pattern '^(a|aa)+$' took over 0.05 s on one answer (nested repeats "
                                    "such as (a+)+ backtrack without end): simplify it")
+
+
+# --------------------------------------------------------------------------------------- the paired test
+
+from rung.engines.metrics import bootstrap_ci, chrf, json_schema, mcnemar_exact, paired_difference, score  # noqa: E402
+
+CANDIDATE = [0.9, 0.4, 0.7, 0.8, 0.35, 0.95, 0.6, 0.75, 0.5, 0.7]
+BASELINE = [0.6, 0.5, 0.5, 0.7, 0.55, 0.7, 0.55, 0.6, 0.55, 0.6]
+
+
+def test_the_difference_is_the_mean_of_the_per_row_differences():
+    result = paired_difference([1, 1, 0, 0], [0, 0, 0, 0])
+    assert result["difference"] == 0.5 and result["n"] == 4 and result["test"] == "mcnemar_exact"
+
+
+def test_the_interval_is_the_seeded_bootstrap_of_the_differences_with_the_resamples_asked():
+    diffs = [a - b for a, b in zip(CANDIDATE, BASELINE)]
+    result = paired_difference(CANDIDATE, BASELINE, resamples=300, seed=7)
+    assert (result["ci_low"], result["ci_high"]) == bootstrap_ci(diffs, resamples=300, seed=7)
+    assert paired_difference(CANDIDATE, BASELINE) == paired_difference(CANDIDATE, BASELINE, resamples=2000, seed=0)
+    assert paired_difference(CANDIDATE, BASELINE, seed=3) == paired_difference(CANDIDATE, BASELINE, seed=3)
+
+
+def test_the_bootstrap_p_value_resamples_whole_rows_sets():
+    # mean difference 0.08, per-row spread ~0.16: about 1 in 10 resampled means lies 0.08 or more from it
+    result = paired_difference(CANDIDATE, BASELINE)
+    assert result["test"] == "paired_bootstrap" and 0.02 < result["p_value"] < 0.25
+
+
+@pytest.mark.parametrize("ci, p, significant", [((0.1, 0.5), 0.01, True), ((-0.5, -0.1), 0.01, True),
+                                               ((0.0, 0.5), 0.01, False), ((-0.5, 0.0), 0.01, False),
+                                               ((-0.5, 0.5), 0.01, False), ((0.1, 0.5), 0.05, False),
+                                               ((0.1, 0.5), 0.2, False)])
+def test_significant_needs_an_interval_that_excludes_0_and_p_under_005(monkeypatch, ci, p, significant):
+    monkeypatch.setattr(metrics, "bootstrap_ci", lambda values, **kwargs: ci)
+    monkeypatch.setattr(metrics, "mcnemar_exact", lambda a, b: p)
+    assert paired_difference([1, 0], [0, 0])["significant"] is significant
+
+
+def test_unpaired_or_empty_scores_are_refused():
+    with pytest.raises(RungError, match="^2 candidate scores but 1 baseline scores: both models must be scored on "
+                                        "the same rows$"):
+        paired_difference([1, 0], [1])
+    with pytest.raises(RungError, match="^no rows to compare$"):
+        paired_difference([], [])
+
+
+def test_mcnemar_never_exceeds_1():
+    assert mcnemar_exact([1, 0], [0, 1]) == 1.0
+    assert mcnemar_exact([1, 1, 1, 1, 1, 1], [0] * 6) == pytest.approx(2 / 64)
+    assert mcnemar_exact([1, 0], [1, 0]) == 1.0
+
+
+# --------------------------------------------------------------------------------------- scoring
+
+def test_a_score_is_the_mean_with_the_default_seeded_interval():
+    outputs, references = ["a", "b", "c", "x", "y"], ["a", "b", "c", "d", "e"]
+    result = score(outputs, references, "exact_match")
+    assert result.mean == 0.6 and result.n == 5 and result.per_row == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert (result.ci_low, result.ci_high) == bootstrap_ci(result.per_row, resamples=2000, seed=0)
+    assert result == score(outputs, references, "exact_match", resamples=2000, seed=0)
+
+
+def test_an_empty_eval_set_is_refused():
+    with pytest.raises(RungError, match="^no rows to score: the eval set is empty$"):
+        score([], [], "exact_match")
+
+
+def test_a_user_metric_gets_each_rows_record_or_its_reference(tmp_path):
+    (tmp_path / "mine.py").write_text("def m(prediction, reference, row):\n"
+                                      "    return float(row.get('weight', 0.5) if prediction == reference else 0)\n")
+    spec = f"{tmp_path / 'mine.py'}:m"
+    rows = [{"input": "q", "output": "a", "weight": 1.0}, {"input": "q", "output": "b", "weight": 0.25}]
+    assert score(["a", "b"], ["a", "b"], spec, rows=rows).per_row == [1.0, 0.25]
+    assert score(["a", "b"], ["a", "b"], spec).per_row == [0.5, 0.5]   # without rows: {"output": reference}
+
+
+def test_chrf_gives_an_empty_answer_nothing_unless_the_reference_is_empty_too():
+    assert chrf("", "") == 1.0 and chrf("", "the answer") == 0.0 and chrf("the answer", "") == 0.0
+
+
+def test_json_schema_needs_a_schema_and_checks_against_it():
+    with pytest.raises(RungError, match=r"^the json_schema metric needs a JSON Schema \(the plan's `schema` data\)$"):
+        json_schema("{}", "")
+    schema = {"type": "object", "required": ["a"]}
+    assert json_schema('{"a": 1}', "", schema=schema) == 1.0 and json_schema('{"b": 1}', "", schema=schema) == 0.0

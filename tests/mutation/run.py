@@ -99,6 +99,8 @@ TESTS = [
     "tests/advisor/test_advisor_estimator.py",
     "tests/advisor/test_estimator_by_hand.py",
     "tests/engines/test_metrics.py",
+    "tests/engines/test_metrics_guarantees.py",
+    "tests/engines/test_user_metric.py",
     "tests/engines/test_gate_guarantees.py",
     "tests/engines/test_gate_replay_advice.py",
     "tests/engines/test_prompts_guarantees.py",
