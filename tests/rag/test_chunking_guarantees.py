@@ -49,3 +49,94 @@ def test_the_embedder_reads_the_heading_trail_then_the_text_or_the_text_alone():
         "Billing > Refunds\nRefunds take 5 days."
     assert embed_text({"context": "", "text": "Plain."}) == "Plain."
     assert embed_text({"text": "No trail."}) == "No trail."
+
+
+# --------------------------------------------------------------------------------------- splitting, on a tokenizer
+# whose tokens are visible: every run of non-space characters is one token, and so is a newline between two of them
+# (so a heading trail joined to its text by "\n" costs one token more than the two counted apart, as in tokenizers
+# that merge across the newline).
+
+import re  # noqa: E402
+
+from rung.rag.chunking import Chunker  # noqa: E402
+from rung.rag.loaders import Section  # noqa: E402
+
+
+class VisibleTokens:
+    def __call__(self, text, add_special_tokens=False, return_offsets_mapping=True):
+        return {"offset_mapping": [m.span() for m in re.finditer(r"\S+|(?<=\S)\n(?=\S)", text)]}
+
+
+def tokens(text: str) -> int:
+    return len(VisibleTokens()(text)["offset_mapping"])
+
+
+def chunker(chunk_tokens: int = 48, overlap: int = 0) -> Chunker:
+    return Chunker(VisibleTokens(), ChunkerSettings(chunk_tokens, overlap))
+
+
+def words(n: int, stem: str = "w") -> str:
+    return " ".join(f"{stem}{i}" for i in range(n))
+
+
+def test_a_piece_within_the_limit_is_kept_whole_at_offset_0():
+    c = chunker()
+    assert c._hard_cut(" " + words(16) + " ") == [(" " + words(16) + " ", 0, 16)]
+    assert c._hard_cut("short") == [("short", 0, 1)]
+
+
+def test_a_long_piece_is_cut_at_token_boundaries_with_the_overlap_and_nothing_lost():
+    c = chunker(overlap=4)          # 16 tokens of text per chunk, 4 shared: a new piece every 12 tokens
+    text = words(28)
+    pieces = c._hard_cut(text)
+    assert [(p[1], p[2]) for p in pieces] == [(0, 16), (text.index("w12"), 16)]   # 12 + 16 = 28: no third piece
+    assert pieces[0][0] == words(16) and pieces[1][0] == " ".join(f"w{i}" for i in range(12, 28))
+
+
+def test_a_long_heading_trail_keeps_exactly_its_last_32_tokens():
+    c = chunker()
+    trail = " > ".join(f"h{i}" for i in range(30))          # 59 tokens
+    clipped = c._clip(trail)
+    assert tokens(clipped) == 32 and trail.endswith(clipped) and clipped.split()[0] == trail.split()[-32]
+    assert c._clip("A > B") == "A > B" and c._clip("") == ""
+
+
+def test_identical_paragraphs_are_each_placed_at_their_own_line():
+    para = words(12)
+    chunks = chunker().split(Section(f"{para}\n\n{para}\n\n{para}", doc="d.txt"))
+    assert [c["line"] for c in chunks] == [1, 3, 5]
+
+
+def test_mapped_lines_past_the_map_take_its_last_line():
+    para = words(12)
+    chunks = chunker().split(Section(f"{para}\n\n{para}", doc="d.html", fmt="markdown", line_map=[5, 6]))
+    assert [c["line"] for c in chunks] == [5, 6]
+    chunks = chunker().split(Section(f"{para}\n\n{words(12, 'v')}\n\n{words(12, 'u')}", doc="d.html",
+                                     fmt="markdown", line_map=[5, 6, 7, 8, 9]))
+    assert [c["line"] for c in chunks] == [5, 7, 9]
+
+
+def test_a_chunk_at_the_limit_keeps_its_heading_and_one_past_it_drops_it():
+    title = " ".join(f"t{i}" for i in range(32))           # a 32-token heading trail
+
+    def body(chunk_tokens, n):
+        chunks = chunker(chunk_tokens).split(Section(f"# {title}\n\n{words(n)}", doc="d.md", fmt="markdown"))
+        assert all(c["tokens"] <= chunk_tokens for c in chunks)
+        return next(c for c in chunks if c["text"].startswith("w0"))
+
+    # 32 + 15 = 47 counted apart, within 2 of the limit 49: counted exactly, the "\n" included: 48
+    assert (body(49, 15)["context"], body(49, 15)["tokens"]) == (title, 48)
+    # 32 + 16 = 48 apart, 49 exactly: at the limit, the trail stays
+    assert (body(49, 16)["context"], body(49, 16)["tokens"]) == (title, 49)
+    # 49 exactly against a limit of 48: the trail is dropped rather than the chunk overflowing
+    assert (body(48, 16)["context"], body(48, 16)["tokens"]) == ("", 16)
+
+
+def test_a_chunk_records_its_document_page_and_format_specific_headings():
+    chunks = chunker().split(Section("Title\n=====\n\n" + words(5), doc="guide.rst", fmt="rst", page=3))
+    assert chunks[-1]["doc"] == "guide.rst" and chunks[-1]["page"] == 3 and chunks[-1]["heading"] == "Title"
+    md = chunker().split(Section("# Only a heading\n", doc="t.md", fmt="markdown"))
+    assert [c["text"] for c in md] == ["# Only a heading"]    # all the section has: kept
+    md = chunker().split(Section("# H\n\n" + words(14) + "\n\n# K\n\n" + words(14), doc="t.md", fmt="markdown"))
+    assert not any(c["text"].strip() in ("# H", "# K") for c in md)
+    assert [c["heading"] for c in md] == ["H", "K"]
