@@ -279,3 +279,32 @@ def test_continued_pretraining_reads_the_corpus_then_fine_tunes_on_the_examples(
     assert training_steps({"domain_corpus_tokens": 5e6, "labeled_examples": 100}, {"route": "continued_pretraining"}) \
         == [("cpt", "cpt", 5e6), ("sft", "sft", 100 * 512 * 3)]
     assert training_steps({"labeled_examples": 100}, {"route": "rag"}) == []
+
+
+def test_compute_counts_the_active_experts_unless_asked_for_all():
+    moe = {**LLAMA, "num_experts_per_tok": 2, "num_local_experts": 4}
+    assert params_from_config(moe) == params_from_config(moe, total=False) < params_from_config(moe, total=True)
+    # no experts per token: a dense model, whatever else the config says
+    assert count({**LLAMA, "num_local_experts": 4}, total=True) == 1352
+
+
+def test_sizes_a_config_leaves_out_count_nothing():
+    assert count({}) == 0
+    assert count({k: v for k, v in LLAMA.items() if k != "vocab_size"}) == 2 * (192 + 384 + 16) + 8
+    assert count({k: v for k, v in LLAMA.items() if k != "num_hidden_layers"}) == 160 + 8
+
+
+def test_an_explicit_head_size_and_head_count_are_read_under_either_name():
+    # head_dim 3 (not h / heads = 4): attention = 8 x 2 x 3 + 2 x 8 x 1 x 3 + 2 x 3 x 8 = 144
+    assert count({**LLAMA, "head_dim": 3}) == 160 + 2 * (144 + 384 + 16) + 8
+    gpt2 = {"n_embd": 8, "n_layer": 2, "vocab_size": 10, "n_head": 2, "head_dim": 2, "n_inner": 16,
+            "model_type": "gpt2"}
+    # 2 heads of 2, key/value heads = heads: 8 x 2 x 2 + 2 x 8 x 2 x 2 + 2 x 2 x 8 = 128; gpt2: plain MLP, tied
+    assert count(gpt2) == 80 + 2 * (128 + 256 + 16) + 8
+    one_head = {k: v for k, v in LLAMA.items() if k not in ("num_attention_heads", "num_key_value_heads")}
+    # heads default to 1 (and key/value heads to heads): 8 x 1 x 4 + 2 x 8 x 1 x 4 + 1 x 4 x 8 = 128
+    assert count(one_head) == 160 + 2 * (128 + 384 + 16) + 8
+
+
+def test_a_size_must_stand_alone_in_the_name():
+    assert params_from_name("acme/model-3BX") is None and params_from_name("acme/model-3B-X") == 3.0

@@ -228,3 +228,28 @@ def test_an_optional_int_is_an_integer_hint():
 
     assert is_integer_hint(int) and is_integer_hint(int | None) and not is_integer_hint(float | None)
     assert not is_integer_hint(int | str) and not is_integer_hint(type(None))
+
+
+def test_a_command_line_value_is_read_as_yaml():
+    from rung.core.resolve import parse_value
+
+    assert parse_value("2e-4") == "2e-4"   # YAML 1.1 reads it as text; coerce() makes a float of it where one is wanted
+    assert parse_value("true") is True and parse_value("[a, b]") == ["a", "b"] and parse_value("3") == 3
+    assert parse_value("") is None and parse_value("   ") is None
+    assert parse_value("[unclosed") == "[unclosed"                       # not YAML: the text itself
+    assert parse_value("a*b") == "a*b" and parse_value("&x [1] ") == [1]
+
+
+def test_yaml_aliases_that_expand_past_the_budget_are_refused():
+    from rung.core.fileio import MAX_YAML_VALUES
+    from rung.core.resolve import parse_value
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
+           "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n" \
+           "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]"
+    with pytest.raises(RungError) as error:
+        parse_value(bomb)
+    assert error.value.message.endswith(f": YAML aliases expand to more than {MAX_YAML_VALUES:,} values; refusing it")
+    assert error.value.message.startswith("'a: &a [x, x")
+    small = "a: &a [1, 2]\nb: [*a, *a]"
+    assert parse_value(small) == {"a": [1, 2], "b": [[1, 2], [1, 2]]}

@@ -153,3 +153,9 @@ def test_json_schema_needs_a_schema_and_checks_against_it():
         json_schema("{}", "")
     schema = {"type": "object", "required": ["a"]}
     assert json_schema('{"a": 1}', "", schema=schema) == 1.0 and json_schema('{"b": 1}', "", schema=schema) == 0.0
+
+
+def test_json_booleans_equal_only_booleans():
+    assert same_json(True, True) and same_json(False, False)
+    assert not same_json(True, False) and not same_json(True, 1) and not same_json(1, True)
+    assert not same_json(False, 0) and not same_json(0.0, False)
