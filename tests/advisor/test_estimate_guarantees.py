@@ -308,3 +308,17 @@ def test_an_explicit_head_size_and_head_count_are_read_under_either_name():
 
 def test_a_size_must_stand_alone_in_the_name():
     assert params_from_name("acme/model-3BX") is None and params_from_name("acme/model-3B-X") == 3.0
+
+
+def test_dpo_adds_the_reference_models_forward_pass():
+    terms = flops_terms(SHAPE, "dpo", "lora")
+    assert terms["reference model forward (2N)"] == 2 * 1e9
+    assert "reference model forward (2N)" not in flops_terms(SHAPE, "lora")
+
+
+def test_memory_facts_are_given_to_a_tenth_of_a_gb():
+    raw = memory_gb(SHAPE, "lora", "lora", **MINIMAL)
+    assert raw != round(raw, 1)                    # the shape's figure has a second decimal to round away
+    facts = memory_facts(SHAPE, "sft", "fine_tuning", 80, 1)
+    assert facts["lora_gb"] == round(raw, 1)
+    assert all(facts[k] == round(facts[k], 1) for k in ("lora_gb", "qlora_gb", "full_gb"))

@@ -230,11 +230,23 @@ def test_advise_uses_the_named_base_models_shape():
 
 def test_advise_warns_when_a_training_route_does_not_fit_the_gpu():
     result = advise(answers(base_model="Qwen/Qwen2.5-72B-Instruct", gpu_memory_gb=16, gpu_count=1))
-    assert result["route"] == "fine_tuning" and result["estimate"]["fits"] is False
-    warning = [w for w in result["warnings"] if w.startswith("The estimated ")]
-    assert len(warning) == 1 and " GB per GPU does not fit 16 GB: " in warning[0]
-    assert "; or " in warning[0] or result["estimate"]["suggestions"] == [] or \
-        warning[0].endswith(result["estimate"]["suggestions"][0])
+    estimate = result["estimate"]
+    assert result["route"] == "fine_tuning" and estimate["fits"] is False
+    assert (f"The estimated {estimate['memory_gb']:.1f} GB per GPU does not fit 16 GB: "
+            + "; or ".join(estimate["suggestions"])) in result["warnings"]
+
+
+def test_the_fit_warning_offers_every_suggestion(monkeypatch):
+    scripted(monkeypatch, {"fits": False, "memory_gb": 30.04, "suggestions": ["QLoRA: ~9 GB", "2 GPUs: ~15 GB"],
+                           "cost_usd": 0.0, "gpu": "a10"})
+    result = advise(answers(gpu_memory_gb=24, gpu_count=1))
+    assert "The estimated 30.0 GB per GPU does not fit 24 GB: QLoRA: ~9 GB; or 2 GPUs: ~15 GB" in result["warnings"]
+
+
+def test_a_rule_book_without_a_matching_route_rule_names_the_goal():
+    with pytest.raises(RungError) as error:
+        advise(answers(), book(rule("n", "note", {})))
+    assert error.value.message == "no route rule matched goal 'domain_task': test-rules.yaml is incomplete"
 
 
 def test_advise_does_not_warn_about_fit_when_the_route_fits():

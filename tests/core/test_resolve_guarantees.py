@@ -253,3 +253,13 @@ def test_yaml_aliases_that_expand_past_the_budget_are_refused():
     assert error.value.message.startswith("'a: &a [x, x")
     small = "a: &a [1, 2]\nb: [*a, *a]"
     assert parse_value(small) == {"a": [1, 2], "b": [[1, 2], [1, 2]]}
+
+
+def test_exactly_the_alias_budget_is_allowed():
+    from rung.core.fileio import MAX_YAML_VALUES, count_values
+    from rung.core.resolve import parse_value
+
+    # {a: [0 x 1001], b: [a x 997]}: 1 mapping + 2 keys + (1 + 1001) + (1 + 997 x 1002) = 1,000,000 values
+    text = "a: &a [" + ", ".join(["0"] * 1001) + "]\nb: [" + ", ".join(["*a"] * 997) + "]"
+    value = parse_value(text)
+    assert count_values(value, MAX_YAML_VALUES) == MAX_YAML_VALUES == 1_000_000

@@ -159,3 +159,43 @@ def test_json_booleans_equal_only_booleans():
     assert same_json(True, True) and same_json(False, False)
     assert not same_json(True, False) and not same_json(True, 1) and not same_json(1, True)
     assert not same_json(False, 0) and not same_json(0.0, False)
+
+
+def test_the_bootstrap_interval_reads_the_25_and_975_percent_points_of_seeded_resampled_means():
+    import math
+    import random
+
+    values = CANDIDATE
+    rng = random.Random(0)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(2000))
+    assert bootstrap_ci(values) == (means[50], means[1949])            # the 50th and 1,950th of 2,000
+    assert bootstrap_ci(values) == bootstrap_ci(values, resamples=2000, seed=0, level=0.95)
+    rng = random.Random(0)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(400))
+    assert bootstrap_ci(values, resamples=400) == (means[10], means[math.ceil(0.975 * 400) - 1])   # 10th, 390th
+    assert bootstrap_ci([0.5]) == (0.5, 0.5) and bootstrap_ci([1.0, 1.0]) == (1.0, 1.0)
+    with pytest.raises(RungError, match="^no rows to score$"):
+        bootstrap_ci([])
+
+
+def test_rouge_l_gives_an_empty_answer_nothing_unless_the_reference_is_empty_too():
+    from rung.engines.metrics import rouge_l
+
+    assert rouge_l("", "") == 1.0 and rouge_l("  ", "") == 1.0
+    assert rouge_l("", "the answer") == 0.0 and rouge_l("the answer", "") == 0.0
+
+
+def test_a_scores_interval_uses_the_resamples_asked_and_2000_by_default():
+    per_row_outputs = [str(round(v, 2)) for v in CANDIDATE]
+    result = score(per_row_outputs, per_row_outputs, "exact_match", resamples=300, seed=4)
+    assert (result.ci_low, result.ci_high) == bootstrap_ci(result.per_row, resamples=300, seed=4)
+    outputs = ["a b c", "a b", "x", "a", "b c d", "c"]
+    references = ["a b c d", "a", "x y", "a", "d", "c d"]
+    result = score(outputs, references, "token_f1")
+    assert (result.ci_low, result.ci_high) == bootstrap_ci(result.per_row, resamples=2000, seed=0)
+
+
+def test_a_user_metric_without_rows_sees_the_reference_as_the_rows_output(tmp_path):
+    (tmp_path / "echo.py").write_text("def m(prediction, reference, row):\n"
+                                      "    return float(row['output'] == reference)\n")
+    assert score(["x", "y"], ["a", "b"], f"{tmp_path / 'echo.py'}:m").per_row == [1.0, 1.0]

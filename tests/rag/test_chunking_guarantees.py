@@ -140,3 +140,38 @@ def test_a_chunk_records_its_document_page_and_format_specific_headings():
     md = chunker().split(Section("# H\n\n" + words(14) + "\n\n# K\n\n" + words(14), doc="t.md", fmt="markdown"))
     assert not any(c["text"].strip() in ("# H", "# K") for c in md)
     assert [c["heading"] for c in md] == ["H", "K"]
+
+
+def test_a_markdown_section_is_split_at_its_headings_first():
+    text = f"{words(8)}\n# B\n{words(8, 'v')}"          # 8 + 2 + 8 tokens: more than one 16-token chunk
+    chunks = chunker().split(Section(text, doc="d.md", fmt="markdown"))
+    assert [c["text"] for c in chunks] == [words(8), f"# B\n{words(8, 'v')}"]
+    assert [c["heading"] for c in chunks] == ["", "B"] and [c["line"] for c in chunks] == [1, 2]
+
+
+def test_an_rst_title_is_a_heading_and_a_title_alone_is_dropped():
+    text = "Setup\n~~~~~\n\n" + words(15)                # an underline markdown does not read as a heading
+    chunks = chunker().split(Section(text, doc="g.rst", fmt="rst"))
+    assert [c["text"] for c in chunks] == [words(15)] and chunks[0]["heading"] == "Setup"
+
+
+def test_a_chunk_starting_at_a_lines_last_word_is_on_that_line():
+    text = f"{words(16)}. x\n{words(10, 'v')}"   # "x", the last character of line 1, is a chunk of its own
+    chunks = chunker().split(Section(text, doc="d.txt"))
+    x = next(c for c in chunks if c["text"].startswith("x"))
+    assert x["line"] == 1
+
+
+class RunsOnly(VisibleTokens):
+    """A lone character is no token, every character of a longer run is one: the splitter, which measures pieces
+    one character at a time, leaves whole lines to the hard cut."""
+
+    def __call__(self, text, add_special_tokens=False, return_offsets_mapping=True):
+        return {"offset_mapping": [(i, i + 1) for m in re.finditer(r"\S{2,}", text) for i in range(*m.span())]}
+
+
+def test_pieces_cut_from_a_long_line_keep_that_lines_number():
+    text = "a" * 40 + "\n" + "b" * 40
+    chunks = Chunker(RunsOnly(), ChunkerSettings(48, 0)).split(Section(text, doc="blob.txt"))
+    assert "".join(c["text"] for c in chunks) == "a" * 40 + "b" * 40
+    assert [(c["text"][0], c["line"]) for c in chunks] == [("a", 1)] * 3 + [("b", 2)] * 3
