@@ -199,3 +199,25 @@ def test_a_user_metric_without_rows_sees_the_reference_as_the_rows_output(tmp_pa
     (tmp_path / "echo.py").write_text("def m(prediction, reference, row):\n"
                                       "    return float(row['output'] == reference)\n")
     assert score(["x", "y"], ["a", "b"], f"{tmp_path / 'echo.py'}:m").per_row == [1.0, 1.0]
+
+
+# Eleven scores whose 2,001st resampled mean (seed 0) falls in a tail: 2,000 and 2,001 resamples give different
+# intervals, so the default count is observable.
+SPREAD = [0.414214, 0.732051, 0.0, 0.236068, 0.44949, 0.645751, 0.828427, 0.0, 0.162278, 0.316625, 0.464102]
+
+
+def test_the_default_is_2000_resamples():
+    assert bootstrap_ci(SPREAD, resamples=2000) != bootstrap_ci(SPREAD, resamples=2001)   # the data can tell
+    assert bootstrap_ci(SPREAD) == bootstrap_ci(SPREAD, resamples=2000, seed=0)
+
+
+def test_a_user_metrics_score_uses_2000_resamples_or_the_number_asked(tmp_path):
+    (tmp_path / "table.py").write_text(f"SCORES = {SPREAD!r}\n\ndef m(prediction, reference, row):\n"
+                                       "    return SCORES[int(reference)]\n")
+    spec, n = f"{tmp_path / 'table.py'}:m", len(SPREAD)
+    refs = [str(i) for i in range(n)]
+    result = score(refs, refs, spec)
+    assert result.per_row == SPREAD and (result.ci_low, result.ci_high) == bootstrap_ci(SPREAD, resamples=2000)
+    result = score(refs, refs, spec, resamples=300, seed=2)
+    assert (result.ci_low, result.ci_high) == bootstrap_ci(SPREAD, resamples=300, seed=2)
+    assert bootstrap_ci(SPREAD, resamples=300, seed=2) != bootstrap_ci(SPREAD, seed=2)
