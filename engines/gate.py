@@ -159,21 +159,9 @@ def run_gate(settings: GateSettings, inputs: GateInputs, echo: Echo, problems: S
     else:
         forgetting["why_not"] = "an endpoint model: perplexity needs the weights"
 
-    better = diff["significant"] and diff["difference"] > 0
-    worse = diff["significant"] and diff["difference"] < 0
-    if not better:
-        reason = (f"the candidate is {'significantly worse' if worse else 'not significantly better'}: difference "
-                  f"{diff['difference']:+.3f}, 95% CI [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], "
-                  f"p = {diff['p_value']:.3g} ({diff['test']})")
-    elif forgetting.get("warning"):
-        reason = (f"forgetting: general-text perplexity rose {forgetting['ratio']:.2f}x "
-                  f"(warning past {settings.ppl_warn_ratio:.2f}x) although the task score improved")
-    else:
-        reason = (f"the candidate is better by {diff['difference']:+.3f} (95% CI [{diff['ci_low']:+.3f}, "
-                  f"{diff['ci_high']:+.3f}], p = {diff['p_value']:.3g}, {diff['test']})"
-                  + ("" if forgetting["checked"] else "; forgetting not checked (endpoint model)"))
+    verdict, reason = decide(diff, forgetting, settings.ppl_warn_ratio)
     result = {
-        "verdict": SHIP if better and not forgetting.get("warning") else DONT_SHIP, "reason": reason,
+        "verdict": verdict, "reason": reason,
         "metric": metric, "n": len(rows), "target": settings.target,
         "baseline": {"model": settings.baseline, "score": round(scores["baseline"].mean, 4),
                      "ci": [round(scores["baseline"].ci_low, 4), round(scores["baseline"].ci_high, 4)]},
@@ -186,6 +174,26 @@ def run_gate(settings: GateSettings, inputs: GateInputs, echo: Echo, problems: S
     if inputs.out_dir is not None:
         write(result, rows, answers, inputs.out_dir)
     return result
+
+
+def decide(diff: dict[str, Any], forgetting: dict[str, Any], ppl_warn_ratio: float) -> tuple[str, str]:
+    """(verdict, reason): SHIP when the paired difference (metrics.paired_difference) is significant and
+    positive and no forgetting warning fired; DON'T SHIP otherwise, saying why (significantly worse, not
+    significantly better, or forgetting despite a better score)."""
+    better = diff["significant"] and diff["difference"] > 0
+    worse = diff["significant"] and diff["difference"] < 0
+    if not better:
+        reason = (f"the candidate is {'significantly worse' if worse else 'not significantly better'}: difference "
+                  f"{diff['difference']:+.3f}, 95% CI [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], "
+                  f"p = {diff['p_value']:.3g} ({diff['test']})")
+    elif forgetting.get("warning"):
+        reason = (f"forgetting: general-text perplexity rose {forgetting['ratio']:.2f}x "
+                  f"(warning past {ppl_warn_ratio:.2f}x) although the task score improved")
+    else:
+        reason = (f"the candidate is better by {diff['difference']:+.3f} (95% CI [{diff['ci_low']:+.3f}, "
+                  f"{diff['ci_high']:+.3f}], p = {diff['p_value']:.3g}, {diff['test']})"
+                  + ("" if forgetting["checked"] else "; forgetting not checked (endpoint model)"))
+    return (SHIP if better and not forgetting.get("warning") else DONT_SHIP), reason
 
 
 def markdown(result: dict[str, Any]) -> str:

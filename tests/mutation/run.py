@@ -48,51 +48,66 @@ PACKAGES = ["advisor", "cli", "core", "engines", "rag", "run", "trainers"]
 # in the file; a method is "Class.method"). Decorated functions are never mutated by mutmut 3 (lru_cache'd
 # loaders here), nor is code outside functions (constants, tables).
 TARGETS: dict[str, list[str] | None] = {
-    # the advisor's rule evaluator: a test against a fact, a rule's `when`, a stage's fired rules, the
-    # what-if questions, the derived facts and the decision itself
-    "advisor/rules.py": ["test_holds", "matches", "evaluate", "could_pick", "could_turn_on", "answer_facts",
-                         "advise"],
+    # the advisor's rule evaluator: a test against a fact, a rule's `when`, a stage's fired rules, the what-if
+    # walk of the route rules, the derived facts, and the decision's stages (evidence, route, adapter, budget)
+    "advisor/rules.py": ["test_holds", "matches", "evaluate", "could_pick", "could_turn_on",
+                         "_route_rules_that_may_fire", "answer_facts", "advise", "_evidence_stage", "_route_stage",
+                         "_budget_stage"],
     # threshold references in rules ({ref: name}) resolved before a test is applied
     "advisor/rulebook.py": ["is_reference", "resolve"],
-    # the evidence stage: a probe's evidence.yaml checked, then turned into facts for the rules
-    "advisor/evidence.py": ["_fraction", "validate_evidence", "evidence_facts", "summary"],
-    # scores, confidence intervals, the paired test, the metric choice
-    "engines/metrics.py": None,
-    # the gate's verdict (computed inside run_gate) and what a DON'T SHIP asks for next
-    "engines/gate.py": ["run_gate", "next_move"],
-    # the probe's prompts: the system prompt, the few-shot template and the per-row conversations
-    "engines/prompting.py": ["wants_json", "build_system_prompt", "build_prompt", "to_chat", "row_chats"],
-    "engines/probe.py": ["best_instructions", "prompted", "prompt_plans"],
-    # the estimator's arithmetic
+    # the evidence stage's input: a probe's evidence.yaml turned into facts for the rules, and its summary
+    # (validate_evidence, the file's checks and their messages, is not mutated)
+    "advisor/evidence.py": ["_fraction", "evidence_facts", "summary"],
+    # scores, the metric choice, bootstrap CIs, the paired test (not the option and name messages)
+    "engines/metrics.py": ["normalize", "parse_json", "same_json", "exact_match", "normalized_match", "token_f1",
+                           "json_valid", "json_schema", "json_match", "chrf", "rouge_l", "regex", "_looks_like_json",
+                           "choose_metric", "bootstrap_ci", "score", "mcnemar_exact", "paired_difference"],
+    # the gate's verdict (decide: run_gate itself loads models) and what a DON'T SHIP asks for next
+    "engines/gate.py": ["decide", "next_move", "replay_step"],
+    # the probe's prompts: the system prompt, the few-shot template, the per-row conversations, the cheap rung's
+    "engines/prompts.py": ["wants_json", "build_system_prompt", "build_prompt", "to_chat", "row_chats",
+                           "best_instructions", "prompted"],
+    "engines/probe.py": ["prompt_plans"],
+    # the estimator's arithmetic (not its text)
     "advisor/estimate_math.py": ["params_from_name", "params_from_config", "model_type_ties", "lora_params",
                                  "method_adapter", "flops_terms", "flops_per_token", "memory_breakdown",
-                                 "memory_gb", "human_count", "parse_count"],
-    "advisor/estimator.py": ["gpu_for_memory", "cheapest_gpu_that_fits", "estimate", "largest_fitting_batch",
-                             "training_steps"],
-    # RAG: what changed since the last ingest (the unchanged / changed / deleted split is in ingest()) and chunking
-    "rag/ingest.py": ["ingest"],
-    "rag/chunking.py": None,
-    # settings resolution: defaults < plan.yaml < --set, coercion and range checks
-    "core/resolve.py": None,
+                                 "memory_gb", "parse_count"],
+    "advisor/estimator.py": ["gpu_for_memory", "cheapest_gpu_that_fits", "largest_fitting_batch", "_kind_for",
+                             "memory_facts", "training_steps"],
+    # RAG: what changed since the last ingest (unchanged / changed / deleted / still skipped), the no-change
+    # answer, and chunking (the size check, the hard cut, the split, the heading trail)
+    "rag/ingest.py": ["_find_changes", "_nothing_changed"],
+    "rag/chunking.py": ["resolve_settings", "Chunker._hard_cut", "Chunker.split", "Chunker._clip", "_only_headings",
+                        "embed_text"],
+    # settings resolution: defaults < plan.yaml < --set, coercion and range checks (not range_text: the
+    # wording of a range in a message)
+    "core/resolve.py": ["parse_value", "coerce", "range_problem", "is_integer_hint", "unknown_keys", "value_name",
+                        "merge", "resolve", "plan_layers", "step_settings"],
 }
 
 # The fast tests that cover those modules (mutmut runs, for each mutant, only the ones that reach its function).
+# No test here loads a model, embeds, trains or starts a subprocess: each mutant runs the tests that reach it, so
+# one slow test would multiply the whole run. Guarantees only the slow tests stated have fast twins in
+# tests/**/test_*_guarantees.py.
 TESTS = [
     "tests/advisor/test_advisor_rules.py",
     "tests/advisor/test_rule_boundaries.py",
     "tests/advisor/test_thresholds_are_data.py",
     "tests/advisor/test_evidence.py",
-    "tests/advisor/test_advisor_planner.py",
+    "tests/advisor/test_evidence_guarantees.py",
+    "tests/advisor/test_rules_guarantees.py",
     "tests/advisor/test_advisor_estimator.py",
-    "tests/advisor/test_estimate_band.py",
     "tests/advisor/test_estimator_by_hand.py",
+    "tests/advisor/test_estimate_guarantees.py",
     "tests/engines/test_metrics.py",
-    "tests/engines/test_gate.py",
-    "tests/engines/test_gate_conversations.py",
-    "tests/engines/test_probe.py",
-    "tests/engines/test_run_prompting.py",
+    "tests/engines/test_metrics_guarantees.py",
+    "tests/engines/test_user_metric.py",
+    "tests/engines/test_gate_guarantees.py",
+    "tests/engines/test_gate_replay_advice.py",
+    "tests/engines/test_prompts_guarantees.py",
     "tests/rag/test_rag_chunking.py",
-    "tests/rag/test_rag_stores.py",
+    "tests/rag/test_ingest_guarantees.py",
+    "tests/rag/test_chunking_guarantees.py",
     "tests/core/test_settings.py",
     "tests/core/test_step_settings.py",
     "tests/core/test_resolve_guarantees.py",
