@@ -250,8 +250,10 @@ def bootstrap_ci(values: list[float], *, resamples: int = 2000, seed: int = 0,
         return values[0], values[0]
     rng = random.Random(seed)
     means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
-    tail = (1 - level) / 2  # 2,000 resamples: the 50th and 1,950th of the sorted means
-    return means[int(tail * resamples)], means[min(resamples, math.ceil((1 - tail) * resamples)) - 1]
+    # 2,000 resamples at 0.95: indexes 50 and 1,949 of the sorted means, as many below the one as above the other.
+    # round, not int: (1 - 0.9) / 2 * 2000 is 99.99999999999997 in floating point, which int() cut to 99
+    low = round((1 - level) / 2 * resamples)
+    return means[low], means[resamples - 1 - low]
 
 
 def _check_options(metric: str, options: dict[str, Any]) -> None:

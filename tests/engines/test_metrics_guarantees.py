@@ -173,6 +173,10 @@ def test_the_bootstrap_interval_reads_the_25_and_975_percent_points_of_seeded_re
     rng = random.Random(0)
     means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(400))
     assert bootstrap_ci(values, resamples=400) == (means[10], means[math.ceil(0.975 * 400) - 1])   # 10th, 390th
+    rng = random.Random(0)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(2000))
+    # a 90% interval: the 5% and 95% points, as many means below the one as above the other (100 each)
+    assert bootstrap_ci(values, level=0.9) == (means[100], means[1899])
     assert bootstrap_ci([0.5]) == (0.5, 0.5) and bootstrap_ci([1.0, 1.0]) == (1.0, 1.0)
     with pytest.raises(RungError, match="^no rows to score$"):
         bootstrap_ci([])
