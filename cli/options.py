@@ -92,9 +92,13 @@ class YamlValue(click.ParamType):
     name = "yaml"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from rung.core.errors import RungError
         from rung.core.resolve import parse_value
 
-        return parse_value(value) if isinstance(value, str) else value
+        try:
+            return parse_value(value) if isinstance(value, str) else value
+        except RungError as error:  # an alias bomb: refused, and named by its flag
+            self.fail(error.message, param, ctx)
 
 
 def _option(field: dataclasses.Field, hint: Any, *, values: bool, required: bool, checked: bool) -> Callable:

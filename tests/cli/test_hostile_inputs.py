@@ -530,6 +530,17 @@ ROWS = [
      "'hybird' is not one of"),
     ("rag-query-keyword-weight-nan", ["rag", "query", "hi", "--index", "folder", "--retrieval", "hybrid",
                                       "--keyword-weight", "nan"], 2, "--keyword-weight"),
+    # flags every settings field now has (cli/options.py): the field's range, refused before anything is written
+    ("sft-warmup-ratio-nan", SFT + ["--warmup-ratio", "nan"], 2, "--warmup-ratio: must be a finite number"),
+    ("sft-target-modules-number", SFT + ["--lora-target-modules", "5"], 2, "--lora-target-modules: expected str"),
+    ("sft-modules-to-save-bomb", SFT + ["--lora-modules-to-save", "&a [*a, *a, *a, *a, *a, *a, *a, *a, *a]"], 2,
+     "Invalid value for '--lora-modules-to-save': '&a [*a, *a, *a, *a, *a, *a, *a, *a, *a]': YAML aliases expand"),
+    ("gate-ppl-warn-ratio-nan", GATE + ["--eval", "rows.jsonl", "--ppl-warn-ratio", "nan"], 2,
+     "Invalid value for '--ppl-warn-ratio'"),
+    ("gate-num-examples-zero", GATE + ["--eval", "rows.jsonl", "--num-examples", "0"], 2,
+     "Invalid value for '--num-examples'"),
+    ("probe-rag-k-huge", PROBE + ["--eval", "rows.jsonl", "--rag-k", "99999999999"], 2, "Invalid value for '--rag-k'"),
+    ("run-gpus-zero", ["run", "plan.yaml", "--gpus", "0"], 2, "Invalid value for '--gpus'"),
 ]
 
 
