@@ -120,7 +120,7 @@ def value_name(where: str, key: str, field: dataclasses.Field) -> str:
     """How a problem names a value: the flag the user typed, `--set key`, or `file: steps[0].settings.key`."""
     if where == "option":  # the flag cli/options.py made for the field: its metadata's, else its own name
         return (field.metadata.get("flag") or "--" + key.replace("_", "-")).split("/")[0]
-    return f"{where} {key}" if where in ("--set", "option") else f"{where}.{key}"
+    return f"{where} {key}" if where == "--set" else f"{where}.{key}"
 
 
 def merge(cls: type, layers: Sequence[Layer]) -> tuple[dict[str, Any], list[str]]:
@@ -189,8 +189,6 @@ def step_settings(cls: type, step: Mapping[str, Any], ctx: Any):
     step_id = step.get("id")
     values = dict(step.get("settings") or {})
     source = step.get("from_step")
-    if source and "model_name_or_path" in values and values["model_name_or_path"] is None:
-        values.pop("model_name_or_path")
     if source and not values.get("model_name_or_path") and engine in MODEL_ENGINES:
         values["model_name_or_path"] = ctx.outputs[source]["model_dir"]
     layers = plan_layers(engine, ctx.plan, step, "plan")
