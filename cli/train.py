@@ -20,7 +20,7 @@ goes through the shared launcher (trainers/launch.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -207,8 +207,10 @@ def sft(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, ov
 
     With --gpus N (or --nodes) the run starts through `accelerate launch` (DDP, FSDP, FSDP + QLoRA or DeepSpeed,
     chosen from the memory estimate unless --strategy); --dry-run prints the exact command."""
-    train_or_launch("sft", SFTSettings, data_file, out_dir, eval_file, resume, overwrite, config_file, set_pairs,
-                    flags)
+    from rung.trainers.sft import sft_job, train_sft
+
+    train_or_launch("sft", SFTSettings, sft_job, train_sft, data_file, out_dir, eval_file, resume, overwrite,
+                    config_file, set_pairs, flags)
 
 
 @train.command("dpo")
@@ -220,29 +222,27 @@ def dpo(data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool, ov
 
     With --gpus N (or --nodes) the run starts through `accelerate launch`, as for sft; --dry-run prints the exact
     command."""
-    train_or_launch("dpo", DPOSettings, data_file, out_dir, eval_file, resume, overwrite, config_file, set_pairs,
-                    flags)
+    from rung.trainers.dpo import dpo_job, train_dpo
+
+    train_or_launch("dpo", DPOSettings, dpo_job, train_dpo, data_file, out_dir, eval_file, resume, overwrite,
+                    config_file, set_pairs, flags)
 
 
-def train_or_launch(engine: str, cls: type, data_file: Path, out_dir: Path, eval_file: Path | None, resume: bool,
-                    overwrite: bool, config_file: Path | None, set_pairs: tuple[str, ...], flags: dict[str, Any]) -> None:
-    """`rung train sft|dpo`: check everything, then train here or through `accelerate launch`. The pipeline
-    module (trainers/sft.py, dpo.py) has the same two entries: ENGINE_job (the launch's job fields) and
-    train_ENGINE."""
-    import importlib
-
+def train_or_launch(engine: str, cls: type, job: Callable, train_fn: Callable, data_file: Path, out_dir: Path,
+                    eval_file: Path | None, resume: bool, overwrite: bool, config_file: Path | None,
+                    set_pairs: tuple[str, ...], flags: dict[str, Any]) -> None:
+    """`rung train sft|dpo`: check everything, then train here (`train_fn`) or through `accelerate launch` (`job`:
+    the launch's job fields, trainers/sft.py sft_job or trainers/dpo.py dpo_job)."""
     cluster = pop_cluster(flags)
     settings = check_training(cls, engine, config_file=config_file, set_pairs=set_pairs, flags=flags,
                               out_dir=out_dir, resume=resume, overwrite=overwrite,
                               files={"--data": data_file, "--eval": eval_file}, more=cluster_problems(cluster))
-    pipeline = importlib.import_module(f"rung.trainers.{engine}")
     with output_guard(out_dir, cluster):
         if launches(cluster):
-            launch_pipeline(engine, settings, out_dir, job=getattr(pipeline, f"{engine}_job")(settings, data_file,
-                                                                                               eval_file),
-                            cluster=cluster, resume=resume)
+            launch_pipeline(engine, settings, out_dir, job=job(settings, data_file, eval_file), cluster=cluster,
+                            resume=resume)
         else:
-            getattr(pipeline, f"train_{engine}")(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
+            train_fn(settings, data_file, out_dir, eval_path=eval_file, resume=resume)
 
 
 @train.command("grpo")

@@ -30,12 +30,15 @@ COMMANDS = [
 TRAINING = {"sft", "dpo", "grpo", "cpt"}
 
 
-def command(path: tuple[str, ...]) -> click.Command:
-    ctx = click.Context(cli)
+def command(path: tuple[str, ...]) -> tuple[click.Command, click.Context]:
+    """The command and its parent's context, built as a real invocation builds them (the group's context settings:
+    -h as well as --help; click caches the help option a first context makes)."""
+    ctx = click.Context(cli, info_name="rung", **cli.context_settings)
     found: click.Command = cli
-    for name in path:
+    for name in path[:-1]:
         found = found.get_command(ctx, name)
-    return found
+        ctx = click.Context(found, info_name=name, parent=ctx, **found.context_settings)
+    return found.get_command(ctx, path[-1]), ctx
 
 
 def ids(case) -> str:
@@ -44,7 +47,7 @@ def ids(case) -> str:
 
 @pytest.mark.parametrize("path, cls", COMMANDS, ids=[ids(c) for c in COMMANDS])
 def test_every_settings_field_is_a_flag_with_its_help(path, cls):
-    params = {p.name: p for p in command(path).params if isinstance(p, click.Option)}
+    params = {p.name: p for p in command(path)[0].params if isinstance(p, click.Option)}
     for field in dataclasses.fields(cls):
         assert field.name in params, f"rung {' '.join(path)} has no flag for {cls.__name__}.{field.name}"
         assert params[field.name].help and params[field.name].help == field.metadata["help"], field.name
@@ -87,12 +90,12 @@ def as_args(param: click.Option, value) -> list[str]:
 
 @pytest.mark.parametrize("path, cls", COMMANDS, ids=[ids(c) for c in COMMANDS])
 def test_a_plan_step_resolves_to_the_settings_the_same_flags_give(path, cls):
-    cmd = command(path)
+    cmd, parent = command(path)
     params = {p.name: p for p in cmd.params if isinstance(p, click.Option)}
     hints = typing.get_type_hints(cls)
     values = {f.name: sample(f, hints[f.name]) for f in dataclasses.fields(cls)}
     args = [a for name, value in values.items() for a in as_args(params[name], value)]
-    parsed = cmd.make_context(path[-1], args, resilient_parsing=True).params  # the command's own inputs left out
+    parsed = cmd.make_context(path[-1], args, parent=parent, resilient_parsing=True).params  # the command's own inputs left out
     flags = {name: parsed[name] for name in values}
     if path[0] == "train" and cls is not S.ClusterSettings:
         from rung.cli.train import resolve_training
